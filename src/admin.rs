@@ -1,0 +1,79 @@
+//! The admin listener: `/healthz` (process alive), `/readyz` (serving and not draining),
+//! `/config` (the effective configuration, redacted, with its content hash and generation).
+//! Bound to loopback by default.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::http::body::{self, Body};
+use crate::runtime::Shared;
+
+/// Serves admin requests until the process stops (the admin listener outlives the drain so
+/// `/readyz` can say 503 throughout it).
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, _accepting: watch::Receiver<bool>) {
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if shared.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
+        (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared)),
+        (_, "/healthz" | "/readyz" | "/config") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The effective configuration without secrets: names, paths and addresses only.
+fn config_view(shared: &Shared) -> serde_json::Value {
+    let runtime = shared.runtime.load();
+    let config = &runtime.config;
+    let loaded_at = time::OffsetDateTime::from(runtime.loaded_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({
+        "file": config.path.display().to_string(),
+        "content_hash": config.content_hash,
+        "generation": runtime.generation,
+        "last_reload": { "time": loaded_at, "ok": true, "error": null },
+        "server": {
+            "listen": config.server.listen.to_string(),
+            "plain_listen": config.server.plain_listen.map(|a| a.to_string()),
+            "admin_listen": config.server.admin_listen.to_string(),
+        },
+        "upstreams": config.upstreams.iter().map(|u| serde_json::json!({"name": u.name, "targets": u.targets})).collect::<Vec<_>>(),
+        "routes": config.routes.iter().map(|r| serde_json::json!({"path": r.path, "exact": r.exact, "host": r.host})).collect::<Vec<_>>(),
+    })
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(body::full(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(body::full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}

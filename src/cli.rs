@@ -1,0 +1,214 @@
+//! The command line (SPEC §1): one small function per subcommand. Exit codes: 0 ok, 1 invalid
+//! input or failed check, 2 usage error (clap's own).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::server::Gateway;
+
+/// gatehouse: an authenticating TLS edge gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// What to do; bare `gatehouse` serves `gateway.toml`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve with a config file.
+    Run {
+        /// Config file.
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and everything it points to; exit 1 listing every problem.
+    Check {
+        /// Config file.
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Start the gateway with mock api-service and configuration-service and print curl lines.
+    Demo {
+        /// Folder for the demo's config and certificate (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Certificate helpers.
+    Cert {
+        /// What to do.
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// GET the admin /healthz; exit 0 if healthy (for container HEALTHCHECKs).
+    Health {
+        /// Admin listener address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+    },
+}
+
+/// `gatehouse cert …`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Write DIR/tls.crt and DIR/tls.key for the given hosts and print the SHA-256 fingerprint.
+    SelfSigned {
+        /// DNS name or IP address (repeatable).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Output folder.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("gateway.toml") });
+    let result = match command {
+        Command::Run { config } => serve(&config).await,
+        Command::Check { config } => return check(&config),
+        Command::Demo { dir } => crate::demo::run(dir).await,
+        Command::Cert { command: CertCommand::SelfSigned { hosts, out } } => self_signed(&hosts, &out),
+        Command::Health { admin } => return health(&admin).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: &Path) -> anyhow::Result<()> {
+    let gateway = Gateway::start(config).await?;
+    wait_for_stop_signal().await;
+    tracing::info!("stop signal received; draining");
+    gateway.shutdown();
+    gateway.wait().await
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors.errors() {
+                eprintln!("{error}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let problems = check_files(&config);
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("{}: {problem}", path.display());
+        }
+        return ExitCode::from(1);
+    }
+    println!("{}", summary(&config));
+    ExitCode::SUCCESS
+}
+
+/// Loads the certificates the config names, without generating anything.
+fn check_files(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let tls = &config.tls;
+    match (tls.cert.exists(), tls.key.exists()) {
+        (false, false) if !tls.self_signed_hosts.is_empty() => {}
+        _ => {
+            if let Err(error) = crate::tls::certs::load_certified_key(&tls.cert, &tls.key) {
+                problems.push(format!("tls: {error}"));
+            }
+        }
+    }
+    for (i, sni) in tls.sni.iter().enumerate() {
+        if let Err(error) = crate::tls::certs::load_certified_key(&sni.cert, &sni.key) {
+            problems.push(format!("tls.sni[{i}]: {error}"));
+        }
+    }
+    problems
+}
+
+fn summary(config: &Config) -> String {
+    let tls = &config.tls;
+    let cert = if tls.cert.exists() {
+        tls.cert.display().to_string()
+    } else {
+        format!("self-signed for {:?}, generated on first start", tls.self_signed_hosts)
+    };
+    let mut lines = vec![
+        format!("{}: ok", config.path.display()),
+        format!("  listen        {} (TLS, cert {cert})", config.server.listen),
+    ];
+    if let Some(plain) = config.server.plain_listen {
+        lines.push(format!("  plain_listen  {plain} ({:?})", config.server.plain_mode));
+    }
+    lines.push(format!("  admin         {}", config.server.admin_listen));
+    lines.push(format!("  upstreams     {}", config.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", ")));
+    lines.push(format!("  routes        {}", config.routes.len()));
+    for route in &config.routes {
+        let kind = if route.exact { "exact " } else { "prefix" };
+        lines.push(format!("    {kind} {}", route.path));
+    }
+    lines.join("\n")
+}
+
+fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {
+    let cert = out.join("tls.crt");
+    let key = out.join("tls.key");
+    let generated = crate::tls::self_signed::generate(hosts, &cert, &key).map_err(anyhow::Error::msg)?;
+    println!("wrote {} and {}", cert.display(), key.display());
+    println!("SHA-256 fingerprint: {}", generated.fingerprint);
+    Ok(())
+}
+
+async fn health(admin: &str) -> ExitCode {
+    match tokio::time::timeout(Duration::from_secs(3), get_healthz(admin)).await {
+        Ok(Ok(status)) if status == 200 => ExitCode::SUCCESS,
+        Ok(Ok(status)) => {
+            eprintln!("unhealthy: /healthz answered {status}");
+            ExitCode::from(1)
+        }
+        Ok(Err(error)) => {
+            eprintln!("unhealthy: {error}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("unhealthy: /healthz did not answer within 3s");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn get_healthz(admin: &str) -> anyhow::Result<u16> {
+    use http_body_util::Empty;
+    let stream = tokio::net::TcpStream::connect(admin).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = http::Request::get("/healthz").header(http::header::HOST, admin).body(Empty::new())?;
+    Ok(sender.send_request(request).await?.status().as_u16())
+}

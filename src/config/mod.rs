@@ -1,0 +1,434 @@
+//! Configuration: [`load`] turns `gateway.toml` into a validated [`Config`].
+//!
+//! Two stages, as rust-rpxy does: [`file`] is the TOML as written (serde, permissive), and
+//! [`validate`] converts it into the typed values the program uses (`Duration`, byte counts,
+//! `SocketAddr`, resolved paths, route→upstream links). Every problem is collected — unknown keys
+//! with their full key path, bad units, dangling references — and reported together, one
+//! `file: key: reason` line each, like `nginx -t` but complete.
+
+pub mod file;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+
+pub use units::Rate;
+
+/// The validated configuration. Paths are absolute (resolved against the config's folder).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 (hex) of the config file's bytes; reload skips a swap when nothing changed.
+    pub content_hash: String,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[limits]`
+    pub limits: Limits,
+    /// `[tls]`
+    pub tls: TlsSettings,
+    /// `[auth]`
+    pub auth: AuthSettings,
+    /// `[rate_limits.NAME]` policies by name.
+    pub rate_limits: BTreeMap<String, RatePolicy>,
+    /// `[rate_limits.backend]`
+    pub rate_backend: Option<RateBackend>,
+    /// `[audit] path`
+    pub audit: Option<PathBuf>,
+    /// `[[upstreams]]`, in file order.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// `[[routes]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TLS listener.
+    pub listen: SocketAddr,
+    /// Optional cleartext listener.
+    pub plain_listen: Option<SocketAddr>,
+    /// What the cleartext listener does.
+    pub plain_mode: PlainMode,
+    /// Admin listener (health, readiness, metrics, config, reload).
+    pub admin_listen: SocketAddr,
+    /// Peers allowed to set `X-Forwarded-For`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Send `Server: gatehouse`.
+    pub server_header: bool,
+}
+
+/// What the cleartext listener does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainMode {
+    /// 308 to the same path on https.
+    Redirect,
+    /// Serve the same routes over cleartext.
+    Serve,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed for a request's headers to arrive (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Request header bytes (names + values) above this get 431.
+    pub max_header_bytes: usize,
+    /// Request bodies above this get 413, enforced while streaming.
+    pub max_body_bytes: u64,
+    /// Concurrent connections; further accepts wait for a free slot.
+    pub max_connections: usize,
+    /// After SIGTERM, keep accepting this long while `/readyz` says 503.
+    pub drain_delay: Duration,
+    /// Upper bound for in-flight requests to finish after the drain.
+    pub shutdown_grace: Duration,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Default certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Default private key (PEM).
+    pub key: PathBuf,
+    /// Names for a self-signed certificate generated when `cert` and `key` are both missing.
+    pub self_signed_hosts: Vec<String>,
+    /// Lowest TLS version offered.
+    pub min_version: TlsVersion,
+    /// Client CA bundle for mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// Extra certificates chosen by SNI.
+    pub sni: Vec<SniCert>,
+}
+
+/// Lowest accepted TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// `[[tls.sni]]`
+#[derive(Debug, Clone)]
+pub struct SniCert {
+    /// Lower-case server names (`*.example.com` allowed).
+    pub hosts: Vec<String>,
+    /// PEM chain.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+/// `[auth]` and its sub-tables.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Token store path.
+    pub tokens: Option<PathBuf>,
+    /// Headers that carry a raw token (`Authorization: Bearer` is always read).
+    pub token_headers: Vec<HeaderName>,
+    /// `false` closes the global write gate.
+    pub write_actions: bool,
+    /// Failed credential attempts per client IP.
+    pub failure_limit: Option<RatePolicy>,
+    /// Pass Authorization / token headers on to upstreams.
+    pub forward_credentials: bool,
+    /// `[auth.jwt]`
+    pub jwt: Option<JwtSettings>,
+    /// `[auth.external]`
+    pub external: Option<ExternalSettings>,
+    /// `[auth.session]`
+    pub session: Option<SessionSettings>,
+}
+
+/// `[auth.jwt]`
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (empty: `aud` not checked).
+    pub audiences: Vec<String>,
+    /// Algorithm allow-list, upper-case names as in the JOSE registry.
+    pub algorithms: Vec<String>,
+    /// JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL.
+    pub jwks_url: Option<String>,
+    /// Background refresh period for `jwks_url`.
+    pub jwks_refresh: Duration,
+    /// HMAC secret for HS256/384/512.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Claim holding roles.
+    pub roles_claim: String,
+    /// Claim holding the subject.
+    pub subject_claim: String,
+    /// Clock skew allowance for `exp`/`nbf`.
+    pub leeway: Duration,
+}
+
+/// `[auth.external]`
+#[derive(Debug, Clone)]
+pub struct ExternalSettings {
+    /// Auth endpoint (http or https).
+    pub url: http::Uri,
+    /// Method of the auth request.
+    pub method: Method,
+    /// Client headers passed to the auth service.
+    pub forward_headers: Vec<HeaderName>,
+    /// Auth response headers copied onto the upstream request.
+    pub copy_headers: Vec<HeaderName>,
+    /// Auth call timeout.
+    pub timeout: Duration,
+    /// Allow-decision cache lifetime (zero: no cache).
+    pub cache_ttl: Duration,
+    /// Deny-decision cache lifetime.
+    pub negative_cache_ttl: Duration,
+}
+
+/// `[auth.session]`
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Signing secret file.
+    pub secret_file: PathBuf,
+    /// Session lifetime.
+    pub ttl: Duration,
+    /// Cookie name.
+    pub cookie: String,
+    /// Login/session/logout path prefix.
+    pub path_prefix: String,
+}
+
+/// A rate-limit policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RatePolicy {
+    /// What the budget is counted per.
+    pub key: RateKey,
+    /// Sustained rate.
+    pub rate: Rate,
+    /// Bucket size: most requests admitted at once.
+    pub burst: u32,
+}
+
+/// What a rate-limit budget is counted per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// The caller's identity, or the client IP when anonymous.
+    Identity,
+    /// The client IP.
+    Ip,
+    /// The route as a whole.
+    Route,
+}
+
+/// `[rate_limits.backend]`
+#[derive(Debug, Clone)]
+pub struct RateBackend {
+    /// Redis URL.
+    pub redis: String,
+    /// Per-call timeout.
+    pub timeout: Duration,
+    /// What to do when Redis is down or slow.
+    pub on_error: OnError,
+}
+
+/// Behaviour when the shared rate-limit backend fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Use this replica's local limiter.
+    Local,
+    /// Admit the request.
+    Allow,
+    /// Refuse with 503.
+    Deny,
+}
+
+/// `[[upstreams]]`
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamConfig {
+    /// Name routes refer to and errors name.
+    pub name: String,
+    /// `host:port` targets, round robin.
+    pub targets: Vec<String>,
+    /// `true` for https upstreams.
+    pub https: bool,
+    /// CA bundle trusted for https upstreams (system roots when absent).
+    pub ca: Option<PathBuf>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to response headers.
+    pub response_timeout: Duration,
+    /// Idle pooled connections kept per target.
+    pub max_idle_per_target: usize,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// How long a target that refused a connection is skipped.
+    pub fail_cooldown: Duration,
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Path prefix, or the exact path when `exact`.
+    pub path: String,
+    /// Match `path` exactly.
+    pub exact: bool,
+    /// Lower-case host (no port) this route is limited to.
+    pub host: Option<String>,
+    /// Methods allowed (others get 405).
+    pub methods: Option<Vec<Method>>,
+    /// What the route does.
+    pub action: RouteAction,
+    /// Accepted credential kinds; empty means public.
+    pub auth: Vec<AuthKind>,
+    /// Roles that may read.
+    pub roles: Vec<String>,
+    /// Roles that may write (defaults to `roles`).
+    pub write_roles: Vec<String>,
+    /// Rate-limit policy name.
+    pub rate_limit: Option<String>,
+    /// Allow WebSocket upgrades.
+    pub websocket: bool,
+    /// WebSocket Origin allow-list (empty: same origin only).
+    pub allowed_origins: Vec<String>,
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// Forward to an upstream.
+    Proxy(ProxyAction),
+    /// Answer with a redirect.
+    Redirect {
+        /// `Location`, as written.
+        location: String,
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+    },
+    /// Answer with a static body.
+    Respond {
+        /// Status code.
+        status: u16,
+        /// Body.
+        body: String,
+        /// Content type.
+        content_type: String,
+    },
+}
+
+/// How a route forwards.
+#[derive(Debug, Clone)]
+pub struct ProxyAction {
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// Remove the matched prefix.
+    pub strip_prefix: bool,
+    /// Replace the matched prefix with this.
+    pub rewrite: Option<String>,
+    /// Method sent upstream instead of the client's.
+    pub proxy_method: Option<Method>,
+    /// Send the client's body upstream.
+    pub pass_request_body: bool,
+}
+
+/// A credential kind a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthKind {
+    /// API token from the token store.
+    Token,
+    /// JWT verified by `[auth.jwt]`.
+    Jwt,
+    /// Session cookie.
+    Session,
+    /// Ask `[auth.external]`.
+    External,
+    /// Verified client certificate.
+    Mtls,
+}
+
+/// One configuration problem: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// Full key path, like `routes[2].upstream` (empty for whole-file problems).
+    pub key: String,
+    /// What is wrong, never containing a secret value.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+/// Every problem found in one load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The problems, in the order found.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates `path`.
+///
+/// # Errors
+/// Every problem found: unreadable file, TOML syntax, unknown keys, bad values, dangling names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError { file: path.to_owned(), key: String::new(), reason: format!("cannot read: {e}") }])
+    })?;
+    parse(path, &text)
+}
+
+/// Validates `text` as if read from `path` (relative paths resolve against its folder).
+///
+/// # Errors
+/// Every problem found.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut unknown = Vec::new();
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_error(path, text, &e))?;
+    let raw: file::GatewayFile = serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
+        .map_err(|e| syntax_error(path, text, &e))?;
+    validate::build(path, text, raw, unknown)
+}
+
+fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigErrors {
+    let location = error.span().map(|span| {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        format!("line {line}")
+    });
+    let message = error.message().trim().to_owned();
+    ConfigErrors(vec![ConfigError { file: path.to_owned(), key: location.unwrap_or_default(), reason: message }])
+}

@@ -1,0 +1,620 @@
+//! Stage two of config loading: the serde mirror becomes a typed [`Config`], with every problem
+//! collected (never stopping at the first) so `gatehouse check` can list them all.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use super::file::{self, GatewayFile, SizeFile};
+use super::units::{parse_duration, parse_rate, parse_size};
+use super::{
+    AuthKind, AuthSettings, Config, ConfigError, ConfigErrors, ExternalSettings, JwtSettings, Limits, OnError,
+    PlainMode, ProxyAction, RateBackend, RateKey, RatePolicy, RouteAction, RouteConfig, ServerConfig,
+    SessionSettings, SniCert, TlsSettings, TlsVersion, UpstreamConfig,
+};
+
+/// Collects problems while converting; `base` is the config's folder for relative paths.
+struct Checker {
+    file: PathBuf,
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(ConfigError { file: self.file.clone(), key: key.into(), reason: reason.into() });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+        match value.map(|text| parse_duration(text)) {
+            None => default,
+            Some(Ok(duration)) => duration,
+            Some(Err(reason)) => {
+                self.error(key, reason);
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, value: Option<&SizeFile>, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(SizeFile::Bytes(bytes)) => *bytes,
+            Some(SizeFile::Text(text)) => parse_size(text).unwrap_or_else(|reason| {
+                self.error(key, reason);
+                default
+            }),
+        }
+    }
+
+    fn addr(&mut self, key: &str, value: Option<&String>, default: &str) -> Option<SocketAddr> {
+        let text = value.map_or(default, String::as_str);
+        match text.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(key, format!("invalid address {text:?}: expected IP:PORT, like \"0.0.0.0:8443\""));
+                None
+            }
+        }
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let path = Path::new(value);
+        if path.is_absolute() { path.to_owned() } else { self.base.join(path) }
+    }
+
+    fn header_names(&mut self, key: &str, names: &[String]) -> Vec<HeaderName> {
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            match HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()) {
+                Ok(header) => out.push(header),
+                Err(_) => self.error(format!("{key}[{i}]"), format!("invalid header name {name:?}")),
+            }
+        }
+        out
+    }
+
+    fn method(&mut self, key: &str, name: &str) -> Option<Method> {
+        match Method::from_bytes(name.trim().to_ascii_uppercase().as_bytes()) {
+            Ok(method) => Some(method),
+            Err(_) => {
+                self.error(key, format!("invalid method {name:?}"));
+                None
+            }
+        }
+    }
+}
+
+/// Converts the serde mirror into a [`Config`], or every problem found.
+pub(super) fn build(path: &Path, text: &str, raw: GatewayFile, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let mut check = Checker { file: path.to_owned(), base, errors: Vec::new() };
+    for key in unknown {
+        check.error(key, "unknown key");
+    }
+    let server = server(&mut check, &raw.server);
+    let limits = limits(&mut check, &raw.limits);
+    let tls = tls(&mut check, &raw.tls);
+    let auth = auth(&mut check, &raw.auth);
+    let (rate_limits, rate_backend) = rate_limits(&mut check, &raw.rate_limits);
+    let upstreams = upstreams(&mut check, &raw.upstreams);
+    let routes = routes(&mut check, &raw.routes, &upstreams, &rate_limits, &auth);
+    let audit = raw.audit.as_ref().map(|audit| check.path(&audit.path));
+    match (check.errors.is_empty(), server) {
+        (true, Some(server)) => Ok(Config {
+            path: path.to_owned(),
+            content_hash: hex::encode(Sha256::digest(text.as_bytes())),
+            server,
+            limits,
+            tls,
+            auth,
+            rate_limits,
+            rate_backend,
+            audit,
+            upstreams,
+            routes,
+        }),
+        _ => Err(ConfigErrors(check.errors)),
+    }
+}
+
+fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
+    let listen = check.addr("server.listen", raw.listen.as_ref(), "0.0.0.0:8443");
+    let plain_listen = raw.plain_listen.as_ref().and_then(|_| check.addr("server.plain_listen", raw.plain_listen.as_ref(), ""));
+    let admin_listen = check.addr("server.admin_listen", raw.admin_listen.as_ref(), "127.0.0.1:9901");
+    let plain_mode = match raw.plain_mode.as_deref() {
+        None | Some("redirect") => PlainMode::Redirect,
+        Some("serve") => PlainMode::Serve,
+        Some(other) => {
+            check.error("server.plain_mode", format!("unknown mode {other:?}: expected \"redirect\" or \"serve\""));
+            PlainMode::Redirect
+        }
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().enumerate() {
+        match parse_cidr(text) {
+            Some(net) => trusted_proxies.push(net),
+            None => check.error(format!("server.trusted_proxies[{i}]"), format!("invalid CIDR or IP {text:?}")),
+        }
+    }
+    Some(ServerConfig {
+        listen: listen?,
+        plain_listen,
+        plain_mode,
+        admin_listen: admin_listen?,
+        trusted_proxies,
+        server_header: raw.server_header.unwrap_or(false),
+    })
+}
+
+/// Accepts `10.0.0.0/8` and a bare address (a /32 or /128).
+fn parse_cidr(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn limits(check: &mut Checker, raw: &file::LimitsFile) -> Limits {
+    let max_header_bytes = check.size("limits.max_header_bytes", raw.max_header_bytes.as_ref(), 64 * 1024);
+    if max_header_bytes < 1024 {
+        check.error("limits.max_header_bytes", "must be at least 1KiB");
+    }
+    let max_connections = raw.max_connections.unwrap_or(10_000);
+    if max_connections == 0 {
+        check.error("limits.max_connections", "must be at least 1");
+    }
+    Limits {
+        header_read_timeout: check.duration("limits.header_read_timeout", raw.header_read_timeout.as_ref(), Duration::from_secs(10)),
+        idle_timeout: check.duration("limits.idle_timeout", raw.idle_timeout.as_ref(), Duration::from_secs(60)),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_body_bytes: check.size("limits.max_body_bytes", raw.max_body_bytes.as_ref(), 10 * 1024 * 1024),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        drain_delay: check.duration("limits.drain_delay", raw.drain_delay.as_ref(), Duration::from_secs(2)),
+        shutdown_grace: check.duration("limits.shutdown_grace", raw.shutdown_grace.as_ref(), Duration::from_secs(30)),
+    }
+}
+
+fn tls(check: &mut Checker, raw: &file::TlsFile) -> TlsSettings {
+    let min_version = match raw.min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::Tls12,
+        Some("1.3") => TlsVersion::Tls13,
+        Some(other) => {
+            check.error("tls.min_version", format!("unsupported version {other:?}: expected \"1.2\" or \"1.3\""));
+            TlsVersion::Tls12
+        }
+    };
+    let mut sni = Vec::new();
+    for (i, entry) in raw.sni.iter().enumerate() {
+        if entry.hosts.is_empty() {
+            check.error(format!("tls.sni[{i}].hosts"), "at least one host is required");
+        }
+        for (field, value) in [("cert", &entry.cert), ("key", &entry.key)] {
+            if value.is_empty() {
+                check.error(format!("tls.sni[{i}].{field}"), "is required");
+            }
+        }
+        sni.push(SniCert {
+            hosts: entry.hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            cert: check.path(&entry.cert),
+            key: check.path(&entry.key),
+        });
+    }
+    TlsSettings {
+        cert: check.path(raw.cert.as_deref().unwrap_or("certs/tls.crt")),
+        key: check.path(raw.key.as_deref().unwrap_or("certs/tls.key")),
+        self_signed_hosts: raw
+            .self_signed_hosts
+            .clone()
+            .unwrap_or_else(|| vec!["localhost".to_owned(), "127.0.0.1".to_owned()]),
+        min_version,
+        client_ca: raw.client_ca.as_deref().map(|p| check.path(p)),
+        sni,
+    }
+}
+
+fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
+    let token_headers = match &raw.token_headers {
+        Some(names) => check.header_names("auth.token_headers", names),
+        None => vec![HeaderName::from_static("x-token")],
+    };
+    let failure_limit = raw.failure_limit.as_ref().and_then(|limit| {
+        let rate = parse_rate(&limit.rate).map_err(|reason| check.error("auth.failure_limit.rate", reason)).ok()?;
+        if limit.burst == 0 {
+            check.error("auth.failure_limit.burst", "must be at least 1");
+        }
+        Some(RatePolicy { key: RateKey::Ip, rate, burst: limit.burst.max(1) })
+    });
+    AuthSettings {
+        tokens: raw.tokens.as_deref().map(|p| check.path(p)),
+        token_headers,
+        write_actions: raw.write_actions.unwrap_or(true),
+        failure_limit,
+        forward_credentials: raw.forward_credentials.unwrap_or(true),
+        jwt: raw.jwt.as_ref().map(|jwt| jwt_settings(check, jwt)),
+        external: raw.external.as_ref().and_then(|ext| external_settings(check, ext)),
+        session: raw.session.as_ref().map(|session| session_settings(check, session)),
+    }
+}
+
+const JWT_ALGORITHMS: [&str; 12] =
+    ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+fn jwt_settings(check: &mut Checker, raw: &file::JwtFile) -> JwtSettings {
+    let algorithms = if raw.algorithms.is_empty() {
+        vec!["RS256".to_owned(), "ES256".to_owned(), "EdDSA".to_owned()]
+    } else {
+        raw.algorithms.clone()
+    };
+    for (i, alg) in algorithms.iter().enumerate() {
+        if !JWT_ALGORITHMS.contains(&alg.as_str()) {
+            check.error(format!("auth.jwt.algorithms[{i}]"), format!("unsupported algorithm {alg:?} (\"none\" is never accepted)"));
+        }
+    }
+    if raw.jwks_file.is_none() && raw.jwks_url.is_none() && raw.hmac_secret_file.is_none() {
+        check.error("auth.jwt", "one of jwks_file, jwks_url or hmac_secret_file is required");
+    }
+    JwtSettings {
+        issuer: raw.issuer.clone(),
+        audiences: raw.audiences.clone(),
+        algorithms,
+        jwks_file: raw.jwks_file.as_deref().map(|p| check.path(p)),
+        jwks_url: raw.jwks_url.clone(),
+        jwks_refresh: check.duration("auth.jwt.jwks_refresh", raw.jwks_refresh.as_ref(), Duration::from_secs(600)),
+        hmac_secret_file: raw.hmac_secret_file.as_deref().map(|p| check.path(p)),
+        roles_claim: raw.roles_claim.clone().unwrap_or_else(|| "roles".to_owned()),
+        subject_claim: raw.subject_claim.clone().unwrap_or_else(|| "sub".to_owned()),
+        leeway: check.duration("auth.jwt.leeway", raw.leeway.as_ref(), Duration::from_secs(60)),
+    }
+}
+
+fn external_settings(check: &mut Checker, raw: &file::ExternalFile) -> Option<ExternalSettings> {
+    let url = match raw.url.parse::<http::Uri>() {
+        Ok(url) if matches!(url.scheme_str(), Some("http" | "https")) && url.authority().is_some() => Some(url),
+        _ => {
+            check.error("auth.external.url", format!("invalid URL {:?}: expected http://host:port/path", raw.url));
+            None
+        }
+    };
+    let method = check.method("auth.external.method", raw.method.as_deref().unwrap_or("GET"));
+    let forward_headers = if raw.forward_headers.is_empty() {
+        vec![HeaderName::from_static("authorization"), HeaderName::from_static("cookie"), HeaderName::from_static("x-token")]
+    } else {
+        check.header_names("auth.external.forward_headers", &raw.forward_headers)
+    };
+    let settings = ExternalSettings {
+        url: url?,
+        method: method?,
+        forward_headers,
+        copy_headers: check.header_names("auth.external.copy_headers", &raw.copy_headers),
+        timeout: check.duration("auth.external.timeout", raw.timeout.as_ref(), Duration::from_secs(2)),
+        cache_ttl: check.duration("auth.external.cache_ttl", raw.cache_ttl.as_ref(), Duration::from_secs(10)),
+        negative_cache_ttl: check.duration("auth.external.negative_cache_ttl", raw.negative_cache_ttl.as_ref(), Duration::from_secs(2)),
+    };
+    Some(settings)
+}
+
+fn session_settings(check: &mut Checker, raw: &file::SessionFile) -> SessionSettings {
+    if raw.secret_file.is_empty() {
+        check.error("auth.session.secret_file", "is required");
+    }
+    SessionSettings {
+        secret_file: check.path(&raw.secret_file),
+        ttl: check.duration("auth.session.ttl", raw.ttl.as_ref(), Duration::from_secs(12 * 3600)),
+        cookie: raw.cookie.clone().unwrap_or_else(|| "gatehouse_session".to_owned()),
+        path_prefix: raw.path_prefix.clone().unwrap_or_else(|| "/auth".to_owned()),
+    }
+}
+
+fn rate_limits(
+    check: &mut Checker,
+    raw: &BTreeMap<String, toml::Value>,
+) -> (BTreeMap<String, RatePolicy>, Option<RateBackend>) {
+    let mut policies = BTreeMap::new();
+    let mut backend = None;
+    for (name, value) in raw {
+        let prefix = format!("rate_limits.{name}");
+        let Some(table) = value.as_table() else {
+            check.error(prefix, "must be a table");
+            continue;
+        };
+        if name == "backend" {
+            backend = rate_backend(check, &prefix, table);
+        } else if let Some(policy) = rate_policy(check, &prefix, table) {
+            policies.insert(name.clone(), policy);
+        }
+    }
+    (policies, backend)
+}
+
+fn string_field<'a>(check: &mut Checker, prefix: &str, table: &'a toml::Table, key: &str) -> Option<&'a str> {
+    let value = table.get(key)?;
+    let text = value.as_str();
+    if text.is_none() {
+        check.error(format!("{prefix}.{key}"), "must be a string");
+    }
+    text
+}
+
+fn report_unknown(check: &mut Checker, prefix: &str, table: &toml::Table, known: &[&str]) {
+    for key in table.keys().filter(|key| !known.contains(&key.as_str())) {
+        check.error(format!("{prefix}.{key}"), "unknown key");
+    }
+}
+
+fn rate_policy(check: &mut Checker, prefix: &str, table: &toml::Table) -> Option<RatePolicy> {
+    report_unknown(check, prefix, table, &["key", "rate", "burst"]);
+    let key = match string_field(check, prefix, table, "key").unwrap_or("identity") {
+        "identity" => RateKey::Identity,
+        "ip" => RateKey::Ip,
+        "route" => RateKey::Route,
+        other => {
+            check.error(format!("{prefix}.key"), format!("unknown key kind {other:?}: expected identity, ip or route"));
+            RateKey::Identity
+        }
+    };
+    let Some(rate_text) = string_field(check, prefix, table, "rate") else {
+        check.error(format!("{prefix}.rate"), "is required");
+        return None;
+    };
+    let rate = parse_rate(rate_text).map_err(|reason| check.error(format!("{prefix}.rate"), reason)).ok()?;
+    let burst = match table.get("burst") {
+        None => rate.count.get(),
+        Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+            Some(burst) => burst,
+            None => {
+                check.error(format!("{prefix}.burst"), "must be a positive integer");
+                return None;
+            }
+        },
+    };
+    Some(RatePolicy { key, rate, burst })
+}
+
+fn rate_backend(check: &mut Checker, prefix: &str, table: &toml::Table) -> Option<RateBackend> {
+    report_unknown(check, prefix, table, &["redis", "timeout", "on_error"]);
+    let redis = string_field(check, prefix, table, "redis").map(str::to_owned);
+    if redis.is_none() {
+        check.error(format!("{prefix}.redis"), "is required");
+    }
+    let timeout = string_field(check, prefix, table, "timeout").map(str::to_owned);
+    let timeout = check.duration(&format!("{prefix}.timeout"), timeout.as_ref(), Duration::from_millis(50));
+    let on_error = match string_field(check, prefix, table, "on_error").unwrap_or("local") {
+        "local" => OnError::Local,
+        "allow" => OnError::Allow,
+        "deny" => OnError::Deny,
+        other => {
+            check.error(format!("{prefix}.on_error"), format!("unknown mode {other:?}: expected local, allow or deny"));
+            OnError::Local
+        }
+    };
+    Some(RateBackend { redis: redis?, timeout, on_error })
+}
+
+fn upstreams(check: &mut Checker, raw: &[file::UpstreamFile]) -> Vec<UpstreamConfig> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, upstream) in raw.iter().enumerate() {
+        let prefix = format!("upstreams[{i}]");
+        if upstream.name.is_empty() {
+            check.error(format!("{prefix}.name"), "is required");
+        } else if !seen.insert(upstream.name.clone()) {
+            check.error(format!("{prefix}.name"), format!("duplicate upstream {:?}", upstream.name));
+        }
+        if upstream.targets.is_empty() {
+            check.error(format!("{prefix}.targets"), "at least one host:port target is required");
+        }
+        for (t, target) in upstream.targets.iter().enumerate() {
+            if !valid_target(target) {
+                check.error(format!("{prefix}.targets[{t}]"), format!("invalid target {target:?}: expected host:port"));
+            }
+        }
+        let https = match upstream.scheme.as_deref() {
+            None | Some("http") => false,
+            Some("https") => true,
+            Some(other) => {
+                check.error(format!("{prefix}.scheme"), format!("unknown scheme {other:?}: expected \"http\" or \"https\""));
+                false
+            }
+        };
+        out.push(UpstreamConfig {
+            name: upstream.name.clone(),
+            targets: upstream.targets.clone(),
+            https,
+            ca: upstream.ca.as_deref().map(|p| check.path(p)),
+            connect_timeout: check.duration(&format!("{prefix}.connect_timeout"), upstream.connect_timeout.as_ref(), Duration::from_secs(2)),
+            response_timeout: check.duration(&format!("{prefix}.response_timeout"), upstream.response_timeout.as_ref(), Duration::from_secs(30)),
+            max_idle_per_target: upstream.max_idle_per_target.unwrap_or(64),
+            pool_idle_timeout: check.duration(&format!("{prefix}.pool_idle_timeout"), upstream.pool_idle_timeout.as_ref(), Duration::from_secs(90)),
+            fail_cooldown: check.duration(&format!("{prefix}.fail_cooldown"), upstream.fail_cooldown.as_ref(), Duration::from_secs(10)),
+        });
+    }
+    out
+}
+
+/// `host:port` with a port that parses and an authority that `http::uri` accepts.
+fn valid_target(target: &str) -> bool {
+    let Some((host, port)) = target.rsplit_once(':') else { return false };
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && target.parse::<http::uri::Authority>().is_ok()
+}
+
+fn routes(
+    check: &mut Checker,
+    raw: &[file::RouteFile],
+    upstreams: &[UpstreamConfig],
+    policies: &BTreeMap<String, RatePolicy>,
+    auth: &AuthSettings,
+) -> Vec<RouteConfig> {
+    let by_name: HashMap<&str, usize> = upstreams.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, route) in raw.iter().enumerate() {
+        if let Some(built) = route_config(check, &format!("routes[{i}]"), route, &by_name, policies, auth) {
+            out.push(built);
+        }
+    }
+    report_duplicate_routes(check, &out);
+    out
+}
+
+fn route_config(
+    check: &mut Checker,
+    prefix: &str,
+    route: &file::RouteFile,
+    upstreams: &HashMap<&str, usize>,
+    policies: &BTreeMap<String, RatePolicy>,
+    auth: &AuthSettings,
+) -> Option<RouteConfig> {
+    if !route.path.starts_with('/') {
+        check.error(format!("{prefix}.path"), format!("must start with '/' (got {:?})", route.path));
+    }
+    let methods = route.methods.as_ref().map(|names| {
+        names.iter().enumerate().filter_map(|(m, name)| check.method(&format!("{prefix}.methods[{m}]"), name)).collect::<Vec<_>>()
+    });
+    let action = route_action(check, prefix, route, upstreams)?;
+    let auth_kinds = route_auth(check, prefix, route, &action, auth);
+    if let Some(policy) = &route.rate_limit {
+        if !policies.contains_key(policy) {
+            check.error(format!("{prefix}.rate_limit"), format!("unknown rate limit policy {policy:?}"));
+        }
+    }
+    Some(RouteConfig {
+        path: route.path.clone(),
+        exact: route.exact,
+        host: route.host.as_ref().map(|h| h.trim().to_ascii_lowercase()),
+        methods,
+        action,
+        auth: auth_kinds,
+        roles: route.roles.clone(),
+        write_roles: route.write_roles.clone().unwrap_or_else(|| route.roles.clone()),
+        rate_limit: route.rate_limit.clone(),
+        websocket: route.websocket,
+        allowed_origins: route.allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).collect(),
+    })
+}
+
+fn route_action(
+    check: &mut Checker,
+    prefix: &str,
+    route: &file::RouteFile,
+    upstreams: &HashMap<&str, usize>,
+) -> Option<RouteAction> {
+    let chosen = [route.upstream.is_some(), route.redirect.is_some(), route.respond.is_some()];
+    if chosen.iter().filter(|c| **c).count() != 1 {
+        check.error(prefix.to_owned(), "exactly one of upstream, redirect or respond is required");
+        return None;
+    }
+    if let Some(location) = &route.redirect {
+        let status = route.redirect_status.unwrap_or(308);
+        if ![301, 302, 303, 307, 308].contains(&status) {
+            check.error(format!("{prefix}.redirect_status"), format!("{status} is not a redirect status (301, 302, 303, 307, 308)"));
+        }
+        if http::HeaderValue::from_str(location).is_err() {
+            check.error(format!("{prefix}.redirect"), "is not a valid Location value");
+        }
+        return Some(RouteAction::Redirect { location: location.clone(), status });
+    }
+    if let Some(respond) = &route.respond {
+        if !(100..=599).contains(&respond.status) {
+            check.error(format!("{prefix}.respond.status"), format!("{} is not an HTTP status", respond.status));
+        }
+        let content_type = respond.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".to_owned());
+        return Some(RouteAction::Respond { status: respond.status, body: respond.body.clone(), content_type });
+    }
+    let name = route.upstream.as_deref().unwrap_or_default();
+    let Some(&upstream) = upstreams.get(name) else {
+        check.error(format!("{prefix}.upstream"), format!("unknown upstream {name:?}"));
+        return None;
+    };
+    if route.strip_prefix && route.rewrite.is_some() {
+        check.error(format!("{prefix}.rewrite"), "strip_prefix and rewrite exclude each other");
+    }
+    if route.rewrite.as_ref().is_some_and(|r| !r.starts_with('/')) {
+        check.error(format!("{prefix}.rewrite"), "must start with '/'");
+    }
+    let proxy_method = route.proxy_method.as_deref().and_then(|m| check.method(&format!("{prefix}.proxy_method"), m));
+    Some(RouteAction::Proxy(ProxyAction {
+        upstream,
+        strip_prefix: route.strip_prefix,
+        rewrite: route.rewrite.clone(),
+        proxy_method,
+        pass_request_body: route.pass_request_body.unwrap_or(true),
+    }))
+}
+
+/// Parses `auth = [...]`. Absent on a proxy route: every configured credential kind (fail
+/// closed). Absent on a redirect or respond route: public, as NGINX answers those before auth.
+fn route_auth(
+    check: &mut Checker,
+    prefix: &str,
+    route: &file::RouteFile,
+    action: &RouteAction,
+    auth: &AuthSettings,
+) -> Vec<AuthKind> {
+    let Some(names) = &route.auth else {
+        if !matches!(action, RouteAction::Proxy(_)) {
+            return Vec::new();
+        }
+        let mut kinds = vec![AuthKind::Token];
+        if auth.jwt.is_some() {
+            kinds.push(AuthKind::Jwt);
+        }
+        if auth.session.is_some() {
+            kinds.push(AuthKind::Session);
+        }
+        return kinds;
+    };
+    let mut kinds = Vec::new();
+    let mut public = false;
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{prefix}.auth[{i}]");
+        let kind = match name.as_str() {
+            "public" => {
+                public = true;
+                continue;
+            }
+            "token" => AuthKind::Token,
+            "jwt" => AuthKind::Jwt,
+            "session" => AuthKind::Session,
+            "external" => AuthKind::External,
+            "mtls" => AuthKind::Mtls,
+            other => {
+                check.error(key, format!("unknown credential kind {other:?}: expected public, token, jwt, session, external or mtls"));
+                continue;
+            }
+        };
+        let missing = match kind {
+            AuthKind::Jwt => auth.jwt.is_none().then_some("[auth.jwt]"),
+            AuthKind::External => auth.external.is_none().then_some("[auth.external]"),
+            AuthKind::Session => auth.session.is_none().then_some("[auth.session]"),
+            AuthKind::Token | AuthKind::Mtls => None,
+        };
+        if let Some(section) = missing {
+            check.error(key, format!("{name:?} needs a {section} section"));
+        }
+        kinds.push(kind);
+    }
+    if public && !kinds.is_empty() {
+        check.error(format!("{prefix}.auth"), "\"public\" cannot be combined with credential kinds");
+    }
+    kinds
+}
+
+/// Two routes may share a path only when one is exact or their host or methods differ.
+fn report_duplicate_routes(check: &mut Checker, routes: &[RouteConfig]) {
+    let mut seen: HashMap<(String, bool, Option<String>, Option<Vec<String>>), usize> = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        let methods = route.methods.as_ref().map(|m| {
+            let mut names: Vec<String> = m.iter().map(ToString::to_string).collect();
+            names.sort();
+            names
+        });
+        let key = (route.path.clone(), route.exact, route.host.clone(), methods);
+        if let Some(first) = seen.insert(key, i) {
+            check.error(format!("routes[{i}].path"), format!("duplicate route {:?} (same as routes[{first}])", route.path));
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! [`GatewayError`]: every way a request can fail, mapped to a status, headers and a JSON body in
+//! one exhaustive `match` (no `_` arm, so a new variant must choose its status).
+//!
+//! The `Display` text is the public message from SPEC §4. It never contains a token, cookie or
+//! header value; causes that may be sensitive are kept out of it (they go to logs via `source`).
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+
+use crate::http::body::{self, Body};
+
+/// A request-path failure. Each variant carries data, not preformatted text.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Malformed request: smuggling shapes, bad path escapes, bad `Host`.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Request headers larger than `max_header_bytes`.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// Request body larger than `max_body_bytes`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// No route matches the (normalised) path.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// A route matches the path but not the method.
+    #[error("method {method} not allowed")]
+    MethodNotAllowed {
+        /// The refused method.
+        method: Method,
+        /// The `Allow` header value.
+        allow: HeaderValue,
+    },
+    /// No credential on a protected route.
+    #[error("missing credentials")]
+    MissingCredentials,
+    /// Unknown or malformed token, or a JWT that failed validation.
+    #[error("invalid token")]
+    InvalidToken,
+    /// Expired token or JWT; carries the RFC 3339 expiry time.
+    #[error("token expired at {0}")]
+    TokenExpired(String),
+    /// Authenticated, but no sufficient role.
+    #[error("role {0} required")]
+    RoleRequired(String),
+    /// The global write gate is closed.
+    #[error("write actions are disabled")]
+    WritesDisabled,
+    /// WebSocket handshake from an Origin not allowed on the route.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    /// Rate limited; carries the `Retry-After` seconds.
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// Whole seconds, at least 1.
+        retry_after_secs: u64,
+    },
+    /// Too many failed credential attempts from one IP.
+    #[error("too many failed attempts")]
+    TooManyFailures {
+        /// Whole seconds, at least 1.
+        retry_after_secs: u64,
+    },
+    /// External auth timed out, refused, or answered 5xx.
+    #[error("auth service unavailable")]
+    AuthUnavailable,
+    /// External auth answered a status outside 2xx/401/403/429/5xx.
+    #[error("unexpected auth service status")]
+    AuthUnexpectedStatus,
+    /// Shared rate limiter down with `on_error = "deny"`.
+    #[error("rate limiter unavailable")]
+    RateLimiterUnavailable,
+    /// Upstream refused or reset the connection, or its name did not resolve.
+    #[error("upstream {0} unavailable")]
+    UpstreamUnavailable(Arc<str>),
+    /// Upstream did not send response headers within `response_timeout`.
+    #[error("upstream {0} timed out")]
+    UpstreamTimeout(Arc<str>),
+    /// The gateway itself failed (a bug, or resources exhausted).
+    #[error("internal error")]
+    Internal,
+}
+
+impl GatewayError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingCredentials | Self::InvalidToken | Self::TokenExpired(_) => StatusCode::UNAUTHORIZED,
+            Self::RoleRequired(_) | Self::WritesDisabled | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } | Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AuthUnavailable | Self::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuthUnexpectedStatus | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Extra headers this error's response carries (`WWW-Authenticate`, `Retry-After`, `Allow`).
+    fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
+        const BEARER: &str = "Bearer realm=\"gatehouse\"";
+        const INVALID: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
+        match self {
+            Self::MissingCredentials => vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static(BEARER))],
+            Self::InvalidToken | Self::TokenExpired(_) => {
+                vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static(INVALID))]
+            }
+            Self::MethodNotAllowed { allow, .. } => vec![(header::ALLOW, allow.clone())],
+            Self::RateLimited { retry_after_secs } | Self::TooManyFailures { retry_after_secs } => {
+                vec![(header::RETRY_AFTER, HeaderValue::from((*retry_after_secs).max(1)))]
+            }
+            Self::RateLimiterUnavailable => vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            Self::BadRequest(_)
+            | Self::HeadersTooLarge
+            | Self::BodyTooLarge
+            | Self::NoRoute(_)
+            | Self::RoleRequired(_)
+            | Self::WritesDisabled
+            | Self::OriginNotAllowed
+            | Self::AuthUnavailable
+            | Self::AuthUnexpectedStatus
+            | Self::UpstreamUnavailable(_)
+            | Self::UpstreamTimeout(_)
+            | Self::Internal => Vec::new(),
+        }
+    }
+
+    /// Whether the client connection should be closed after this response (the request stream
+    /// may be in an unknown state).
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Self::BadRequest(_) | Self::BodyTooLarge | Self::HeadersTooLarge)
+    }
+
+    /// The JSON error response: `{"error": "<message>", "request_id": "<id>"}`. Pure: no logging.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let mut response = json_error(self.status(), &self.to_string(), request_id);
+        for (name, value) in self.headers() {
+            response.headers_mut().insert(name, value);
+        }
+        if self.closes_connection() {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// A JSON error body with the given status and message.
+pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": message, "request_id": request_id }).to_string();
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_spec_table() {
+        let name: Arc<str> = Arc::from("api-service");
+        for (error, status) in [
+            (GatewayError::MissingCredentials, 401),
+            (GatewayError::InvalidToken, 401),
+            (GatewayError::TokenExpired("2027-02-21T10:00:00Z".into()), 401),
+            (GatewayError::RoleRequired("operator".into()), 403),
+            (GatewayError::WritesDisabled, 403),
+            (GatewayError::OriginNotAllowed, 403),
+            (GatewayError::NoRoute("/x".into()), 404),
+            (GatewayError::RateLimited { retry_after_secs: 1 }, 429),
+            (GatewayError::BodyTooLarge, 413),
+            (GatewayError::HeadersTooLarge, 431),
+            (GatewayError::AuthUnavailable, 503),
+            (GatewayError::UpstreamUnavailable(name.clone()), 502),
+            (GatewayError::UpstreamTimeout(name), 504),
+        ] {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+    }
+
+    #[test]
+    fn messages_are_the_spec_templates() {
+        assert_eq!(GatewayError::NoRoute("/x".into()).to_string(), "no route for /x");
+        assert_eq!(GatewayError::UpstreamTimeout(Arc::from("api-service")).to_string(), "upstream api-service timed out");
+        assert_eq!(
+            GatewayError::TokenExpired("2027-02-21T10:00:00Z".into()).to_string(),
+            "token expired at 2027-02-21T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn rate_limited_carries_retry_after_of_at_least_one_second() {
+        let response = GatewayError::RateLimited { retry_after_secs: 0 }.into_response("id");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn missing_credentials_challenges_with_bearer() {
+        let response = GatewayError::MissingCredentials.into_response("id");
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"gatehouse\"");
+        let invalid = GatewayError::InvalidToken.into_response("id");
+        assert!(invalid.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains("error=\"invalid_token\""));
+    }
+}

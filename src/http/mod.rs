@@ -1,0 +1,8 @@
+//! HTTP helpers the pipeline composes: body types and limits, path normalisation, request
+//! hygiene, forwarded headers, and the connection idle deadline.
+
+pub mod body;
+pub mod forwarded;
+pub mod idle;
+pub mod normalize;
+pub mod sanitize;

@@ -1,0 +1,119 @@
+//! Request hygiene before routing: smuggling shapes (400), header size (431), duplicate `Host`,
+//! and hop-by-hop header removal in both directions.
+//!
+//! hyper's HTTP/1 parser already refuses obsolete line folding, conflicting `Content-Length`s and
+//! non-chunked `Transfer-Encoding` with 400, and it silently resolves `Content-Length` +
+//! `Transfer-Encoding` in favour of chunked. gatehouse refuses that shape outright: the raw head
+//! is inspected by [`super::head_scan`], whose verdict reaches here as a request extension.
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Version};
+
+use crate::error::GatewayError;
+
+/// Marks a request whose raw HTTP/1 head had a smuggling shape (set by the connection's scanner).
+#[derive(Debug, Clone, Copy)]
+pub struct SmugglingShape(pub &'static str);
+
+/// Refuses malformed or oversized requests.
+///
+/// # Errors
+/// 400 for smuggling shapes and duplicate `Host`, 431 for headers over `max_header_bytes`.
+pub fn check<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), GatewayError> {
+    if let Some(SmugglingShape(reason)) = req.extensions().get::<SmugglingShape>() {
+        return Err(GatewayError::BadRequest(reason));
+    }
+    let headers = req.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(GatewayError::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_some() {
+        return Err(GatewayError::BadRequest("duplicate Content-Length"));
+    }
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::BadRequest("duplicate Host"));
+    }
+    if req.version() == Version::HTTP_11 && !headers.contains_key(header::HOST) {
+        return Err(GatewayError::BadRequest("missing Host"));
+    }
+    if header_bytes(headers) > max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// Bytes of header names and values, plus the `: ` and CRLF of each line.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum()
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().uri("/x").header("host", "h");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn smuggling_shapes_are_bad_requests() {
+        let both = request(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        assert!(matches!(check(&both, 65536), Err(GatewayError::BadRequest(_))));
+        let dup = request(&[("content-length", "5"), ("content-length", "5")]);
+        assert!(matches!(check(&dup, 65536), Err(GatewayError::BadRequest(_))));
+        let mut flagged = request(&[]);
+        flagged.extensions_mut().insert(SmugglingShape("both Content-Length and Transfer-Encoding"));
+        assert!(matches!(check(&flagged, 65536), Err(GatewayError::BadRequest(_))));
+        assert!(check(&request(&[("content-length", "5")]), 65536).is_ok());
+    }
+
+    #[test]
+    fn oversized_headers_are_431() {
+        let big = "x".repeat(2000);
+        assert!(matches!(check(&request(&[("x-big", &big)]), 1024), Err(GatewayError::HeadersTooLarge)));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}

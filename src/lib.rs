@@ -1,0 +1,41 @@
+//! gatehouse: an authenticating TLS edge gateway.
+//!
+//! # Architecture
+//!
+//! `cli` parses the command line and starts a [`server::Gateway`]. The gateway loads
+//! [`config`] (two stages: serde mirror, then validation collecting every error), builds a
+//! [`runtime::Runtime`] — the immutable snapshot of everything a request needs — and stores it in
+//! an `ArcSwap` inside [`runtime::Shared`]. Reloads (later) build a new runtime off the request
+//! path and swap it in; a request loads the snapshot once and keeps it to the end.
+//!
+//! # A request's path
+//!
+//! 1. [`server`] accepts under the `max_connections` cap, wraps the socket with an idle deadline,
+//!    completes TLS with the runtime's `ServerConfig`, serves HTTP/1.1 or h2 (hyper-util auto).
+//! 2. [`pipeline::handle`] loads the runtime once and builds the request context (request id,
+//!    client IP under the trusted-proxy rule).
+//! 3. [`http::sanitize`] refuses smuggling shapes (400) and oversized headers (431);
+//!    [`http::normalize`] normalises the path.
+//! 4. [`router`] picks the route (404/405); redirect and respond routes answer here.
+//! 5. Authentication, authorization, the WebSocket Origin rule and rate limiting.
+//! 6. [`proxy::forward`] rewrites the path, sets forwarded headers, streams the body with its
+//!    size limit (413) through the upstream's pooled client (502/504), and streams the response
+//!    back or bridges a WebSocket.
+//! 7. Back in `handle`: [`error::GatewayError`] becomes JSON, `x-request-id` is set, one access
+//!    log line is written.
+//!
+//! The [`admin`] listener serves `/healthz`, `/readyz` and `/config`.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod pipeline;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,258 @@
+//! The request path, top to bottom. [`handle`] never fails: it loads the runtime once, runs
+//! [`route_and_forward`] — one `?` step per concern — turns any [`GatewayError`] into its JSON
+//! response, and finishes the response (request id, access log) exactly once.
+//!
+//! Steps, in order:
+//! 1. plain-listener redirect (cleartext listener in `redirect` mode)
+//! 2. `http::sanitize` — smuggling shapes 400, header size 431
+//! 3. `http::normalize` — the path every later step sees and the upstream receives
+//! 4. `router` — 404 / 405; `redirect` and `respond` routes answer here
+//! 5. authentication and authorization — credential kinds per route, roles, write gate
+//! 6. WebSocket Origin rule (403)
+//! 7. rate limiting
+//! 8. `proxy::forward` — 413 / 502 / 504, streamed response or WebSocket tunnel
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::config::{ProxyAction, RouteAction, RouteConfig};
+use crate::error::GatewayError;
+use crate::http::body::{self, Body};
+use crate::http::forwarded::{self, Forwarded, X_REQUEST_ID};
+use crate::http::normalize::normalize_path;
+use crate::http::sanitize;
+use crate::proxy::{self, ForwardPlan, upgrade};
+use crate::router::{RouteMiss, upstream_path};
+use crate::runtime::{Runtime, Shared};
+
+/// What the server knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// `"https"` on the TLS listener, `"http"` on the cleartext one.
+    pub scheme: &'static str,
+    /// On the cleartext listener in redirect mode: the TLS port to redirect to.
+    pub redirect_to_port: Option<u16>,
+}
+
+/// Per-request facts every step and the final log line share.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Kept from the client if valid, else generated; echoed in the response.
+    pub request_id: HeaderValue,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    pub peer_trusted: bool,
+    /// The client IP under the trusted-proxy rule.
+    pub client_ip: IpAddr,
+    /// `"https"` or `"http"`.
+    pub scheme: &'static str,
+    /// When handling started.
+    pub start: Instant,
+    /// Index of the matched route.
+    pub route: Option<usize>,
+}
+
+impl RequestCtx {
+    fn new<B>(req: &Request<B>, conn: &ConnInfo, rt: &Runtime) -> Self {
+        let peer = conn.peer.ip().to_canonical();
+        Self {
+            request_id: forwarded::request_id(req.headers()),
+            peer,
+            peer_trusted: rt.trusted_proxies.contains(peer),
+            client_ip: rt.trusted_proxies.client_ip(peer, req.headers()),
+            scheme: conn.scheme,
+            start: Instant::now(),
+            route: None,
+        }
+    }
+
+    fn request_id_str(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+}
+
+/// Handles one request end to end. Never fails: errors become JSON responses.
+pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) -> Response<Body> {
+    let rt = shared.runtime.load_full();
+    let mut ctx = RequestCtx::new(&req, conn, &rt);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut response = match route_and_forward(req, conn, &mut ctx, &rt).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(request_id = ctx.request_id_str(), %error, "request refused");
+            error.into_response(ctx.request_id_str())
+        }
+    };
+    finish(&ctx, &rt, &mut response);
+    log_access(&ctx, &rt, &method, &path, &response);
+    response
+}
+
+/// The steps, in order; each `?` may end the request with an error response.
+async fn route_and_forward(
+    mut req: Request<Incoming>,
+    conn: &ConnInfo,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+) -> Result<Response<Body>, GatewayError> {
+    if let Some(port) = conn.redirect_to_port {
+        return Ok(https_redirect(&req, port));
+    }
+    sanitize::check(&req, rt.config.limits.max_header_bytes)?;
+    let path = normalize_path(req.uri().path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
+    let host = request_host(&req);
+    let index = rt.router.find(host, req.method(), &path).map_err(|miss| match miss {
+        RouteMiss::NotFound => GatewayError::NoRoute(path.clone().into_owned()),
+        RouteMiss::MethodNotAllowed(allow) => GatewayError::MethodNotAllowed { method: req.method().clone(), allow },
+    })?;
+    ctx.route = Some(index);
+    let route = &rt.config.routes[index];
+    let action = match &route.action {
+        RouteAction::Proxy(action) => action,
+        RouteAction::Redirect { location, status } => return Ok(redirect(location, *status)),
+        RouteAction::Respond { status, body, content_type } => return Ok(respond(*status, body, content_type)),
+    };
+    authenticate(route)?;
+    let websocket = route.websocket && upgrade::is_websocket_handshake(req.method(), req.headers());
+    if websocket && !upgrade::origin_allowed(req.headers().get(header::ORIGIN), host_with_port(&req), &route.allowed_origins) {
+        return Err(GatewayError::OriginNotAllowed);
+    }
+    let path_and_query = upstream_target(route, action, &path, req.uri().query())?;
+    let host_header = req.headers().get(header::HOST).cloned().or_else(|| authority_value(&req));
+    let method = action.proxy_method.clone().unwrap_or_else(|| req.method().clone());
+    let plan = ForwardPlan {
+        upstream: &rt.upstreams[action.upstream],
+        path_and_query,
+        method,
+        forwarded: Forwarded {
+            peer: ctx.peer,
+            peer_trusted: ctx.peer_trusted,
+            client_ip: ctx.client_ip,
+            scheme: ctx.scheme,
+            host: host_header.as_ref(),
+            request_id: &ctx.request_id,
+        },
+        websocket,
+        pass_body: action.pass_request_body,
+        max_body_bytes: rt.config.limits.max_body_bytes,
+    };
+    req.headers_mut().remove(X_REQUEST_ID);
+    proxy::forward(req, plan).await
+}
+
+/// Authentication placeholder until the identity step lands: a route that names credential kinds
+/// refuses every request (fail closed), public routes pass.
+fn authenticate(route: &RouteConfig) -> Result<(), GatewayError> {
+    if route.auth.is_empty() { Ok(()) } else { Err(GatewayError::MissingCredentials) }
+}
+
+/// The upstream request target: the path after strip/rewrite plus the untouched query.
+fn upstream_target(route: &RouteConfig, action: &ProxyAction, path: &str, query: Option<&str>) -> Result<PathAndQuery, GatewayError> {
+    let upstream = upstream_path(&route.path, action.strip_prefix, action.rewrite.as_deref(), path);
+    let target = match query {
+        Some(query) => Cow::Owned(format!("{upstream}?{query}")),
+        None => upstream,
+    };
+    PathAndQuery::try_from(target.as_ref()).map_err(|_| GatewayError::BadRequest("malformed request target"))
+}
+
+/// `Host` (HTTP/1) or `:authority` (HTTP/2), as sent, port included.
+fn host_with_port<B>(req: &Request<B>) -> Option<&str> {
+    req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+fn authority_value<B>(req: &Request<B>) -> Option<HeaderValue> {
+    req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+/// The host without port, for route matching.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    host_with_port(req).map(strip_port)
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(host, |(ip, _)| ip);
+    }
+    host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(name, _)| name)
+}
+
+/// 308 from the cleartext listener to the same host and path on the TLS port.
+fn https_redirect<B>(req: &Request<B>, port: u16) -> Response<Body> {
+    let host = request_host(req).unwrap_or("localhost");
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let location = if port == 443 { format!("https://{host}{target}") } else { format!("https://{host}:{port}{target}") };
+    redirect(&location, 308)
+}
+
+fn redirect(location: &str, status: u16) -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn respond(status: u16, text: &str, content_type: &str) -> Response<Body> {
+    let mut response = Response::new(body::full(text.to_owned()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Headers every response carries.
+fn finish(ctx: &RequestCtx, rt: &Runtime, response: &mut Response<Body>) {
+    response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
+    if rt.config.server.server_header {
+        response.headers_mut().insert(header::SERVER, HeaderValue::from_static("gatehouse"));
+    }
+}
+
+/// One access-log line per request. Never logs the query (it may carry credentials) or headers.
+fn log_access(ctx: &RequestCtx, rt: &Runtime, method: &http::Method, path: &str, response: &Response<Body>) {
+    let route = ctx.route.map(|i| rt.config.routes[i].path.as_str());
+    tracing::info!(
+        target: "gatehouse::access",
+        request_id = ctx.request_id_str(),
+        client_ip = %ctx.client_ip,
+        method = %method,
+        path,
+        route,
+        status = response.status().as_u16(),
+        duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        for (host, want) in [("gw.example:8443", "gw.example"), ("gw.example", "gw.example"), ("[::1]:8443", "::1"), ("127.0.0.1:1", "127.0.0.1")] {
+            assert_eq!(strip_port(host), want);
+        }
+    }
+
+    #[test]
+    fn plain_redirect_keeps_path_and_query() {
+        let req = Request::builder().uri("/api/x?y=1").header("host", "gw.example:8080").body(()).unwrap();
+        let response = https_redirect(&req, 8443);
+        assert_eq!(response.status(), 308);
+        assert_eq!(response.headers()[header::LOCATION], "https://gw.example:8443/api/x?y=1");
+        assert_eq!(https_redirect(&req, 443).headers()[header::LOCATION], "https://gw.example/api/x?y=1");
+    }
+}

@@ -1,0 +1,102 @@
+//! Forwarding: turns the client's request into the upstream request (hop-by-hop headers removed,
+//! forwarded headers set, body size enforced while streaming), sends it through the upstream's
+//! pool, and streams the response back — or, for a WebSocket handshake, bridges the two upgraded
+//! connections. Failures become 502/504 naming the upstream.
+
+pub mod upgrade;
+pub mod upstream;
+
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::error::GatewayError;
+use crate::http::body::{self, Body, Limited};
+use crate::http::forwarded::{self, Forwarded};
+use crate::http::sanitize::remove_hop_by_hop;
+pub use upstream::{Upstream, UpstreamError};
+use upstream::Outgoing;
+
+/// Everything [`forward`] needs besides the request itself.
+#[derive(Debug)]
+pub struct ForwardPlan<'a> {
+    /// Where to send it.
+    pub upstream: &'a Upstream,
+    /// Path (after strip/rewrite) and query sent upstream.
+    pub path_and_query: PathAndQuery,
+    /// Method sent upstream.
+    pub method: Method,
+    /// What the forwarded headers say.
+    pub forwarded: Forwarded<'a>,
+    /// The request is a WebSocket handshake on a route that allows it.
+    pub websocket: bool,
+    /// Send the client's body (false: an empty body).
+    pub pass_body: bool,
+    /// Request body limit.
+    pub max_body_bytes: u64,
+}
+
+/// Sends `req` upstream as planned and returns the response to give the client.
+///
+/// # Errors
+/// 413 for an oversized body, 502 when the upstream cannot be reached, 504 when it is too slow.
+pub async fn forward(mut req: Request<Incoming>, plan: ForwardPlan<'_>) -> Result<Response<Body>, GatewayError> {
+    check_declared_length(req.headers(), plan.max_body_bytes)?;
+    let client_upgrade = plan.websocket.then(|| hyper::upgrade::on(&mut req));
+    let (parts, incoming) = req.into_parts();
+    let mut headers = parts.headers;
+    remove_hop_by_hop(&mut headers);
+    if plan.websocket {
+        upgrade::restore_upgrade_headers(&mut headers);
+    }
+    forwarded::apply(&mut headers, &plan.forwarded);
+    if parts.version == http::Version::HTTP_2 && !headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
+                headers.insert(header::HOST, host);
+            }
+        }
+    }
+    let body = if plan.pass_body {
+        body::boxed(Limited::new(incoming, plan.max_body_bytes))
+    } else {
+        headers.remove(header::CONTENT_LENGTH);
+        body::empty()
+    };
+    let outgoing = Outgoing { method: plan.method, path_and_query: plan.path_and_query, headers };
+    let name = &plan.upstream.name;
+    let mut response = plan.upstream.send(outgoing, body).await.map_err(|error| match error {
+        UpstreamError::Unavailable => GatewayError::UpstreamUnavailable(name.clone()),
+        UpstreamError::Timeout => GatewayError::UpstreamTimeout(name.clone()),
+        UpstreamError::BodyTooLarge => GatewayError::BodyTooLarge,
+    })?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(switch_protocols(response, client_upgrade, name));
+    }
+    remove_hop_by_hop(response.headers_mut());
+    Ok(response.map(body::boxed))
+}
+
+/// 413 before any byte is read when the declared length is already too large.
+fn check_declared_length(headers: &HeaderMap, max: u64) -> Result<(), GatewayError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max => Err(GatewayError::BodyTooLarge),
+        _ => Ok(()),
+    }
+}
+
+/// Hands the client the upstream's 101 and joins the two upgraded connections.
+fn switch_protocols(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    name: &std::sync::Arc<str>,
+) -> Response<Body> {
+    let Some(client_upgrade) = client_upgrade else {
+        // The upstream switched protocols on a request that asked for no upgrade we allow.
+        return GatewayError::UpstreamUnavailable(name.clone()).into_response("");
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, name.clone());
+    response.map(|_| body::empty())
+}

@@ -1,0 +1,224 @@
+//! [`Upstream`]: one named upstream — its targets, round robin with passive health, and a pooled
+//! keep-alive client shared by every request and every runtime thread.
+//!
+//! Host names are resolved by the connector each time it opens a connection, so a name that does
+//! not resolve at start is never fatal (requests get 502 naming the upstream) and a changed DNS
+//! answer is picked up by the next new connection. A target that refuses a connection is skipped
+//! for `fail_cooldown`; a request whose attempt failed before its body was read is retried once on
+//! another target.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamConfig;
+use crate::http::body::{self, Body, BodyLimitExceeded, Replayable};
+
+/// Why an upstream call failed.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be made (refused, unresolvable, connect timeout) or it broke.
+    Unavailable,
+    /// No response headers within `response_timeout`.
+    Timeout,
+    /// The client's body exceeded `max_body_bytes` while streaming upstream.
+    BodyTooLarge,
+}
+
+/// What to send: everything but the target, so a retry can rebuild it.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Method sent upstream.
+    pub method: Method,
+    /// Path and query sent upstream.
+    pub path_and_query: PathAndQuery,
+    /// Headers sent upstream (hop-by-hop already removed).
+    pub headers: HeaderMap,
+}
+
+struct Target {
+    authority: Authority,
+    /// Milliseconds since [`Upstream::epoch`] until which this target is skipped.
+    down_until_ms: AtomicU64,
+}
+
+/// One upstream with its connection pool.
+pub struct Upstream {
+    /// The configured name, used in errors and metrics.
+    pub name: Arc<str>,
+    config: UpstreamConfig,
+    scheme: Scheme,
+    targets: Box<[Target]>,
+    next: AtomicUsize,
+    epoch: Instant,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("name", &self.name).field("targets", &self.config.targets).finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Builds the upstream and its (empty) pool. No DNS lookups or connections happen here.
+    ///
+    /// # Errors
+    /// An unreadable `ca` file or a target that is not `host:port`.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| {
+                let authority = t.parse::<Authority>().map_err(|_| format!("upstream {}: invalid target {t:?}", config.name))?;
+                Ok(Target { authority, down_until_ms: AtomicU64::new(0) })
+            })
+            .collect::<Result<Box<[_]>, String>>()?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.max_idle_per_target)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector(config)?);
+        Ok(Self {
+            name: Arc::from(config.name.as_str()),
+            config: config.clone(),
+            scheme: if config.https { Scheme::HTTPS } else { Scheme::HTTP },
+            targets,
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            client,
+        })
+    }
+
+    /// The configuration this upstream was built from (a reload reuses an unchanged upstream,
+    /// keeping its pool).
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Next target in round-robin order that is not cooling down and not `avoid`.
+    fn pick(&self, avoid: Option<usize>) -> usize {
+        let count = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        (0..count)
+            .map(|i| (start + i) % count)
+            .find(|&i| Some(i) != avoid && self.targets[i].down_until_ms.load(Ordering::Relaxed) <= now)
+            .or_else(|| (0..count).map(|i| (start + i) % count).find(|&i| Some(i) != avoid))
+            .unwrap_or(0)
+    }
+
+    fn mark_down(&self, index: usize) {
+        let until = self.now_ms().saturating_add(u64::try_from(self.config.fail_cooldown.as_millis()).unwrap_or(u64::MAX));
+        self.targets[index].down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    fn request(&self, index: usize, outgoing: &Outgoing, headers: HeaderMap, body: Body) -> Option<Request<Body>> {
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.targets[index].authority.clone())
+            .path_and_query(outgoing.path_and_query.clone())
+            .build()
+            .ok()?;
+        let mut request = Request::new(body);
+        *request.method_mut() = outgoing.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
+        Some(request)
+    }
+
+    /// Sends the request to a target, retrying once on another target if the first attempt failed
+    /// before reading the body.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] classified by predicate, never by message text.
+    pub async fn send(&self, outgoing: Outgoing, body: Body) -> Result<Response<Incoming>, UpstreamError> {
+        let first = self.pick(None);
+        if self.targets.len() == 1 {
+            let headers = outgoing.headers.clone();
+            return self.attempt(first, &outgoing, headers, body).await;
+        }
+        let replayable = Replayable::new(body);
+        let spare = replayable.retry();
+        let result = self.attempt(first, &outgoing, outgoing.headers.clone(), body::boxed(replayable)).await;
+        match result {
+            Err(UpstreamError::Unavailable) => match spare.and_then(|spare| spare.retry()) {
+                Some(again) => {
+                    let second = self.pick(Some(first));
+                    tracing::debug!(upstream = %self.name, "retrying on another target");
+                    self.attempt(second, &outgoing, outgoing.headers.clone(), body::boxed(again)).await
+                }
+                None => Err(UpstreamError::Unavailable),
+            },
+            other => other,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        index: usize,
+        outgoing: &Outgoing,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let request = self.request(index, outgoing, headers, body).ok_or(UpstreamError::Unavailable)?;
+        match tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await {
+            Err(_elapsed) => Err(UpstreamError::Timeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => {
+                if BodyLimitExceeded::is_cause_of(&error) {
+                    return Err(UpstreamError::BodyTooLarge);
+                }
+                if error.is_connect() {
+                    self.mark_down(index);
+                }
+                tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, error = %error, "upstream request failed");
+                Err(UpstreamError::Unavailable)
+            }
+        }
+    }
+}
+
+/// The connector: plain HTTP, or rustls with the configured CA (or the system roots).
+fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector>, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match (&config.ca, config.https) {
+        (Some(ca), _) => builder.with_tls_config(client_tls(Some(ca))?),
+        (None, true) => builder.with_native_roots().map_err(|e| format!("upstream {}: no system CA roots: {e}", config.name))?,
+        (None, false) => builder.with_tls_config(client_tls(None)?),
+    };
+    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
+}
+
+fn client_tls(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        for cert in crate::tls::certs::load_chain(ca).map_err(|e| e.to_string())? {
+            roots.add(cert).map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,278 @@
+//! Listeners and connections: [`Gateway::start`] loads the config, builds the first runtime,
+//! binds every listener (port 0 allowed) and serves until [`Gateway::shutdown`]; then it drains
+//! as SPEC §6 says — `/readyz` 503, keep accepting for `drain_delay`, close keep-alive
+//! connections gracefully (`Connection: close`, HTTP/2 GOAWAY), let in-flight requests finish
+//! within `shutdown_grace`.
+//!
+//! Each accepted connection takes a `max_connections` permit, gets an idle deadline, completes
+//! its TLS handshake with the runtime's *current* `ServerConfig` (so a reload changes certificates
+//! for new handshakes only), and is served by hyper-util's auto builder (HTTP/1.1 or h2 by ALPN).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Limits, PlainMode};
+use crate::http::idle::IdleTimeout;
+use crate::pipeline::{self, ConnInfo};
+use crate::runtime::{Runtime, Shared};
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    https_addr: SocketAddr,
+    plain_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Gateway {
+    /// Loads the config at `config_path`, builds the runtime (generating a self-signed certificate
+    /// if needed), binds every listener and starts serving. Returns once all listeners accept.
+    ///
+    /// # Errors
+    /// Invalid configuration (every problem listed), unusable certificates, or a bind failure.
+    pub async fn start(config_path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let path = config_path.as_ref().to_owned();
+        let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<Runtime> {
+            let config = crate::config::load(&path)?;
+            Runtime::build(config, None).map_err(anyhow::Error::msg)
+        })
+        .await
+        .context("runtime build task failed")??;
+        let config = runtime.config.clone();
+        let https = bind(config.server.listen, "server.listen").await?;
+        let plain = match config.server.plain_listen {
+            Some(addr) => Some(bind(addr, "server.plain_listen").await?),
+            None => None,
+        };
+        let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
+        let https_addr = https.local_addr()?;
+        let plain_addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
+        let admin_addr = admin.local_addr()?;
+        let shared = Arc::new(Shared::new(runtime));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let redirect_port = (config.server.plain_mode == PlainMode::Redirect).then_some(https_addr.port());
+        let listeners = Listeners { https, plain, admin, redirect_port };
+        let task = tokio::spawn(serve(listeners, shared.clone(), shutdown_rx));
+        tracing::info!(https = %https_addr, plain = ?plain_addr, admin = %admin_addr, "gatehouse listening");
+        Ok(Self { https_addr, plain_addr, admin_addr: Some(admin_addr), shared, shutdown, task })
+    }
+
+    /// The TLS listener's address.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The cleartext listener's address, if configured.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The shared state (current runtime, drain flag).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Begins the drain, as SIGTERM does.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the gateway has stopped.
+    ///
+    /// # Errors
+    /// The serving task failed or panicked.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("gateway task panicked")?
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+struct Listeners {
+    https: TcpListener,
+    plain: Option<TcpListener>,
+    admin: TcpListener,
+    /// `Some(tls_port)` when the cleartext listener redirects.
+    redirect_port: Option<u16>,
+}
+
+/// Serves until shutdown is requested, then drains.
+async fn serve(listeners: Listeners, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let limits = shared.runtime.load().config.limits.clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_accepting, accepting) = watch::channel(false);
+    let mut acceptors = vec![tokio::spawn(accept_loop(
+        listeners.https,
+        Acceptor { tls: true, redirect_to_port: None },
+        shared.clone(),
+        permits.clone(),
+        graceful.clone(),
+        accepting.clone(),
+    ))];
+    if let Some(plain) = listeners.plain {
+        let kind = Acceptor { tls: false, redirect_to_port: listeners.redirect_port };
+        acceptors.push(tokio::spawn(accept_loop(plain, kind, shared.clone(), permits, graceful.clone(), accepting.clone())));
+    }
+    let admin = tokio::spawn(crate::admin::serve(listeners.admin, shared.clone(), accepting));
+    stopped(&mut shutdown).await;
+    drain(&shared, &limits, stop_accepting, acceptors, graceful).await;
+    admin.abort();
+    Ok(())
+}
+
+/// SPEC §6: readyz 503, accept for `drain_delay`, stop accepting, graceful close bounded by
+/// `shutdown_grace`.
+async fn drain(
+    shared: &Shared,
+    limits: &Limits,
+    stop_accepting: watch::Sender<bool>,
+    acceptors: Vec<JoinHandle<()>>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    shared.start_draining();
+    tracing::info!(drain_delay = ?limits.drain_delay, "draining: /readyz now 503");
+    tokio::time::sleep(limits.drain_delay).await;
+    let _ = stop_accepting.send(true);
+    for acceptor in acceptors {
+        let _ = acceptor.await;
+    }
+    // The accept loops held the other references; they have ended.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        tracing::warn!("connections still referenced after the accept loops ended; not waiting for them");
+        return;
+    };
+    match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed; stopped"),
+        Err(_) => tracing::warn!(grace = ?limits.shutdown_grace, "shutdown_grace elapsed; closing remaining connections"),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Acceptor {
+    tls: bool,
+    redirect_to_port: Option<u16>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Acceptor,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = stopped(&mut stop) => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Usually EMFILE/ENFILE: back off briefly instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => return,
+        };
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, kind, shared, watcher).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Resolves once the flag is set (or its sender is gone).
+async fn stopped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Acceptor,
+    shared: Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    let runtime = shared.runtime.load_full();
+    let limits = &runtime.config.limits;
+    let io = IdleTimeout::new(stream, limits.idle_timeout);
+    let conn = ConnInfo { peer, scheme: if kind.tls { "https" } else { "http" }, redirect_to_port: kind.redirect_to_port };
+    let builder = http_builder(limits);
+    if !kind.tls {
+        serve_http(TokioIo::new(io), conn, shared, &builder, watcher).await;
+        return;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
+    let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
+    drop(runtime);
+    match handshake {
+        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), conn, shared, &builder, watcher).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// hyper-util's auto builder (HTTP/1.1 or h2) with the configured limits.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.saturating_add(4096).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    builder
+}
+
+async fn serve_http<I>(io: TokioIo<I>, conn: ConnInfo, shared: Arc<Shared>, builder: &auto::Builder<TokioExecutor>, watcher: hyper_util::server::graceful::Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(req, &conn, &shared).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
