@@ -19,14 +19,18 @@ use crate::runtime::Shared;
 /// `/readyz` can say 503 throughout it).
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, _accepting: watch::Receiver<bool>) {
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else { continue };
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&req, &shared)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -34,10 +38,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, _accepting: watch
 fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") if shared.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if shared.is_draining() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        }
         (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared)),
-        (_, "/healthz" | "/readyz" | "/config") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/healthz" | "/readyz" | "/config") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -67,13 +75,19 @@ fn config_view(shared: &Shared) -> serde_json::Value {
 fn text(status: StatusCode, message: &'static str) -> Response<Body> {
     let mut response = Response::new(body::full(message));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(body::full(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -70,12 +70,16 @@ pub enum CertCommand {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> ExitCode {
-    let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("gateway.toml") });
+    let command = cli.command.unwrap_or(Command::Run {
+        config: PathBuf::from("gateway.toml"),
+    });
     let result = match command {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => return check(&config),
         Command::Demo { dir } => crate::demo::run(dir).await,
-        Command::Cert { command: CertCommand::SelfSigned { hosts, out } } => self_signed(&hosts, &out),
+        Command::Cert {
+            command: CertCommand::SelfSigned { hosts, out },
+        } => self_signed(&hosts, &out),
         Command::Health { admin } => return health(&admin).await,
     };
     match result {
@@ -157,17 +161,34 @@ fn summary(config: &Config) -> String {
     let cert = if tls.cert.exists() {
         tls.cert.display().to_string()
     } else {
-        format!("self-signed for {:?}, generated on first start", tls.self_signed_hosts)
+        format!(
+            "self-signed for {:?}, generated on first start",
+            tls.self_signed_hosts
+        )
     };
     let mut lines = vec![
         format!("{}: ok", config.path.display()),
-        format!("  listen        {} (TLS, cert {cert})", config.server.listen),
+        format!(
+            "  listen        {} (TLS, cert {cert})",
+            config.server.listen
+        ),
     ];
     if let Some(plain) = config.server.plain_listen {
-        lines.push(format!("  plain_listen  {plain} ({:?})", config.server.plain_mode));
+        lines.push(format!(
+            "  plain_listen  {plain} ({:?})",
+            config.server.plain_mode
+        ));
     }
     lines.push(format!("  admin         {}", config.server.admin_listen));
-    lines.push(format!("  upstreams     {}", config.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", ")));
+    lines.push(format!(
+        "  upstreams     {}",
+        config
+            .upstreams
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     lines.push(format!("  routes        {}", config.routes.len()));
     for route in &config.routes {
         let kind = if route.exact { "exact " } else { "prefix" };
@@ -179,7 +200,8 @@ fn summary(config: &Config) -> String {
 fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {
     let cert = out.join("tls.crt");
     let key = out.join("tls.key");
-    let generated = crate::tls::self_signed::generate(hosts, &cert, &key).map_err(anyhow::Error::msg)?;
+    let generated =
+        crate::tls::self_signed::generate(hosts, &cert, &key).map_err(anyhow::Error::msg)?;
     println!("wrote {} and {}", cert.display(), key.display());
     println!("SHA-256 fingerprint: {}", generated.fingerprint);
     Ok(())
@@ -187,7 +209,7 @@ fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {
 
 async fn health(admin: &str) -> ExitCode {
     match tokio::time::timeout(Duration::from_secs(3), get_healthz(admin)).await {
-        Ok(Ok(status)) if status == 200 => ExitCode::SUCCESS,
+        Ok(Ok(200)) => ExitCode::SUCCESS,
         Ok(Ok(status)) => {
             eprintln!("unhealthy: /healthz answered {status}");
             ExitCode::from(1)
@@ -206,9 +228,13 @@ async fn health(admin: &str) -> ExitCode {
 async fn get_healthz(admin: &str) -> anyhow::Result<u16> {
     use http_body_util::Empty;
     let stream = tokio::net::TcpStream::connect(admin).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
     tokio::spawn(connection);
-    let request = http::Request::get("/healthz").header(http::header::HOST, admin).body(Empty::new())?;
+    let request = http::Request::get("/healthz")
+        .header(http::header::HOST, admin)
+        .body(Empty::new())?;
     Ok(sender.send_request(request).await?.status().as_u16())
 }

@@ -35,9 +35,14 @@ pub struct Demo {
 /// # Errors
 /// The folder cannot be written or a listener cannot be bound.
 pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id())));
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()))
+    });
     let demo = start(&dir).await?;
-    println!("gatehouse demo is running (config: {})\n", demo.config.display());
+    println!(
+        "gatehouse demo is running (config: {})\n",
+        demo.config.display()
+    );
     println!("Try these:\n");
     for line in &demo.curl_lines {
         println!("  {line}");
@@ -58,11 +63,17 @@ pub async fn start(dir: &Path) -> anyhow::Result<Demo> {
     let configuration = spawn_mock("configuration-service").await?;
     let config = dir.join("gateway.toml");
     let listen = preferred_listen();
-    std::fs::write(&config, demo_config(listen, api, configuration)).with_context(|| format!("cannot write {}", config.display()))?;
+    std::fs::write(&config, demo_config(listen, api, configuration))
+        .with_context(|| format!("cannot write {}", config.display()))?;
     let gateway = Gateway::start(&config).await?;
     let cert = dir.join("tls.crt");
     let curl_lines = curl_lines(gateway.https_addr(), &cert);
-    Ok(Demo { gateway, config, cert, curl_lines })
+    Ok(Demo {
+        gateway,
+        config,
+        cert,
+        curl_lines,
+    })
 }
 
 /// 127.0.0.1:8443 when free (easy to remember), else any free port.
@@ -118,7 +129,9 @@ fn curl_lines(addr: SocketAddr, cert: &Path) -> Vec<String> {
     let cacert = cert.display();
     vec![
         format!("curl --cacert {cacert} {base}/api/v1/metadata"),
-        format!("curl --cacert {cacert} {base}/api/configuration-service/v1/project/sockshop/resource/helm%2Fcarts.tgz"),
+        format!(
+            "curl --cacert {cacert} {base}/api/configuration-service/v1/project/sockshop/resource/helm%2Fcarts.tgz"
+        ),
         format!("curl --cacert {cacert} {base}/nginx-health"),
         format!("curl --cacert {cacert} --http2 -i {base}/api/v1/metadata"),
     ]
@@ -126,13 +139,18 @@ fn curl_lines(addr: SocketAddr, cert: &Path) -> Vec<String> {
 
 /// A mock service on a free loopback port that answers JSON describing each request.
 async fn spawn_mock(name: &'static str) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a mock upstream")?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a mock upstream")?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let service = service_fn(move |req| async move { Ok::<_, Infallible>(describe(name, &req)) });
+                let service =
+                    service_fn(move |req| async move { Ok::<_, Infallible>(describe(name, &req)) });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -143,7 +161,12 @@ async fn spawn_mock(name: &'static str) -> anyhow::Result<SocketAddr> {
 }
 
 fn describe(service: &str, req: &Request<Incoming>) -> Response<Body> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let description = serde_json::json!({
         "service": service,
         "method": req.method().as_str(),
@@ -156,6 +179,9 @@ fn describe(service: &str, req: &Request<Incoming>) -> Response<Body> {
         "x_auth_subject": header("x-auth-subject"),
     });
     let mut response = Response::new(body::full(format!("{description:#}\n")));
-    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }

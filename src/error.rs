@@ -92,9 +92,15 @@ impl GatewayError {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::MissingCredentials | Self::InvalidToken | Self::TokenExpired(_) => StatusCode::UNAUTHORIZED,
-            Self::RoleRequired(_) | Self::WritesDisabled | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } | Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::MissingCredentials | Self::InvalidToken | Self::TokenExpired(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::RoleRequired(_) | Self::WritesDisabled | Self::OriginNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
+            Self::RateLimited { .. } | Self::TooManyFailures { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::AuthUnavailable | Self::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::AuthUnexpectedStatus | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -107,15 +113,22 @@ impl GatewayError {
         const BEARER: &str = "Bearer realm=\"gatehouse\"";
         const INVALID: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
         match self {
-            Self::MissingCredentials => vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static(BEARER))],
+            Self::MissingCredentials => {
+                vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static(BEARER))]
+            }
             Self::InvalidToken | Self::TokenExpired(_) => {
                 vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static(INVALID))]
             }
             Self::MethodNotAllowed { allow, .. } => vec![(header::ALLOW, allow.clone())],
             Self::RateLimited { retry_after_secs } | Self::TooManyFailures { retry_after_secs } => {
-                vec![(header::RETRY_AFTER, HeaderValue::from((*retry_after_secs).max(1)))]
+                vec![(
+                    header::RETRY_AFTER,
+                    HeaderValue::from((*retry_after_secs).max(1)),
+                )]
             }
-            Self::RateLimiterUnavailable => vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            Self::RateLimiterUnavailable => {
+                vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))]
+            }
             Self::BadRequest(_)
             | Self::HeadersTooLarge
             | Self::BodyTooLarge
@@ -134,7 +147,10 @@ impl GatewayError {
     /// Whether the client connection should be closed after this response (the request stream
     /// may be in an unknown state).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Self::BadRequest(_) | Self::BodyTooLarge | Self::HeadersTooLarge)
+        matches!(
+            self,
+            Self::BadRequest(_) | Self::BodyTooLarge | Self::HeadersTooLarge
+        )
     }
 
     /// The JSON error response: `{"error": "<message>", "request_id": "<id>"}`. Pure: no logging.
@@ -144,7 +160,9 @@ impl GatewayError {
             response.headers_mut().insert(name, value);
         }
         if self.closes_connection() {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -155,7 +173,10 @@ pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> Respon
     let body = serde_json::json!({ "error": message, "request_id": request_id }).to_string();
     let mut response = Response::new(body::full(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -169,12 +190,20 @@ mod tests {
         for (error, status) in [
             (GatewayError::MissingCredentials, 401),
             (GatewayError::InvalidToken, 401),
-            (GatewayError::TokenExpired("2027-02-21T10:00:00Z".into()), 401),
+            (
+                GatewayError::TokenExpired("2027-02-21T10:00:00Z".into()),
+                401,
+            ),
             (GatewayError::RoleRequired("operator".into()), 403),
             (GatewayError::WritesDisabled, 403),
             (GatewayError::OriginNotAllowed, 403),
             (GatewayError::NoRoute("/x".into()), 404),
-            (GatewayError::RateLimited { retry_after_secs: 1 }, 429),
+            (
+                GatewayError::RateLimited {
+                    retry_after_secs: 1,
+                },
+                429,
+            ),
             (GatewayError::BodyTooLarge, 413),
             (GatewayError::HeadersTooLarge, 431),
             (GatewayError::AuthUnavailable, 503),
@@ -187,8 +216,14 @@ mod tests {
 
     #[test]
     fn messages_are_the_spec_templates() {
-        assert_eq!(GatewayError::NoRoute("/x".into()).to_string(), "no route for /x");
-        assert_eq!(GatewayError::UpstreamTimeout(Arc::from("api-service")).to_string(), "upstream api-service timed out");
+        assert_eq!(
+            GatewayError::NoRoute("/x".into()).to_string(),
+            "no route for /x"
+        );
+        assert_eq!(
+            GatewayError::UpstreamTimeout(Arc::from("api-service")).to_string(),
+            "upstream api-service timed out"
+        );
         assert_eq!(
             GatewayError::TokenExpired("2027-02-21T10:00:00Z".into()).to_string(),
             "token expired at 2027-02-21T10:00:00Z"
@@ -197,7 +232,10 @@ mod tests {
 
     #[test]
     fn rate_limited_carries_retry_after_of_at_least_one_second() {
-        let response = GatewayError::RateLimited { retry_after_secs: 0 }.into_response("id");
+        let response = GatewayError::RateLimited {
+            retry_after_secs: 0,
+        }
+        .into_response("id");
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     }
@@ -205,8 +243,16 @@ mod tests {
     #[test]
     fn missing_credentials_challenges_with_bearer() {
         let response = GatewayError::MissingCredentials.into_response("id");
-        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"gatehouse\"");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"gatehouse\""
+        );
         let invalid = GatewayError::InvalidToken.into_response("id");
-        assert!(invalid.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains("error=\"invalid_token\""));
+        assert!(
+            invalid.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("error=\"invalid_token\"")
+        );
     }
 }

@@ -9,8 +9,12 @@ use std::path::Path;
 /// # Errors
 /// A message naming the file.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(folder).map_err(|e| format!("{}: cannot create folder: {e}", folder.display()))?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder)
+        .map_err(|e| format!("{}: cannot create folder: {e}", folder.display()))?;
     let fail = |e: std::io::Error| format!("{}: cannot write: {e}", path.display());
     let mut temp = tempfile_in(folder).map_err(fail)?;
     temp.1.write_all(bytes).map_err(fail)?;
@@ -22,7 +26,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Stri
 fn tempfile_in(folder: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
     let name = format!(".gatehouse-{}.tmp", rand::random::<u64>());
     let path = folder.join(name);
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     Ok((path, file))
 }
 

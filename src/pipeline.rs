@@ -108,27 +108,51 @@ async fn route_and_forward(
         return Ok(https_redirect(&req, port));
     }
     sanitize::check(&req, rt.config.limits.max_header_bytes)?;
-    let path = normalize_path(req.uri().path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
+    let path =
+        normalize_path(req.uri().path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
     let host = request_host(&req);
-    let index = rt.router.find(host, req.method(), &path).map_err(|miss| match miss {
-        RouteMiss::NotFound => GatewayError::NoRoute(path.clone().into_owned()),
-        RouteMiss::MethodNotAllowed(allow) => GatewayError::MethodNotAllowed { method: req.method().clone(), allow },
-    })?;
+    let index = rt
+        .router
+        .find(host, req.method(), &path)
+        .map_err(|miss| match miss {
+            RouteMiss::NotFound => GatewayError::NoRoute(path.clone().into_owned()),
+            RouteMiss::MethodNotAllowed(allow) => GatewayError::MethodNotAllowed {
+                method: req.method().clone(),
+                allow,
+            },
+        })?;
     ctx.route = Some(index);
     let route = &rt.config.routes[index];
     let action = match &route.action {
         RouteAction::Proxy(action) => action,
         RouteAction::Redirect { location, status } => return Ok(redirect(location, *status)),
-        RouteAction::Respond { status, body, content_type } => return Ok(respond(*status, body, content_type)),
+        RouteAction::Respond {
+            status,
+            body,
+            content_type,
+        } => return Ok(respond(*status, body, content_type)),
     };
     authenticate(route)?;
     let websocket = route.websocket && upgrade::is_websocket_handshake(req.method(), req.headers());
-    if websocket && !upgrade::origin_allowed(req.headers().get(header::ORIGIN), host_with_port(&req), &route.allowed_origins) {
+    if websocket
+        && !upgrade::origin_allowed(
+            req.headers().get(header::ORIGIN),
+            host_with_port(&req),
+            &route.allowed_origins,
+        )
+    {
         return Err(GatewayError::OriginNotAllowed);
     }
     let path_and_query = upstream_target(route, action, &path, req.uri().query())?;
-    let host_header = req.headers().get(header::HOST).cloned().or_else(|| authority_value(&req));
-    let method = action.proxy_method.clone().unwrap_or_else(|| req.method().clone());
+    let host_header = req
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| authority_value(&req));
+    let method = action
+        .proxy_method
+        .clone()
+        .unwrap_or_else(|| req.method().clone());
     let plan = ForwardPlan {
         upstream: &rt.upstreams[action.upstream],
         path_and_query,
@@ -152,26 +176,46 @@ async fn route_and_forward(
 /// Authentication placeholder until the identity step lands: a route that names credential kinds
 /// refuses every request (fail closed), public routes pass.
 fn authenticate(route: &RouteConfig) -> Result<(), GatewayError> {
-    if route.auth.is_empty() { Ok(()) } else { Err(GatewayError::MissingCredentials) }
+    if route.auth.is_empty() {
+        Ok(())
+    } else {
+        Err(GatewayError::MissingCredentials)
+    }
 }
 
 /// The upstream request target: the path after strip/rewrite plus the untouched query.
-fn upstream_target(route: &RouteConfig, action: &ProxyAction, path: &str, query: Option<&str>) -> Result<PathAndQuery, GatewayError> {
-    let upstream = upstream_path(&route.path, action.strip_prefix, action.rewrite.as_deref(), path);
+fn upstream_target(
+    route: &RouteConfig,
+    action: &ProxyAction,
+    path: &str,
+    query: Option<&str>,
+) -> Result<PathAndQuery, GatewayError> {
+    let upstream = upstream_path(
+        &route.path,
+        action.strip_prefix,
+        action.rewrite.as_deref(),
+        path,
+    );
     let target = match query {
         Some(query) => Cow::Owned(format!("{upstream}?{query}")),
         None => upstream,
     };
-    PathAndQuery::try_from(target.as_ref()).map_err(|_| GatewayError::BadRequest("malformed request target"))
+    PathAndQuery::try_from(target.as_ref())
+        .map_err(|_| GatewayError::BadRequest("malformed request target"))
 }
 
 /// `Host` (HTTP/1) or `:authority` (HTTP/2), as sent, port included.
 fn host_with_port<B>(req: &Request<B>) -> Option<&str> {
-    req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 fn authority_value<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 /// The host without port, for route matching.
@@ -183,15 +227,25 @@ fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split_once(']').map_or(host, |(ip, _)| ip);
     }
-    host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(name, _)| name)
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name)
 }
 
 /// 308 from the cleartext listener to the same host and path on the TLS port.
 fn https_redirect<B>(req: &Request<B>, port: u16) -> Response<Body> {
     let host = request_host(req).unwrap_or("localhost");
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
     let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    let location = if port == 443 { format!("https://{host}{target}") } else { format!("https://{host}:{port}{target}") };
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
     redirect(&location, 308)
 }
 
@@ -215,14 +269,24 @@ fn respond(status: u16, text: &str, content_type: &str) -> Response<Body> {
 
 /// Headers every response carries.
 fn finish(ctx: &RequestCtx, rt: &Runtime, response: &mut Response<Body>) {
-    response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, ctx.request_id.clone());
     if rt.config.server.server_header {
-        response.headers_mut().insert(header::SERVER, HeaderValue::from_static("gatehouse"));
+        response
+            .headers_mut()
+            .insert(header::SERVER, HeaderValue::from_static("gatehouse"));
     }
 }
 
 /// One access-log line per request. Never logs the query (it may carry credentials) or headers.
-fn log_access(ctx: &RequestCtx, rt: &Runtime, method: &http::Method, path: &str, response: &Response<Body>) {
+fn log_access(
+    ctx: &RequestCtx,
+    rt: &Runtime,
+    method: &http::Method,
+    path: &str,
+    response: &Response<Body>,
+) {
     let route = ctx.route.map(|i| rt.config.routes[i].path.as_str());
     tracing::info!(
         target: "gatehouse::access",
@@ -242,17 +306,32 @@ mod tests {
 
     #[test]
     fn ports_are_stripped_from_hosts() {
-        for (host, want) in [("gw.example:8443", "gw.example"), ("gw.example", "gw.example"), ("[::1]:8443", "::1"), ("127.0.0.1:1", "127.0.0.1")] {
+        for (host, want) in [
+            ("gw.example:8443", "gw.example"),
+            ("gw.example", "gw.example"),
+            ("[::1]:8443", "::1"),
+            ("127.0.0.1:1", "127.0.0.1"),
+        ] {
             assert_eq!(strip_port(host), want);
         }
     }
 
     #[test]
     fn plain_redirect_keeps_path_and_query() {
-        let req = Request::builder().uri("/api/x?y=1").header("host", "gw.example:8080").body(()).unwrap();
+        let req = Request::builder()
+            .uri("/api/x?y=1")
+            .header("host", "gw.example:8080")
+            .body(())
+            .unwrap();
         let response = https_redirect(&req, 8443);
         assert_eq!(response.status(), 308);
-        assert_eq!(response.headers()[header::LOCATION], "https://gw.example:8443/api/x?y=1");
-        assert_eq!(https_redirect(&req, 443).headers()[header::LOCATION], "https://gw.example/api/x?y=1");
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            "https://gw.example:8443/api/x?y=1"
+        );
+        assert_eq!(
+            https_redirect(&req, 443).headers()[header::LOCATION],
+            "https://gw.example/api/x?y=1"
+        );
     }
 }

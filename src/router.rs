@@ -51,7 +51,9 @@ impl Entry {
     }
 
     fn allows(&self, method: &Method) -> bool {
-        self.methods.as_ref().is_none_or(|methods| methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET)))
+        self.methods.as_ref().is_none_or(|methods| {
+            methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET))
+        })
     }
 }
 
@@ -85,7 +87,10 @@ impl RouteTable {
             .collect();
         // Exact first, then longer paths, then host-specific before host-less; stable keeps file order.
         entries.sort_by(|a, b| {
-            b.exact.cmp(&a.exact).then(b.path.len().cmp(&a.path.len())).then(b.host.is_some().cmp(&a.host.is_some()))
+            b.exact
+                .cmp(&a.exact)
+                .then(b.path.len().cmp(&a.path.len()))
+                .then(b.host.is_some().cmp(&a.host.is_some()))
         });
         Self { entries }
     }
@@ -96,8 +101,16 @@ impl RouteTable {
     ///
     /// # Errors
     /// [`RouteMiss`] when nothing matches, or only the method does not.
-    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Result<usize, RouteMiss> {
-        let mut candidates = self.entries.iter().filter(|e| e.matches_host(host) && e.matches_path(path));
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+    ) -> Result<usize, RouteMiss> {
+        let mut candidates = self
+            .entries
+            .iter()
+            .filter(|e| e.matches_host(host) && e.matches_path(path));
         let Some(best) = candidates.next() else {
             return Err(RouteMiss::NotFound);
         };
@@ -105,7 +118,9 @@ impl RouteTable {
             return Ok(best.index);
         }
         let same_path = |e: &&Entry| e.exact == best.exact && e.path == best.path;
-        let group: Vec<&Entry> = std::iter::once(best).chain(candidates.filter(same_path)).collect();
+        let group: Vec<&Entry> = std::iter::once(best)
+            .chain(candidates.filter(same_path))
+            .collect();
         if let Some(entry) = group.iter().find(|e| e.allows(method)) {
             return Ok(entry.index);
         }
@@ -114,7 +129,11 @@ impl RouteTable {
 }
 
 fn allow_header(group: &[&Entry]) -> HeaderValue {
-    let mut names: Vec<&str> = group.iter().flat_map(|e| e.methods.iter().flatten()).map(Method::as_str).collect();
+    let mut names: Vec<&str> = group
+        .iter()
+        .flat_map(|e| e.methods.iter().flatten())
+        .map(Method::as_str)
+        .collect();
     if names.contains(&"GET") && !names.contains(&"HEAD") {
         names.push("HEAD");
     }
@@ -125,7 +144,12 @@ fn allow_header(group: &[&Entry]) -> HeaderValue {
 
 /// The path sent upstream: the matched prefix removed (`strip_prefix`) or replaced (`rewrite`),
 /// never empty, escapes untouched.
-pub fn upstream_path<'a>(route_path: &str, strip_prefix: bool, rewrite: Option<&str>, path: &'a str) -> Cow<'a, str> {
+pub fn upstream_path<'a>(
+    route_path: &str,
+    strip_prefix: bool,
+    rewrite: Option<&str>,
+    path: &'a str,
+) -> Cow<'a, str> {
     if !strip_prefix && rewrite.is_none() {
         return Cow::Borrowed(path);
     }
@@ -135,7 +159,11 @@ pub fn upstream_path<'a>(route_path: &str, strip_prefix: bool, rewrite: Option<&
     let mut out = String::with_capacity(replacement.len() + rest.len() + 1);
     out.push_str(replacement.trim_end_matches('/'));
     if rest.is_empty() {
-        out.push_str(if replacement.ends_with('/') || out.is_empty() { "/" } else { "" });
+        out.push_str(if replacement.ends_with('/') || out.is_empty() {
+            "/"
+        } else {
+            ""
+        });
     } else {
         out.push_str(rest);
     }
@@ -150,7 +178,12 @@ mod tests {
     use super::*;
     use crate::config::{ProxyAction, RouteAction};
 
-    fn route(path: &str, exact: bool, host: Option<&str>, methods: Option<&[Method]>) -> RouteConfig {
+    fn route(
+        path: &str,
+        exact: bool,
+        host: Option<&str>,
+        methods: Option<&[Method]>,
+    ) -> RouteConfig {
         RouteConfig {
             path: path.to_owned(),
             exact,
@@ -174,15 +207,15 @@ mod tests {
 
     fn keptn() -> RouteTable {
         RouteTable::new(&[
-            route("/api", false, None, None),                       // 0
-            route("/api/configuration-service", false, None, None), // 1
-            route("/api", true, None, None),                        // 2
-            route("/api/secrets/", false, None, None),              // 3
-            route("/", true, None, None),                           // 4
-            route("/bridge", false, None, None),                    // 5
+            route("/api", false, None, None),                        // 0
+            route("/api/configuration-service", false, None, None),  // 1
+            route("/api", true, None, None),                         // 2
+            route("/api/secrets/", false, None, None),               // 3
+            route("/", true, None, None),                            // 4
+            route("/bridge", false, None, None),                     // 5
             route("/admin", false, Some("admin.example.com"), None), // 6
-            route("/write", false, None, Some(&[Method::POST])),    // 7
-            route("/write", false, None, Some(&[Method::GET])),     // 8
+            route("/write", false, None, Some(&[Method::POST])),     // 7
+            route("/write", false, None, Some(&[Method::GET])),      // 8
         ])
     }
 
@@ -210,10 +243,22 @@ mod tests {
     #[test]
     fn host_routes_match_only_their_host() {
         let table = keptn();
-        assert_eq!(table.find(Some("admin.example.com"), &Method::GET, "/admin/x"), Ok(6));
-        assert_eq!(table.find(Some("ADMIN.example.com"), &Method::GET, "/admin"), Ok(6));
-        assert_eq!(table.find(Some("other.example.com"), &Method::GET, "/admin"), Err(RouteMiss::NotFound));
-        assert_eq!(table.find(None, &Method::GET, "/admin"), Err(RouteMiss::NotFound));
+        assert_eq!(
+            table.find(Some("admin.example.com"), &Method::GET, "/admin/x"),
+            Ok(6)
+        );
+        assert_eq!(
+            table.find(Some("ADMIN.example.com"), &Method::GET, "/admin"),
+            Ok(6)
+        );
+        assert_eq!(
+            table.find(Some("other.example.com"), &Method::GET, "/admin"),
+            Err(RouteMiss::NotFound)
+        );
+        assert_eq!(
+            table.find(None, &Method::GET, "/admin"),
+            Err(RouteMiss::NotFound)
+        );
     }
 
     #[test]
@@ -224,24 +269,54 @@ mod tests {
         assert_eq!(table.find(None, &Method::HEAD, "/write"), Ok(8));
         assert_eq!(
             table.find(None, &Method::DELETE, "/write"),
-            Err(RouteMiss::MethodNotAllowed(HeaderValue::from_static("GET, HEAD, POST")))
+            Err(RouteMiss::MethodNotAllowed(HeaderValue::from_static(
+                "GET, HEAD, POST"
+            )))
         );
     }
 
     #[test]
     fn strip_and_rewrite_keep_escapes_and_never_empty() {
         for (route_path, strip, rewrite, path, want) in [
-            ("/api/configuration-service", true, None, "/api/configuration-service/v1/p/helm%2Fcarts.tgz", "/v1/p/helm%2Fcarts.tgz"),
-            ("/api/configuration-service", true, None, "/api/configuration-service", "/"),
-            ("/api/secrets/", true, None, "/api/secrets/v1/secret", "/v1/secret"),
-            ("/api/v1/auth", false, Some("/v1/auth"), "/api/v1/auth", "/v1/auth"),
+            (
+                "/api/configuration-service",
+                true,
+                None,
+                "/api/configuration-service/v1/p/helm%2Fcarts.tgz",
+                "/v1/p/helm%2Fcarts.tgz",
+            ),
+            (
+                "/api/configuration-service",
+                true,
+                None,
+                "/api/configuration-service",
+                "/",
+            ),
+            (
+                "/api/secrets/",
+                true,
+                None,
+                "/api/secrets/v1/secret",
+                "/v1/secret",
+            ),
+            (
+                "/api/v1/auth",
+                false,
+                Some("/v1/auth"),
+                "/api/v1/auth",
+                "/v1/auth",
+            ),
             ("/api", false, Some("/v1"), "/api/x", "/v1/x"),
             ("/api", false, Some("/v1/"), "/api/x", "/v1/x"),
             ("/api", false, Some("/v1/"), "/api", "/v1/"),
             ("/", true, None, "/x", "/x"),
             ("/api", false, None, "/api/x", "/api/x"),
         ] {
-            assert_eq!(upstream_path(route_path, strip, rewrite, path), want, "{route_path} {path}");
+            assert_eq!(
+                upstream_path(route_path, strip, rewrite, path),
+                want,
+                "{route_path} {path}"
+            );
         }
     }
 

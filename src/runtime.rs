@@ -47,9 +47,11 @@ impl Runtime {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|upstream| match previous.and_then(|p| p.upstreams.iter().find(|u| u.config() == upstream)) {
-                Some(reused) => Ok(reused.clone()),
-                None => Upstream::new(upstream).map(Arc::new),
+            .map(|upstream| {
+                match previous.and_then(|p| p.upstreams.iter().find(|u| u.config() == upstream)) {
+                    Some(reused) => Ok(reused.clone()),
+                    None => Upstream::new(upstream).map(Arc::new),
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -75,7 +77,10 @@ pub struct Shared {
 impl Shared {
     /// Wraps the first runtime.
     pub fn new(runtime: Runtime) -> Self {
-        Self { runtime: ArcSwap::from_pointee(runtime), draining: AtomicBool::new(false) }
+        Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            draining: AtomicBool::new(false),
+        }
     }
 
     /// True once shutdown began: `/readyz` answers 503.

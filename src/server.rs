@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use hyper::service::service_fn;
@@ -23,7 +24,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Limits, PlainMode};
+use crate::http::head_scan::ScanIo;
 use crate::http::idle::IdleTimeout;
+use crate::http::sanitize::SmugglingShape;
 use crate::pipeline::{self, ConnInfo};
 use crate::runtime::{Runtime, Shared};
 
@@ -65,11 +68,24 @@ impl Gateway {
         let admin_addr = admin.local_addr()?;
         let shared = Arc::new(Shared::new(runtime));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let redirect_port = (config.server.plain_mode == PlainMode::Redirect).then_some(https_addr.port());
-        let listeners = Listeners { https, plain, admin, redirect_port };
+        let redirect_port =
+            (config.server.plain_mode == PlainMode::Redirect).then_some(https_addr.port());
+        let listeners = Listeners {
+            https,
+            plain,
+            admin,
+            redirect_port,
+        };
         let task = tokio::spawn(serve(listeners, shared.clone(), shutdown_rx));
         tracing::info!(https = %https_addr, plain = ?plain_addr, admin = %admin_addr, "gatehouse listening");
-        Ok(Self { https_addr, plain_addr, admin_addr: Some(admin_addr), shared, shutdown, task })
+        Ok(Self {
+            https_addr,
+            plain_addr,
+            admin_addr: Some(admin_addr),
+            shared,
+            shutdown,
+            task,
+        })
     }
 
     /// The TLS listener's address.
@@ -107,7 +123,9 @@ impl Gateway {
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
 struct Listeners {
@@ -119,24 +137,45 @@ struct Listeners {
 }
 
 /// Serves until shutdown is requested, then drains.
-async fn serve(listeners: Listeners, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve(
+    listeners: Listeners,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let limits = shared.runtime.load().config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_accepting, accepting) = watch::channel(false);
     let mut acceptors = vec![tokio::spawn(accept_loop(
         listeners.https,
-        Acceptor { tls: true, redirect_to_port: None },
+        Acceptor {
+            tls: true,
+            redirect_to_port: None,
+        },
         shared.clone(),
         permits.clone(),
         graceful.clone(),
         accepting.clone(),
     ))];
     if let Some(plain) = listeners.plain {
-        let kind = Acceptor { tls: false, redirect_to_port: listeners.redirect_port };
-        acceptors.push(tokio::spawn(accept_loop(plain, kind, shared.clone(), permits, graceful.clone(), accepting.clone())));
+        let kind = Acceptor {
+            tls: false,
+            redirect_to_port: listeners.redirect_port,
+        };
+        acceptors.push(tokio::spawn(accept_loop(
+            plain,
+            kind,
+            shared.clone(),
+            permits,
+            graceful.clone(),
+            accepting.clone(),
+        )));
     }
-    let admin = tokio::spawn(crate::admin::serve(listeners.admin, shared.clone(), accepting));
+    let admin = tokio::spawn(crate::admin::serve(
+        listeners.admin,
+        shared.clone(),
+        accepting,
+    ));
     stopped(&mut shutdown).await;
     drain(&shared, &limits, stop_accepting, acceptors, graceful).await;
     admin.abort();
@@ -161,12 +200,16 @@ async fn drain(
     }
     // The accept loops held the other references; they have ended.
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        tracing::warn!("connections still referenced after the accept loops ended; not waiting for them");
+        tracing::warn!(
+            "connections still referenced after the accept loops ended; not waiting for them"
+        );
         return;
     };
     match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed; stopped"),
-        Err(_) => tracing::warn!(grace = ?limits.shutdown_grace, "shutdown_grace elapsed; closing remaining connections"),
+        Err(_) => {
+            tracing::warn!(grace = ?limits.shutdown_grace, "shutdown_grace elapsed; closing remaining connections")
+        }
     }
 }
 
@@ -229,17 +272,21 @@ async fn serve_connection(
     let runtime = shared.runtime.load_full();
     let limits = &runtime.config.limits;
     let io = IdleTimeout::new(stream, limits.idle_timeout);
-    let conn = ConnInfo { peer, scheme: if kind.tls { "https" } else { "http" }, redirect_to_port: kind.redirect_to_port };
+    let conn = ConnInfo {
+        peer,
+        scheme: if kind.tls { "https" } else { "http" },
+        redirect_to_port: kind.redirect_to_port,
+    };
     let builder = http_builder(limits);
     if !kind.tls {
-        serve_http(TokioIo::new(io), conn, shared, &builder, watcher).await;
+        serve_http(io, conn, shared, &builder, watcher).await;
         return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
     let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
     drop(runtime);
     match handshake {
-        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), conn, shared, &builder, watcher).await,
+        Ok(Ok(tls)) => serve_http(tls, conn, shared, &builder, watcher).await,
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -261,17 +308,30 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_http<I>(io: TokioIo<I>, conn: ConnInfo, shared: Arc<Shared>, builder: &auto::Builder<TokioExecutor>, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_http<I>(
+    io: I,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
-    let service = service_fn(move |req| {
+    let (io, verdict) = ScanIo::new(io);
+    let requests = Arc::new(AtomicU64::new(0));
+    let service = service_fn(move |mut req| {
         let shared = shared.clone();
         let conn = conn.clone();
+        let index = requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(shape) = verdict.shape_of(index) {
+            req.extensions_mut().insert(SmugglingShape(shape));
+        }
         async move { Ok::<_, Infallible>(pipeline::handle(req, &conn, &shared).await) }
     });
-    let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%error, "connection ended with an error");
     }

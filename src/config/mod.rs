@@ -407,7 +407,11 @@ impl std::error::Error for ConfigErrors {}
 /// Every problem found: unreadable file, TOML syntax, unknown keys, bad values, dangling names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { file: path.to_owned(), key: String::new(), reason: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        }])
     })?;
     parse(path, &text)
 }
@@ -419,8 +423,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_error(path, text, &e))?;
-    let raw: file::GatewayFile = serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
-        .map_err(|e| syntax_error(path, text, &e))?;
+    let raw: file::GatewayFile =
+        serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
+            .map_err(|e| syntax_error(path, text, &e))?;
     validate::build(path, text, raw, unknown)
 }
 
@@ -430,5 +435,9 @@ fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError
         format!("line {line}")
     });
     let message = error.message().trim().to_owned();
-    ConfigErrors(vec![ConfigError { file: path.to_owned(), key: location.unwrap_or_default(), reason: message }])
+    ConfigErrors(vec![ConfigError {
+        file: path.to_owned(),
+        key: location.unwrap_or_default(),
+        reason: message,
+    }])
 }

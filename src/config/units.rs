@@ -21,7 +21,11 @@ pub struct Rate {
 /// # Errors
 /// A message naming the accepted forms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), like \"250ms\" or \"10s\"");
+    let invalid = || {
+        format!(
+            "invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), like \"250ms\" or \"10s\""
+        )
+    };
     let trimmed = text.trim();
     if trimmed == "0" {
         return Ok(Duration::ZERO);
@@ -50,7 +54,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => return Err(invalid()),
         };
         let millis = value.checked_mul(millis_per_unit).ok_or_else(invalid)?;
-        total = total.checked_add(Duration::from_millis(millis)).ok_or_else(invalid)?;
+        total = total
+            .checked_add(Duration::from_millis(millis))
+            .ok_or_else(invalid)?;
     }
     Ok(total)
 }
@@ -60,8 +66,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// # Errors
 /// A message naming the accepted forms.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let invalid =
-        || format!("invalid size {text:?}: expected bytes or a number with a unit, like \"64KiB\" or \"10MiB\"");
+    let invalid = || {
+        format!(
+            "invalid size {text:?}: expected bytes or a number with a unit, like \"64KiB\" or \"10MiB\""
+        )
+    };
     let trimmed = text.trim();
     let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -86,7 +95,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// # Errors
 /// A message naming the accepted forms.
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
-    let invalid = || format!("invalid rate {text:?}: expected \"N/s\", \"N/min\" or \"N/h\" with N >= 1");
+    let invalid =
+        || format!("invalid rate {text:?}: expected \"N/s\", \"N/min\" or \"N/h\" with N >= 1");
     let (count, unit) = text.trim().split_once('/').ok_or_else(invalid)?;
     let count: u32 = count.trim().parse().map_err(|_| invalid())?;
     let count = NonZeroU32::new(count).ok_or_else(invalid)?;
@@ -114,13 +124,25 @@ mod tests {
             ("1h30m", 5_400_000),
             ("0", 0),
         ] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(millis)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn bad_durations_are_refused_with_the_input_named() {
-        for text in ["", "10", "5 parsecs", "s", "-1s", "1.5s", "99999999999999999999d"] {
+        for text in [
+            "",
+            "10",
+            "5 parsecs",
+            "s",
+            "-1s",
+            "1.5s",
+            "99999999999999999999d",
+        ] {
             let err = parse_duration(text).expect_err(text);
             assert!(err.contains("invalid duration"), "{err}");
         }
@@ -128,7 +150,13 @@ mod tests {
 
     #[test]
     fn sizes_with_and_without_units() {
-        for (text, bytes) in [("1024", 1024), ("64KiB", 65_536), ("10MiB", 10_485_760), ("1GiB", 1 << 30), ("2KB", 2000)] {
+        for (text, bytes) in [
+            ("1024", 1024),
+            ("64KiB", 65_536),
+            ("10MiB", 10_485_760),
+            ("1GiB", 1 << 30),
+            ("2KB", 2000),
+        ] {
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
         for text in ["", "+1", "ten", "1TiB", "18446744073709551615GiB"] {

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use super::file::{self, GatewayFile, SizeFile};
 use super::units::{parse_duration, parse_rate, parse_size};
 use super::{
-    AuthKind, AuthSettings, Config, ConfigError, ConfigErrors, ExternalSettings, JwtSettings, Limits, OnError,
-    PlainMode, ProxyAction, RateBackend, RateKey, RatePolicy, RouteAction, RouteConfig, ServerConfig,
-    SessionSettings, SniCert, TlsSettings, TlsVersion, UpstreamConfig,
+    AuthKind, AuthSettings, Config, ConfigError, ConfigErrors, ExternalSettings, JwtSettings,
+    Limits, OnError, PlainMode, ProxyAction, RateBackend, RateKey, RatePolicy, RouteAction,
+    RouteConfig, ServerConfig, SessionSettings, SniCert, TlsSettings, TlsVersion, UpstreamConfig,
 };
 
 /// Collects problems while converting; `base` is the config's folder for relative paths.
@@ -27,7 +27,11 @@ struct Checker {
 
 impl Checker {
     fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError { file: self.file.clone(), key: key.into(), reason: reason.into() });
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            key: key.into(),
+            reason: reason.into(),
+        });
     }
 
     fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
@@ -57,7 +61,10 @@ impl Checker {
         match text.parse() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                self.error(key, format!("invalid address {text:?}: expected IP:PORT, like \"0.0.0.0:8443\""));
+                self.error(
+                    key,
+                    format!("invalid address {text:?}: expected IP:PORT, like \"0.0.0.0:8443\""),
+                );
                 None
             }
         }
@@ -65,7 +72,11 @@ impl Checker {
 
     fn path(&self, value: &str) -> PathBuf {
         let path = Path::new(value);
-        if path.is_absolute() { path.to_owned() } else { self.base.join(path) }
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
     }
 
     fn header_names(&mut self, key: &str, names: &[String]) -> Vec<HeaderName> {
@@ -73,7 +84,10 @@ impl Checker {
         for (i, name) in names.iter().enumerate() {
             match HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()) {
                 Ok(header) => out.push(header),
-                Err(_) => self.error(format!("{key}[{i}]"), format!("invalid header name {name:?}")),
+                Err(_) => self.error(
+                    format!("{key}[{i}]"),
+                    format!("invalid header name {name:?}"),
+                ),
             }
         }
         out
@@ -91,10 +105,23 @@ impl Checker {
 }
 
 /// Converts the serde mirror into a [`Config`], or every problem found.
-pub(super) fn build(path: &Path, text: &str, raw: GatewayFile, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
+pub(super) fn build(
+    path: &Path,
+    text: &str,
+    raw: GatewayFile,
+    unknown: Vec<String>,
+) -> Result<Config, ConfigErrors> {
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-    let mut check = Checker { file: path.to_owned(), base, errors: Vec::new() };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let mut check = Checker {
+        file: path.to_owned(),
+        base,
+        errors: Vec::new(),
+    };
     for key in unknown {
         check.error(key, "unknown key");
     }
@@ -126,13 +153,23 @@ pub(super) fn build(path: &Path, text: &str, raw: GatewayFile, unknown: Vec<Stri
 
 fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
     let listen = check.addr("server.listen", raw.listen.as_ref(), "0.0.0.0:8443");
-    let plain_listen = raw.plain_listen.as_ref().and_then(|_| check.addr("server.plain_listen", raw.plain_listen.as_ref(), ""));
-    let admin_listen = check.addr("server.admin_listen", raw.admin_listen.as_ref(), "127.0.0.1:9901");
+    let plain_listen = raw
+        .plain_listen
+        .as_ref()
+        .and_then(|_| check.addr("server.plain_listen", raw.plain_listen.as_ref(), ""));
+    let admin_listen = check.addr(
+        "server.admin_listen",
+        raw.admin_listen.as_ref(),
+        "127.0.0.1:9901",
+    );
     let plain_mode = match raw.plain_mode.as_deref() {
         None | Some("redirect") => PlainMode::Redirect,
         Some("serve") => PlainMode::Serve,
         Some(other) => {
-            check.error("server.plain_mode", format!("unknown mode {other:?}: expected \"redirect\" or \"serve\""));
+            check.error(
+                "server.plain_mode",
+                format!("unknown mode {other:?}: expected \"redirect\" or \"serve\""),
+            );
             PlainMode::Redirect
         }
     };
@@ -140,7 +177,10 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
         match parse_cidr(text) {
             Some(net) => trusted_proxies.push(net),
-            None => check.error(format!("server.trusted_proxies[{i}]"), format!("invalid CIDR or IP {text:?}")),
+            None => check.error(
+                format!("server.trusted_proxies[{i}]"),
+                format!("invalid CIDR or IP {text:?}"),
+            ),
         }
     }
     Some(ServerConfig {
@@ -156,11 +196,17 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
 /// Accepts `10.0.0.0/8` and a bare address (a /32 or /128).
 fn parse_cidr(text: &str) -> Option<IpNet> {
     let text = text.trim();
-    text.parse::<IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 fn limits(check: &mut Checker, raw: &file::LimitsFile) -> Limits {
-    let max_header_bytes = check.size("limits.max_header_bytes", raw.max_header_bytes.as_ref(), 64 * 1024);
+    let max_header_bytes = check.size(
+        "limits.max_header_bytes",
+        raw.max_header_bytes.as_ref(),
+        64 * 1024,
+    );
     if max_header_bytes < 1024 {
         check.error("limits.max_header_bytes", "must be at least 1KiB");
     }
@@ -169,13 +215,33 @@ fn limits(check: &mut Checker, raw: &file::LimitsFile) -> Limits {
         check.error("limits.max_connections", "must be at least 1");
     }
     Limits {
-        header_read_timeout: check.duration("limits.header_read_timeout", raw.header_read_timeout.as_ref(), Duration::from_secs(10)),
-        idle_timeout: check.duration("limits.idle_timeout", raw.idle_timeout.as_ref(), Duration::from_secs(60)),
+        header_read_timeout: check.duration(
+            "limits.header_read_timeout",
+            raw.header_read_timeout.as_ref(),
+            Duration::from_secs(10),
+        ),
+        idle_timeout: check.duration(
+            "limits.idle_timeout",
+            raw.idle_timeout.as_ref(),
+            Duration::from_secs(60),
+        ),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
-        max_body_bytes: check.size("limits.max_body_bytes", raw.max_body_bytes.as_ref(), 10 * 1024 * 1024),
+        max_body_bytes: check.size(
+            "limits.max_body_bytes",
+            raw.max_body_bytes.as_ref(),
+            10 * 1024 * 1024,
+        ),
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
-        drain_delay: check.duration("limits.drain_delay", raw.drain_delay.as_ref(), Duration::from_secs(2)),
-        shutdown_grace: check.duration("limits.shutdown_grace", raw.shutdown_grace.as_ref(), Duration::from_secs(30)),
+        drain_delay: check.duration(
+            "limits.drain_delay",
+            raw.drain_delay.as_ref(),
+            Duration::from_secs(2),
+        ),
+        shutdown_grace: check.duration(
+            "limits.shutdown_grace",
+            raw.shutdown_grace.as_ref(),
+            Duration::from_secs(30),
+        ),
     }
 }
 
@@ -184,14 +250,20 @@ fn tls(check: &mut Checker, raw: &file::TlsFile) -> TlsSettings {
         None | Some("1.2") => TlsVersion::Tls12,
         Some("1.3") => TlsVersion::Tls13,
         Some(other) => {
-            check.error("tls.min_version", format!("unsupported version {other:?}: expected \"1.2\" or \"1.3\""));
+            check.error(
+                "tls.min_version",
+                format!("unsupported version {other:?}: expected \"1.2\" or \"1.3\""),
+            );
             TlsVersion::Tls12
         }
     };
     let mut sni = Vec::new();
     for (i, entry) in raw.sni.iter().enumerate() {
         if entry.hosts.is_empty() {
-            check.error(format!("tls.sni[{i}].hosts"), "at least one host is required");
+            check.error(
+                format!("tls.sni[{i}].hosts"),
+                "at least one host is required",
+            );
         }
         for (field, value) in [("cert", &entry.cert), ("key", &entry.key)] {
             if value.is_empty() {
@@ -199,7 +271,11 @@ fn tls(check: &mut Checker, raw: &file::TlsFile) -> TlsSettings {
             }
         }
         sni.push(SniCert {
-            hosts: entry.hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            hosts: entry
+                .hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
             cert: check.path(&entry.cert),
             key: check.path(&entry.key),
         });
@@ -223,11 +299,17 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
         None => vec![HeaderName::from_static("x-token")],
     };
     let failure_limit = raw.failure_limit.as_ref().and_then(|limit| {
-        let rate = parse_rate(&limit.rate).map_err(|reason| check.error("auth.failure_limit.rate", reason)).ok()?;
+        let rate = parse_rate(&limit.rate)
+            .map_err(|reason| check.error("auth.failure_limit.rate", reason))
+            .ok()?;
         if limit.burst == 0 {
             check.error("auth.failure_limit.burst", "must be at least 1");
         }
-        Some(RatePolicy { key: RateKey::Ip, rate, burst: limit.burst.max(1) })
+        Some(RatePolicy {
+            key: RateKey::Ip,
+            rate,
+            burst: limit.burst.max(1),
+        })
     });
     AuthSettings {
         tokens: raw.tokens.as_deref().map(|p| check.path(p)),
@@ -236,13 +318,21 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
         failure_limit,
         forward_credentials: raw.forward_credentials.unwrap_or(true),
         jwt: raw.jwt.as_ref().map(|jwt| jwt_settings(check, jwt)),
-        external: raw.external.as_ref().and_then(|ext| external_settings(check, ext)),
-        session: raw.session.as_ref().map(|session| session_settings(check, session)),
+        external: raw
+            .external
+            .as_ref()
+            .and_then(|ext| external_settings(check, ext)),
+        session: raw
+            .session
+            .as_ref()
+            .map(|session| session_settings(check, session)),
     }
 }
 
-const JWT_ALGORITHMS: [&str; 12] =
-    ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+const JWT_ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
 
 fn jwt_settings(check: &mut Checker, raw: &file::JwtFile) -> JwtSettings {
     let algorithms = if raw.algorithms.is_empty() {
@@ -252,11 +342,17 @@ fn jwt_settings(check: &mut Checker, raw: &file::JwtFile) -> JwtSettings {
     };
     for (i, alg) in algorithms.iter().enumerate() {
         if !JWT_ALGORITHMS.contains(&alg.as_str()) {
-            check.error(format!("auth.jwt.algorithms[{i}]"), format!("unsupported algorithm {alg:?} (\"none\" is never accepted)"));
+            check.error(
+                format!("auth.jwt.algorithms[{i}]"),
+                format!("unsupported algorithm {alg:?} (\"none\" is never accepted)"),
+            );
         }
     }
     if raw.jwks_file.is_none() && raw.jwks_url.is_none() && raw.hmac_secret_file.is_none() {
-        check.error("auth.jwt", "one of jwks_file, jwks_url or hmac_secret_file is required");
+        check.error(
+            "auth.jwt",
+            "one of jwks_file, jwks_url or hmac_secret_file is required",
+        );
     }
     JwtSettings {
         issuer: raw.issuer.clone(),
@@ -264,25 +360,53 @@ fn jwt_settings(check: &mut Checker, raw: &file::JwtFile) -> JwtSettings {
         algorithms,
         jwks_file: raw.jwks_file.as_deref().map(|p| check.path(p)),
         jwks_url: raw.jwks_url.clone(),
-        jwks_refresh: check.duration("auth.jwt.jwks_refresh", raw.jwks_refresh.as_ref(), Duration::from_secs(600)),
+        jwks_refresh: check.duration(
+            "auth.jwt.jwks_refresh",
+            raw.jwks_refresh.as_ref(),
+            Duration::from_secs(600),
+        ),
         hmac_secret_file: raw.hmac_secret_file.as_deref().map(|p| check.path(p)),
-        roles_claim: raw.roles_claim.clone().unwrap_or_else(|| "roles".to_owned()),
-        subject_claim: raw.subject_claim.clone().unwrap_or_else(|| "sub".to_owned()),
-        leeway: check.duration("auth.jwt.leeway", raw.leeway.as_ref(), Duration::from_secs(60)),
+        roles_claim: raw
+            .roles_claim
+            .clone()
+            .unwrap_or_else(|| "roles".to_owned()),
+        subject_claim: raw
+            .subject_claim
+            .clone()
+            .unwrap_or_else(|| "sub".to_owned()),
+        leeway: check.duration(
+            "auth.jwt.leeway",
+            raw.leeway.as_ref(),
+            Duration::from_secs(60),
+        ),
     }
 }
 
 fn external_settings(check: &mut Checker, raw: &file::ExternalFile) -> Option<ExternalSettings> {
     let url = match raw.url.parse::<http::Uri>() {
-        Ok(url) if matches!(url.scheme_str(), Some("http" | "https")) && url.authority().is_some() => Some(url),
+        Ok(url)
+            if matches!(url.scheme_str(), Some("http" | "https")) && url.authority().is_some() =>
+        {
+            Some(url)
+        }
         _ => {
-            check.error("auth.external.url", format!("invalid URL {:?}: expected http://host:port/path", raw.url));
+            check.error(
+                "auth.external.url",
+                format!("invalid URL {:?}: expected http://host:port/path", raw.url),
+            );
             None
         }
     };
-    let method = check.method("auth.external.method", raw.method.as_deref().unwrap_or("GET"));
+    let method = check.method(
+        "auth.external.method",
+        raw.method.as_deref().unwrap_or("GET"),
+    );
     let forward_headers = if raw.forward_headers.is_empty() {
-        vec![HeaderName::from_static("authorization"), HeaderName::from_static("cookie"), HeaderName::from_static("x-token")]
+        vec![
+            HeaderName::from_static("authorization"),
+            HeaderName::from_static("cookie"),
+            HeaderName::from_static("x-token"),
+        ]
     } else {
         check.header_names("auth.external.forward_headers", &raw.forward_headers)
     };
@@ -291,9 +415,21 @@ fn external_settings(check: &mut Checker, raw: &file::ExternalFile) -> Option<Ex
         method: method?,
         forward_headers,
         copy_headers: check.header_names("auth.external.copy_headers", &raw.copy_headers),
-        timeout: check.duration("auth.external.timeout", raw.timeout.as_ref(), Duration::from_secs(2)),
-        cache_ttl: check.duration("auth.external.cache_ttl", raw.cache_ttl.as_ref(), Duration::from_secs(10)),
-        negative_cache_ttl: check.duration("auth.external.negative_cache_ttl", raw.negative_cache_ttl.as_ref(), Duration::from_secs(2)),
+        timeout: check.duration(
+            "auth.external.timeout",
+            raw.timeout.as_ref(),
+            Duration::from_secs(2),
+        ),
+        cache_ttl: check.duration(
+            "auth.external.cache_ttl",
+            raw.cache_ttl.as_ref(),
+            Duration::from_secs(10),
+        ),
+        negative_cache_ttl: check.duration(
+            "auth.external.negative_cache_ttl",
+            raw.negative_cache_ttl.as_ref(),
+            Duration::from_secs(2),
+        ),
     };
     Some(settings)
 }
@@ -304,9 +440,19 @@ fn session_settings(check: &mut Checker, raw: &file::SessionFile) -> SessionSett
     }
     SessionSettings {
         secret_file: check.path(&raw.secret_file),
-        ttl: check.duration("auth.session.ttl", raw.ttl.as_ref(), Duration::from_secs(12 * 3600)),
-        cookie: raw.cookie.clone().unwrap_or_else(|| "gatehouse_session".to_owned()),
-        path_prefix: raw.path_prefix.clone().unwrap_or_else(|| "/auth".to_owned()),
+        ttl: check.duration(
+            "auth.session.ttl",
+            raw.ttl.as_ref(),
+            Duration::from_secs(12 * 3600),
+        ),
+        cookie: raw
+            .cookie
+            .clone()
+            .unwrap_or_else(|| "gatehouse_session".to_owned()),
+        path_prefix: raw
+            .path_prefix
+            .clone()
+            .unwrap_or_else(|| "/auth".to_owned()),
     }
 }
 
@@ -331,7 +477,12 @@ fn rate_limits(
     (policies, backend)
 }
 
-fn string_field<'a>(check: &mut Checker, prefix: &str, table: &'a toml::Table, key: &str) -> Option<&'a str> {
+fn string_field<'a>(
+    check: &mut Checker,
+    prefix: &str,
+    table: &'a toml::Table,
+    key: &str,
+) -> Option<&'a str> {
     let value = table.get(key)?;
     let text = value.as_str();
     if text.is_none() {
@@ -353,7 +504,10 @@ fn rate_policy(check: &mut Checker, prefix: &str, table: &toml::Table) -> Option
         "ip" => RateKey::Ip,
         "route" => RateKey::Route,
         other => {
-            check.error(format!("{prefix}.key"), format!("unknown key kind {other:?}: expected identity, ip or route"));
+            check.error(
+                format!("{prefix}.key"),
+                format!("unknown key kind {other:?}: expected identity, ip or route"),
+            );
             RateKey::Identity
         }
     };
@@ -361,10 +515,16 @@ fn rate_policy(check: &mut Checker, prefix: &str, table: &toml::Table) -> Option
         check.error(format!("{prefix}.rate"), "is required");
         return None;
     };
-    let rate = parse_rate(rate_text).map_err(|reason| check.error(format!("{prefix}.rate"), reason)).ok()?;
+    let rate = parse_rate(rate_text)
+        .map_err(|reason| check.error(format!("{prefix}.rate"), reason))
+        .ok()?;
     let burst = match table.get("burst") {
         None => rate.count.get(),
-        Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+        Some(value) => match value
+            .as_integer()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+        {
             Some(burst) => burst,
             None => {
                 check.error(format!("{prefix}.burst"), "must be a positive integer");
@@ -382,17 +542,28 @@ fn rate_backend(check: &mut Checker, prefix: &str, table: &toml::Table) -> Optio
         check.error(format!("{prefix}.redis"), "is required");
     }
     let timeout = string_field(check, prefix, table, "timeout").map(str::to_owned);
-    let timeout = check.duration(&format!("{prefix}.timeout"), timeout.as_ref(), Duration::from_millis(50));
+    let timeout = check.duration(
+        &format!("{prefix}.timeout"),
+        timeout.as_ref(),
+        Duration::from_millis(50),
+    );
     let on_error = match string_field(check, prefix, table, "on_error").unwrap_or("local") {
         "local" => OnError::Local,
         "allow" => OnError::Allow,
         "deny" => OnError::Deny,
         other => {
-            check.error(format!("{prefix}.on_error"), format!("unknown mode {other:?}: expected local, allow or deny"));
+            check.error(
+                format!("{prefix}.on_error"),
+                format!("unknown mode {other:?}: expected local, allow or deny"),
+            );
             OnError::Local
         }
     };
-    Some(RateBackend { redis: redis?, timeout, on_error })
+    Some(RateBackend {
+        redis: redis?,
+        timeout,
+        on_error,
+    })
 }
 
 fn upstreams(check: &mut Checker, raw: &[file::UpstreamFile]) -> Vec<UpstreamConfig> {
@@ -403,21 +574,33 @@ fn upstreams(check: &mut Checker, raw: &[file::UpstreamFile]) -> Vec<UpstreamCon
         if upstream.name.is_empty() {
             check.error(format!("{prefix}.name"), "is required");
         } else if !seen.insert(upstream.name.clone()) {
-            check.error(format!("{prefix}.name"), format!("duplicate upstream {:?}", upstream.name));
+            check.error(
+                format!("{prefix}.name"),
+                format!("duplicate upstream {:?}", upstream.name),
+            );
         }
         if upstream.targets.is_empty() {
-            check.error(format!("{prefix}.targets"), "at least one host:port target is required");
+            check.error(
+                format!("{prefix}.targets"),
+                "at least one host:port target is required",
+            );
         }
         for (t, target) in upstream.targets.iter().enumerate() {
             if !valid_target(target) {
-                check.error(format!("{prefix}.targets[{t}]"), format!("invalid target {target:?}: expected host:port"));
+                check.error(
+                    format!("{prefix}.targets[{t}]"),
+                    format!("invalid target {target:?}: expected host:port"),
+                );
             }
         }
         let https = match upstream.scheme.as_deref() {
             None | Some("http") => false,
             Some("https") => true,
             Some(other) => {
-                check.error(format!("{prefix}.scheme"), format!("unknown scheme {other:?}: expected \"http\" or \"https\""));
+                check.error(
+                    format!("{prefix}.scheme"),
+                    format!("unknown scheme {other:?}: expected \"http\" or \"https\""),
+                );
                 false
             }
         };
@@ -426,11 +609,27 @@ fn upstreams(check: &mut Checker, raw: &[file::UpstreamFile]) -> Vec<UpstreamCon
             targets: upstream.targets.clone(),
             https,
             ca: upstream.ca.as_deref().map(|p| check.path(p)),
-            connect_timeout: check.duration(&format!("{prefix}.connect_timeout"), upstream.connect_timeout.as_ref(), Duration::from_secs(2)),
-            response_timeout: check.duration(&format!("{prefix}.response_timeout"), upstream.response_timeout.as_ref(), Duration::from_secs(30)),
+            connect_timeout: check.duration(
+                &format!("{prefix}.connect_timeout"),
+                upstream.connect_timeout.as_ref(),
+                Duration::from_secs(2),
+            ),
+            response_timeout: check.duration(
+                &format!("{prefix}.response_timeout"),
+                upstream.response_timeout.as_ref(),
+                Duration::from_secs(30),
+            ),
             max_idle_per_target: upstream.max_idle_per_target.unwrap_or(64),
-            pool_idle_timeout: check.duration(&format!("{prefix}.pool_idle_timeout"), upstream.pool_idle_timeout.as_ref(), Duration::from_secs(90)),
-            fail_cooldown: check.duration(&format!("{prefix}.fail_cooldown"), upstream.fail_cooldown.as_ref(), Duration::from_secs(10)),
+            pool_idle_timeout: check.duration(
+                &format!("{prefix}.pool_idle_timeout"),
+                upstream.pool_idle_timeout.as_ref(),
+                Duration::from_secs(90),
+            ),
+            fail_cooldown: check.duration(
+                &format!("{prefix}.fail_cooldown"),
+                upstream.fail_cooldown.as_ref(),
+                Duration::from_secs(10),
+            ),
         });
     }
     out
@@ -438,8 +637,12 @@ fn upstreams(check: &mut Checker, raw: &[file::UpstreamFile]) -> Vec<UpstreamCon
 
 /// `host:port` with a port that parses and an authority that `http::uri` accepts.
 fn valid_target(target: &str) -> bool {
-    let Some((host, port)) = target.rsplit_once(':') else { return false };
-    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && target.parse::<http::uri::Authority>().is_ok()
+    let Some((host, port)) = target.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
+        && target.parse::<http::uri::Authority>().is_ok()
 }
 
 fn routes(
@@ -449,10 +652,21 @@ fn routes(
     policies: &BTreeMap<String, RatePolicy>,
     auth: &AuthSettings,
 ) -> Vec<RouteConfig> {
-    let by_name: HashMap<&str, usize> = upstreams.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    let by_name: HashMap<&str, usize> = upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.name.as_str(), i))
+        .collect();
     let mut out = Vec::with_capacity(raw.len());
     for (i, route) in raw.iter().enumerate() {
-        if let Some(built) = route_config(check, &format!("routes[{i}]"), route, &by_name, policies, auth) {
+        if let Some(built) = route_config(
+            check,
+            &format!("routes[{i}]"),
+            route,
+            &by_name,
+            policies,
+            auth,
+        ) {
             out.push(built);
         }
     }
@@ -469,16 +683,26 @@ fn route_config(
     auth: &AuthSettings,
 ) -> Option<RouteConfig> {
     if !route.path.starts_with('/') {
-        check.error(format!("{prefix}.path"), format!("must start with '/' (got {:?})", route.path));
+        check.error(
+            format!("{prefix}.path"),
+            format!("must start with '/' (got {:?})", route.path),
+        );
     }
     let methods = route.methods.as_ref().map(|names| {
-        names.iter().enumerate().filter_map(|(m, name)| check.method(&format!("{prefix}.methods[{m}]"), name)).collect::<Vec<_>>()
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(m, name)| check.method(&format!("{prefix}.methods[{m}]"), name))
+            .collect::<Vec<_>>()
     });
     let action = route_action(check, prefix, route, upstreams)?;
     let auth_kinds = route_auth(check, prefix, route, &action, auth);
     if let Some(policy) = &route.rate_limit {
         if !policies.contains_key(policy) {
-            check.error(format!("{prefix}.rate_limit"), format!("unknown rate limit policy {policy:?}"));
+            check.error(
+                format!("{prefix}.rate_limit"),
+                format!("unknown rate limit policy {policy:?}"),
+            );
         }
     }
     Some(RouteConfig {
@@ -489,10 +713,17 @@ fn route_config(
         action,
         auth: auth_kinds,
         roles: route.roles.clone(),
-        write_roles: route.write_roles.clone().unwrap_or_else(|| route.roles.clone()),
+        write_roles: route
+            .write_roles
+            .clone()
+            .unwrap_or_else(|| route.roles.clone()),
         rate_limit: route.rate_limit.clone(),
         websocket: route.websocket,
-        allowed_origins: route.allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).collect(),
+        allowed_origins: route
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect(),
     })
 }
 
@@ -502,40 +733,75 @@ fn route_action(
     route: &file::RouteFile,
     upstreams: &HashMap<&str, usize>,
 ) -> Option<RouteAction> {
-    let chosen = [route.upstream.is_some(), route.redirect.is_some(), route.respond.is_some()];
+    let chosen = [
+        route.upstream.is_some(),
+        route.redirect.is_some(),
+        route.respond.is_some(),
+    ];
     if chosen.iter().filter(|c| **c).count() != 1 {
-        check.error(prefix.to_owned(), "exactly one of upstream, redirect or respond is required");
+        check.error(
+            prefix.to_owned(),
+            "exactly one of upstream, redirect or respond is required",
+        );
         return None;
     }
     if let Some(location) = &route.redirect {
         let status = route.redirect_status.unwrap_or(308);
         if ![301, 302, 303, 307, 308].contains(&status) {
-            check.error(format!("{prefix}.redirect_status"), format!("{status} is not a redirect status (301, 302, 303, 307, 308)"));
+            check.error(
+                format!("{prefix}.redirect_status"),
+                format!("{status} is not a redirect status (301, 302, 303, 307, 308)"),
+            );
         }
         if http::HeaderValue::from_str(location).is_err() {
-            check.error(format!("{prefix}.redirect"), "is not a valid Location value");
+            check.error(
+                format!("{prefix}.redirect"),
+                "is not a valid Location value",
+            );
         }
-        return Some(RouteAction::Redirect { location: location.clone(), status });
+        return Some(RouteAction::Redirect {
+            location: location.clone(),
+            status,
+        });
     }
     if let Some(respond) = &route.respond {
         if !(100..=599).contains(&respond.status) {
-            check.error(format!("{prefix}.respond.status"), format!("{} is not an HTTP status", respond.status));
+            check.error(
+                format!("{prefix}.respond.status"),
+                format!("{} is not an HTTP status", respond.status),
+            );
         }
-        let content_type = respond.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".to_owned());
-        return Some(RouteAction::Respond { status: respond.status, body: respond.body.clone(), content_type });
+        let content_type = respond
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "text/plain; charset=utf-8".to_owned());
+        return Some(RouteAction::Respond {
+            status: respond.status,
+            body: respond.body.clone(),
+            content_type,
+        });
     }
     let name = route.upstream.as_deref().unwrap_or_default();
     let Some(&upstream) = upstreams.get(name) else {
-        check.error(format!("{prefix}.upstream"), format!("unknown upstream {name:?}"));
+        check.error(
+            format!("{prefix}.upstream"),
+            format!("unknown upstream {name:?}"),
+        );
         return None;
     };
     if route.strip_prefix && route.rewrite.is_some() {
-        check.error(format!("{prefix}.rewrite"), "strip_prefix and rewrite exclude each other");
+        check.error(
+            format!("{prefix}.rewrite"),
+            "strip_prefix and rewrite exclude each other",
+        );
     }
     if route.rewrite.as_ref().is_some_and(|r| !r.starts_with('/')) {
         check.error(format!("{prefix}.rewrite"), "must start with '/'");
     }
-    let proxy_method = route.proxy_method.as_deref().and_then(|m| check.method(&format!("{prefix}.proxy_method"), m));
+    let proxy_method = route
+        .proxy_method
+        .as_deref()
+        .and_then(|m| check.method(&format!("{prefix}.proxy_method"), m));
     Some(RouteAction::Proxy(ProxyAction {
         upstream,
         strip_prefix: route.strip_prefix,
@@ -545,8 +811,10 @@ fn route_action(
     }))
 }
 
-/// Parses `auth = [...]`. Absent on a proxy route: every configured credential kind (fail
-/// closed). Absent on a redirect or respond route: public, as NGINX answers those before auth.
+/// Parses `auth = [...]`. Absent on a proxy route: every credential kind `[auth]` configures
+/// (token store, JWT, session), so adding identity protects routes by default; public only when
+/// none is configured (a plain proxy). Absent on a redirect or respond route: public, as NGINX
+/// answers those before auth.
 fn route_auth(
     check: &mut Checker,
     prefix: &str,
@@ -558,7 +826,10 @@ fn route_auth(
         if !matches!(action, RouteAction::Proxy(_)) {
             return Vec::new();
         }
-        let mut kinds = vec![AuthKind::Token];
+        let mut kinds = Vec::new();
+        if auth.tokens.is_some() {
+            kinds.push(AuthKind::Token);
+        }
         if auth.jwt.is_some() {
             kinds.push(AuthKind::Jwt);
         }
@@ -598,14 +869,19 @@ fn route_auth(
         kinds.push(kind);
     }
     if public && !kinds.is_empty() {
-        check.error(format!("{prefix}.auth"), "\"public\" cannot be combined with credential kinds");
+        check.error(
+            format!("{prefix}.auth"),
+            "\"public\" cannot be combined with credential kinds",
+        );
     }
     kinds
 }
 
 /// Two routes may share a path only when one is exact or their host or methods differ.
 fn report_duplicate_routes(check: &mut Checker, routes: &[RouteConfig]) {
-    let mut seen: HashMap<(String, bool, Option<String>, Option<Vec<String>>), usize> = HashMap::new();
+    /// path, exact, host, sorted method names
+    type RouteKey = (String, bool, Option<String>, Option<Vec<String>>);
+    let mut seen: HashMap<RouteKey, usize> = HashMap::new();
     for (i, route) in routes.iter().enumerate() {
         let methods = route.methods.as_ref().map(|m| {
             let mut names: Vec<String> = m.iter().map(ToString::to_string).collect();
@@ -614,7 +890,10 @@ fn report_duplicate_routes(check: &mut Checker, routes: &[RouteConfig]) {
         });
         let key = (route.path.clone(), route.exact, route.host.clone(), methods);
         if let Some(first) = seen.insert(key, i) {
-            check.error(format!("routes[{i}].path"), format!("duplicate route {:?} (same as routes[{first}])", route.path));
+            check.error(
+                format!("routes[{i}].path"),
+                format!("duplicate route {:?} (same as routes[{first}])", route.path),
+            );
         }
     }
 }

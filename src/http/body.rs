@@ -19,7 +19,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A complete body from bytes or a string.
 pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty body.
@@ -71,7 +73,11 @@ pin_project_lite::pin_project! {
 impl<B> Limited<B> {
     /// Wraps `inner`, allowing at most `limit` bytes.
     pub fn new(inner: B, limit: u64) -> Self {
-        Self { inner, remaining: limit, limit }
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+        }
     }
 }
 
@@ -83,14 +89,19 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > *this.remaining {
-                        return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded { limit: *this.limit }))));
+                        return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded {
+                            limit: *this.limit,
+                        }))));
                     }
                     *this.remaining -= len;
                 }
@@ -129,13 +140,27 @@ impl Replayable {
     pub fn new(body: Body) -> Self {
         let size_hint = body.size_hint();
         let end_stream = body.is_end_stream();
-        Self { slot: Arc::new(Mutex::new(Some(body))), taken: None, size_hint, end_stream }
+        Self {
+            slot: Arc::new(Mutex::new(Some(body))),
+            taken: None,
+            size_hint,
+            end_stream,
+        }
     }
 
     /// A new wrapper over the same slot, if this attempt never read the body.
     pub fn retry(&self) -> Option<Self> {
-        let untouched = self.slot.lock().unwrap_or_else(PoisonError::into_inner).is_some();
-        untouched.then(|| Self { slot: self.slot.clone(), taken: None, size_hint: self.size_hint.clone(), end_stream: self.end_stream })
+        let untouched = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        untouched.then(|| Self {
+            slot: self.slot.clone(),
+            taken: None,
+            size_hint: self.size_hint,
+            end_stream: self.end_stream,
+        })
     }
 }
 
@@ -143,9 +168,16 @@ impl HttpBody for Replayable {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.taken.is_none() {
-            let body = self.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let body = self
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             match body {
                 Some(body) => self.taken = Some(body),
                 // Another wrapper over this slot already took the body; nothing is left to send.
@@ -163,7 +195,9 @@ impl HttpBody for Replayable {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.taken.as_ref().map_or_else(|| self.size_hint.clone(), HttpBody::size_hint)
+        self.taken
+            .as_ref()
+            .map_or_else(|| self.size_hint, HttpBody::size_hint)
     }
 }
 
@@ -190,6 +224,9 @@ mod tests {
         let second = first.retry().expect("unread body can be retried");
         assert_eq!(second.size_hint().exact(), Some(5));
         assert_eq!(second.collect().await.unwrap().to_bytes(), "hello");
-        assert!(first.retry().is_none(), "a consumed body cannot be replayed");
+        assert!(
+            first.retry().is_none(),
+            "a consumed body cannot be replayed"
+        );
     }
 }

@@ -46,9 +46,13 @@ impl TrustedProxies {
         }
         let mut client = peer;
         for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
-            let Ok(text) = value.to_str() else { return client };
+            let Ok(text) = value.to_str() else {
+                return client;
+            };
             for entry in text.rsplit(',') {
-                let Some(ip) = parse_forwarded_ip(entry) else { return client };
+                let Some(ip) = parse_forwarded_ip(entry) else {
+                    return client;
+                };
                 client = ip;
                 if !self.contains(ip) {
                     return ip;
@@ -65,14 +69,20 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = entry.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
-    let unbracketed = entry.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(ip, _)| ip);
+    let unbracketed = entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .map(|(ip, _)| ip);
     let candidate = unbracketed.or_else(|| entry.rsplit_once(':').map(|(ip, _)| ip))?;
     candidate.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 /// True for a client-supplied request id worth keeping: 1–128 of `[A-Za-z0-9._:-]`.
 pub fn valid_request_id(value: &[u8]) -> bool {
-    (1..=128).contains(&value.len()) && value.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    (1..=128).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// The request id: the client's if valid, else 32 random hex characters.
@@ -117,7 +127,11 @@ pub struct Forwarded<'a> {
 /// trusted proxy are kept (it terminated the client's connection); from anyone else they are set.
 pub fn apply(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     let peer = HeaderValue::from(IpValue(fwd.peer));
-    let xff = if fwd.peer_trusted { appended_xff(headers, fwd.peer) } else { None };
+    let xff = if fwd.peer_trusted {
+        appended_xff(headers, fwd.peer)
+    } else {
+        None
+    };
     headers.insert(X_FORWARDED_FOR, xff.unwrap_or(peer));
     if !(fwd.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.scheme));
@@ -153,7 +167,8 @@ struct IpValue(IpAddr);
 
 impl From<IpValue> for HeaderValue {
     fn from(ip: IpValue) -> Self {
-        HeaderValue::from_str(&ip.0.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        HeaderValue::from_str(&ip.0.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
     }
 }
 
@@ -174,7 +189,10 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_xff_says() {
         let trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        assert_eq!(trusted.client_ip(ip("203.0.113.9"), &headers("1.2.3.4")), ip("203.0.113.9"));
+        assert_eq!(
+            trusted.client_ip(ip("203.0.113.9"), &headers("1.2.3.4")),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -182,8 +200,14 @@ mod tests {
         let trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
         let got = trusted.client_ip(ip("10.0.0.1"), &headers("6.6.6.6, 198.51.100.7, 10.0.0.2"));
         assert_eq!(got, ip("198.51.100.7"));
-        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
-        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &headers("garbage")), ip("10.0.0.1"));
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &headers("garbage")),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

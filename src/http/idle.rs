@@ -25,8 +25,17 @@ impl<T> IdleTimeout<T> {
     /// Wraps `inner`; a zero `idle` disables the timeout.
     pub fn new(inner: T, idle: Duration) -> Self {
         let now = Instant::now();
-        let idle = if idle.is_zero() { Duration::from_secs(365 * 24 * 3600) } else { idle };
-        Self { inner, timer: Box::pin(tokio::time::sleep_until(now + idle)), idle, last_activity: now }
+        let idle = if idle.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            idle
+        };
+        Self {
+            inner,
+            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            idle,
+            last_activity: now,
+        }
     }
 
     /// The wrapped IO.
@@ -59,7 +68,11 @@ fn timed_out() -> io::Error {
 }
 
 impl<T: AsyncRead> AsyncRead for IdleTimeout<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         match self.as_mut().project().inner.poll_read(cx, buf) {
             Poll::Ready(result) => {
@@ -75,7 +88,11 @@ impl<T: AsyncRead> AsyncRead for IdleTimeout<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for IdleTimeout<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.as_mut().project().inner.poll_write(cx, data) {
             Poll::Ready(result) => {
                 if matches!(result, Ok(n) if n > 0) {

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod forwarded;
+pub mod head_scan;
 pub mod idle;
 pub mod normalize;
 pub mod sanitize;

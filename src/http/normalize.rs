@@ -38,7 +38,10 @@ fn is_normal(path: &str) -> bool {
     let bytes = path.as_bytes();
     !bytes.contains(&b'%')
         && !path.contains("//")
-        && !bytes.windows(2).enumerate().any(|(i, pair)| pair == b"/." && is_dot_segment(&bytes[i + 1..]))
+        && !bytes
+            .windows(2)
+            .enumerate()
+            .any(|(i, pair)| pair == b"/." && is_dot_segment(&bytes[i + 1..]))
 }
 
 /// `.` or `..` up to the next `/` or the end.
@@ -72,9 +75,10 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
             i += 1;
             continue;
         }
-        let (Some(high), Some(low)) =
-            (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value))
-        else {
+        let (Some(high), Some(low)) = (
+            bytes.get(i + 1).copied().and_then(hex_value),
+            bytes.get(i + 2).copied().and_then(hex_value),
+        ) else {
             return Err(PathError::BadEscape);
         };
         let decoded = high << 4 | low;
@@ -122,8 +126,19 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        for path in ["/", "/api", "/api/v1/project", "/a/.hidden", "/a/b.", "/a/..b", "/x/"] {
-            assert!(matches!(normalize_path(path), Ok(Cow::Borrowed(_))), "{path}");
+        for path in [
+            "/",
+            "/api",
+            "/api/v1/project",
+            "/a/.hidden",
+            "/a/b.",
+            "/a/..b",
+            "/x/",
+        ] {
+            assert!(
+                matches!(normalize_path(path), Ok(Cow::Borrowed(_))),
+                "{path}"
+            );
         }
     }
 

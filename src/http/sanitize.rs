@@ -24,10 +24,19 @@ pub fn check<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), Gateway
         return Err(GatewayError::BadRequest(reason));
     }
     let headers = req.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(GatewayError::BadRequest("both Content-Length and Transfer-Encoding"));
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(GatewayError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
-    if headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_some() {
+    if headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
         return Err(GatewayError::BadRequest("duplicate Content-Length"));
     }
     if headers.get_all(header::HOST).iter().nth(1).is_some() {
@@ -44,7 +53,10 @@ pub fn check<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), Gateway
 
 /// Bytes of header names and values, plus the `: ` and CRLF of each line.
 fn header_bytes(headers: &HeaderMap) -> usize {
-    headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum()
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
@@ -90,25 +102,42 @@ mod tests {
     #[test]
     fn smuggling_shapes_are_bad_requests() {
         let both = request(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
-        assert!(matches!(check(&both, 65536), Err(GatewayError::BadRequest(_))));
+        assert!(matches!(
+            check(&both, 65536),
+            Err(GatewayError::BadRequest(_))
+        ));
         let dup = request(&[("content-length", "5"), ("content-length", "5")]);
-        assert!(matches!(check(&dup, 65536), Err(GatewayError::BadRequest(_))));
+        assert!(matches!(
+            check(&dup, 65536),
+            Err(GatewayError::BadRequest(_))
+        ));
         let mut flagged = request(&[]);
-        flagged.extensions_mut().insert(SmugglingShape("both Content-Length and Transfer-Encoding"));
-        assert!(matches!(check(&flagged, 65536), Err(GatewayError::BadRequest(_))));
+        flagged
+            .extensions_mut()
+            .insert(SmugglingShape("both Content-Length and Transfer-Encoding"));
+        assert!(matches!(
+            check(&flagged, 65536),
+            Err(GatewayError::BadRequest(_))
+        ));
         assert!(check(&request(&[("content-length", "5")]), 65536).is_ok());
     }
 
     #[test]
     fn oversized_headers_are_431() {
         let big = "x".repeat(2000);
-        assert!(matches!(check(&request(&[("x-big", &big)]), 1024), Err(GatewayError::HeadersTooLarge)));
+        assert!(matches!(
+            check(&request(&[("x-big", &big)]), 1024),
+            Err(GatewayError::HeadersTooLarge)
+        ));
     }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         headers.insert("x-kept", HeaderValue::from_static("1"));

@@ -14,8 +14,8 @@ use crate::error::GatewayError;
 use crate::http::body::{self, Body, Limited};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
-pub use upstream::{Upstream, UpstreamError};
 use upstream::Outgoing;
+pub use upstream::{Upstream, UpstreamError};
 
 /// Everything [`forward`] needs besides the request itself.
 #[derive(Debug)]
@@ -40,7 +40,10 @@ pub struct ForwardPlan<'a> {
 ///
 /// # Errors
 /// 413 for an oversized body, 502 when the upstream cannot be reached, 504 when it is too slow.
-pub async fn forward(mut req: Request<Incoming>, plan: ForwardPlan<'_>) -> Result<Response<Body>, GatewayError> {
+pub async fn forward(
+    mut req: Request<Incoming>,
+    plan: ForwardPlan<'_>,
+) -> Result<Response<Body>, GatewayError> {
     check_declared_length(req.headers(), plan.max_body_bytes)?;
     let client_upgrade = plan.websocket.then(|| hyper::upgrade::on(&mut req));
     let (parts, incoming) = req.into_parts();
@@ -63,13 +66,21 @@ pub async fn forward(mut req: Request<Incoming>, plan: ForwardPlan<'_>) -> Resul
         headers.remove(header::CONTENT_LENGTH);
         body::empty()
     };
-    let outgoing = Outgoing { method: plan.method, path_and_query: plan.path_and_query, headers };
+    let outgoing = Outgoing {
+        method: plan.method,
+        path_and_query: plan.path_and_query,
+        headers,
+    };
     let name = &plan.upstream.name;
-    let mut response = plan.upstream.send(outgoing, body).await.map_err(|error| match error {
-        UpstreamError::Unavailable => GatewayError::UpstreamUnavailable(name.clone()),
-        UpstreamError::Timeout => GatewayError::UpstreamTimeout(name.clone()),
-        UpstreamError::BodyTooLarge => GatewayError::BodyTooLarge,
-    })?;
+    let mut response = plan
+        .upstream
+        .send(outgoing, body)
+        .await
+        .map_err(|error| match error {
+            UpstreamError::Unavailable => GatewayError::UpstreamUnavailable(name.clone()),
+            UpstreamError::Timeout => GatewayError::UpstreamTimeout(name.clone()),
+            UpstreamError::BodyTooLarge => GatewayError::BodyTooLarge,
+        })?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(switch_protocols(response, client_upgrade, name));
     }
@@ -79,7 +90,10 @@ pub async fn forward(mut req: Request<Incoming>, plan: ForwardPlan<'_>) -> Resul
 
 /// 413 before any byte is read when the declared length is already too large.
 fn check_declared_length(headers: &HeaderMap, max: u64) -> Result<(), GatewayError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > max => Err(GatewayError::BodyTooLarge),
         _ => Ok(()),

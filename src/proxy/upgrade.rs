@@ -12,7 +12,9 @@ use hyper_util::rt::TokioIo;
 
 /// True for an HTTP/1.1 WebSocket handshake (`GET`, `Connection: upgrade`, `Upgrade: websocket`).
 pub fn is_websocket_handshake(method: &Method, headers: &HeaderMap) -> bool {
-    method == Method::GET && connection_has_upgrade(headers) && header_is(headers, &header::UPGRADE, "websocket")
+    method == Method::GET
+        && connection_has_upgrade(headers)
+        && header_is(headers, &header::UPGRADE, "websocket")
 }
 
 fn connection_has_upgrade(headers: &HeaderMap) -> bool {
@@ -25,26 +27,40 @@ fn connection_has_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn header_is(headers: &HeaderMap, name: &header::HeaderName, want: &str) -> bool {
-    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
 }
 
 /// The Origin rule: no `Origin` (a non-browser client) is allowed; otherwise the origin must be in
 /// `allowed` (lower-case, no trailing slash), or — when `allowed` is empty — name the same host
 /// (and port) the request was sent to.
-pub fn origin_allowed(origin: Option<&HeaderValue>, host: Option<&str>, allowed: &[String]) -> bool {
+pub fn origin_allowed(
+    origin: Option<&HeaderValue>,
+    host: Option<&str>,
+    allowed: &[String],
+) -> bool {
     let Some(origin) = origin else { return true };
-    let Ok(origin) = origin.to_str() else { return false };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
     let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
     if !allowed.is_empty() {
         return allowed.iter().any(|a| a == "*" || *a == origin);
     }
     let Some(host) = host else { return false };
-    let origin_host = origin.split_once("://").map_or(origin.as_str(), |(_, rest)| rest);
-    origin_host.eq_ignore_ascii_case(host) || strip_default_port(origin_host).eq_ignore_ascii_case(strip_default_port(host))
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin.as_str(), |(_, rest)| rest);
+    origin_host.eq_ignore_ascii_case(host)
+        || strip_default_port(origin_host).eq_ignore_ascii_case(strip_default_port(host))
 }
 
 fn strip_default_port(host: &str) -> &str {
-    host.strip_suffix(":443").or_else(|| host.strip_suffix(":80")).unwrap_or(host)
+    host.strip_suffix(":443")
+        .or_else(|| host.strip_suffix(":80"))
+        .unwrap_or(host)
 }
 
 /// Restores the two headers a WebSocket handshake needs after hop-by-hop removal.
@@ -67,8 +83,12 @@ pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, name: std::sync::Arc
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((to_upstream, to_client)) => tracing::debug!(upstream = %name, to_upstream, to_client, "websocket closed"),
-            Err(error) => tracing::debug!(upstream = %name, %error, "websocket ended with an error"),
+            Ok((to_upstream, to_client)) => {
+                tracing::debug!(upstream = %name, to_upstream, to_client, "websocket closed")
+            }
+            Err(error) => {
+                tracing::debug!(upstream = %name, %error, "websocket ended with an error")
+            }
         }
     });
 }
@@ -83,16 +103,31 @@ mod tests {
         let foreign = HeaderValue::from_static("https://evil.example");
         assert!(origin_allowed(None, Some("gw.example:8443"), &[]));
         assert!(origin_allowed(Some(&same), Some("gw.example:8443"), &[]));
-        assert!(!origin_allowed(Some(&foreign), Some("gw.example:8443"), &[]));
-        assert!(origin_allowed(Some(&foreign), Some("gw.example"), &["https://evil.example".to_owned()]));
+        assert!(!origin_allowed(
+            Some(&foreign),
+            Some("gw.example:8443"),
+            &[]
+        ));
+        assert!(origin_allowed(
+            Some(&foreign),
+            Some("gw.example"),
+            &["https://evil.example".to_owned()]
+        ));
         let default_port = HeaderValue::from_static("https://gw.example");
-        assert!(origin_allowed(Some(&default_port), Some("gw.example:443"), &[]));
+        assert!(origin_allowed(
+            Some(&default_port),
+            Some("gw.example:443"),
+            &[]
+        ));
     }
 
     #[test]
     fn handshake_needs_get_connection_and_upgrade() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(is_websocket_handshake(&Method::GET, &headers));
         assert!(!is_websocket_handshake(&Method::POST, &headers));

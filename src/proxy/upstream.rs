@@ -64,7 +64,10 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("name", &self.name).field("targets", &self.config.targets).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.config.targets)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,8 +81,13 @@ impl Upstream {
             .targets
             .iter()
             .map(|t| {
-                let authority = t.parse::<Authority>().map_err(|_| format!("upstream {}: invalid target {t:?}", config.name))?;
-                Ok(Target { authority, down_until_ms: AtomicU64::new(0) })
+                let authority = t
+                    .parse::<Authority>()
+                    .map_err(|_| format!("upstream {}: invalid target {t:?}", config.name))?;
+                Ok(Target {
+                    authority,
+                    down_until_ms: AtomicU64::new(0),
+                })
             })
             .collect::<Result<Box<[_]>, String>>()?;
         let client = Client::builder(TokioExecutor::new())
@@ -91,7 +99,11 @@ impl Upstream {
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             config: config.clone(),
-            scheme: if config.https { Scheme::HTTPS } else { Scheme::HTTP },
+            scheme: if config.https {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            },
             targets,
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
@@ -116,17 +128,33 @@ impl Upstream {
         let now = self.now_ms();
         (0..count)
             .map(|i| (start + i) % count)
-            .find(|&i| Some(i) != avoid && self.targets[i].down_until_ms.load(Ordering::Relaxed) <= now)
-            .or_else(|| (0..count).map(|i| (start + i) % count).find(|&i| Some(i) != avoid))
+            .find(|&i| {
+                Some(i) != avoid && self.targets[i].down_until_ms.load(Ordering::Relaxed) <= now
+            })
+            .or_else(|| {
+                (0..count)
+                    .map(|i| (start + i) % count)
+                    .find(|&i| Some(i) != avoid)
+            })
             .unwrap_or(0)
     }
 
     fn mark_down(&self, index: usize) {
-        let until = self.now_ms().saturating_add(u64::try_from(self.config.fail_cooldown.as_millis()).unwrap_or(u64::MAX));
-        self.targets[index].down_until_ms.store(until, Ordering::Relaxed);
+        let until = self.now_ms().saturating_add(
+            u64::try_from(self.config.fail_cooldown.as_millis()).unwrap_or(u64::MAX),
+        );
+        self.targets[index]
+            .down_until_ms
+            .store(until, Ordering::Relaxed);
     }
 
-    fn request(&self, index: usize, outgoing: &Outgoing, headers: HeaderMap, body: Body) -> Option<Request<Body>> {
+    fn request(
+        &self,
+        index: usize,
+        outgoing: &Outgoing,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Option<Request<Body>> {
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.targets[index].authority.clone())
@@ -146,7 +174,11 @@ impl Upstream {
     ///
     /// # Errors
     /// [`UpstreamError`] classified by predicate, never by message text.
-    pub async fn send(&self, outgoing: Outgoing, body: Body) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        outgoing: Outgoing,
+        body: Body,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let first = self.pick(None);
         if self.targets.len() == 1 {
             let headers = outgoing.headers.clone();
@@ -154,13 +186,26 @@ impl Upstream {
         }
         let replayable = Replayable::new(body);
         let spare = replayable.retry();
-        let result = self.attempt(first, &outgoing, outgoing.headers.clone(), body::boxed(replayable)).await;
+        let result = self
+            .attempt(
+                first,
+                &outgoing,
+                outgoing.headers.clone(),
+                body::boxed(replayable),
+            )
+            .await;
         match result {
             Err(UpstreamError::Unavailable) => match spare.and_then(|spare| spare.retry()) {
                 Some(again) => {
                     let second = self.pick(Some(first));
                     tracing::debug!(upstream = %self.name, "retrying on another target");
-                    self.attempt(second, &outgoing, outgoing.headers.clone(), body::boxed(again)).await
+                    self.attempt(
+                        second,
+                        &outgoing,
+                        outgoing.headers.clone(),
+                        body::boxed(again),
+                    )
+                    .await
                 }
                 None => Err(UpstreamError::Unavailable),
             },
@@ -175,8 +220,11 @@ impl Upstream {
         headers: HeaderMap,
         body: Body,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let request = self.request(index, outgoing, headers, body).ok_or(UpstreamError::Unavailable)?;
-        match tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await {
+        let request = self
+            .request(index, outgoing, headers, body)
+            .ok_or(UpstreamError::Unavailable)?;
+        match tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await
+        {
             Err(_elapsed) => Err(UpstreamError::Timeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
@@ -202,7 +250,9 @@ fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector>, S
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match (&config.ca, config.https) {
         (Some(ca), _) => builder.with_tls_config(client_tls(Some(ca))?),
-        (None, true) => builder.with_native_roots().map_err(|e| format!("upstream {}: no system CA roots: {e}", config.name))?,
+        (None, true) => builder
+            .with_native_roots()
+            .map_err(|e| format!("upstream {}: no system CA roots: {e}", config.name))?,
         (None, false) => builder.with_tls_config(client_tls(None)?),
     };
     Ok(builder.https_or_http().enable_http1().wrap_connector(http))
@@ -212,7 +262,9 @@ fn client_tls(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Stri
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
         for cert in crate::tls::certs::load_chain(ca).map_err(|e| e.to_string())? {
-            roots.add(cert).map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

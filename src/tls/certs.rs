@@ -31,7 +31,10 @@ pub enum CertError {
 }
 
 fn unreadable(path: &Path, reason: impl Into<String>) -> CertError {
-    CertError::Unreadable { path: path.display().to_string(), reason: reason.into() }
+    CertError::Unreadable {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Reads every certificate in a PEM file, leaf first.
@@ -55,8 +58,12 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 /// Unreadable file or no supported key in it.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let bytes = std::fs::read(path).map_err(|e| unreadable(path, format!("cannot read: {e}")))?;
-    PrivateKeyDer::from_pem_slice(&bytes)
-        .map_err(|_| unreadable(path, "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found"))
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+        unreadable(
+            path,
+            "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found",
+        )
+    })
 }
 
 /// Loads a chain and its key and checks that they belong together.

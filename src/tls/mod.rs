@@ -27,8 +27,13 @@ pub use certs::CertError;
 /// A message naming the file and the problem (never key material).
 pub fn build(settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, String> {
     ensure_default_certificate(settings)?;
-    let default = certs::load_certified_key(&settings.cert, &settings.key).map_err(|e| e.to_string())?;
-    let mut resolver = SniResolver { by_name: HashMap::new(), wildcards: Vec::new(), default };
+    let default =
+        certs::load_certified_key(&settings.cert, &settings.key).map_err(|e| e.to_string())?;
+    let mut resolver = SniResolver {
+        by_name: HashMap::new(),
+        wildcards: Vec::new(),
+        default,
+    };
     for sni in &settings.sni {
         let key = certs::load_certified_key(&sni.cert, &sni.key).map_err(|e| e.to_string())?;
         for host in &sni.hosts {
@@ -60,7 +65,8 @@ fn ensure_default_certificate(settings: &TlsSettings) -> Result<(), String> {
     match (settings.cert.exists(), settings.key.exists()) {
         (true, true) => Ok(()),
         (false, false) => {
-            let generated = self_signed::generate(&settings.self_signed_hosts, &settings.cert, &settings.key)?;
+            let generated =
+                self_signed::generate(&settings.self_signed_hosts, &settings.cert, &settings.key)?;
             tracing::warn!(
                 cert = %settings.cert.display(),
                 fingerprint = %generated.fingerprint,
@@ -69,8 +75,16 @@ fn ensure_default_certificate(settings: &TlsSettings) -> Result<(), String> {
             );
             Ok(())
         }
-        (true, false) => Err(format!("{}: key file missing (certificate {} exists)", settings.key.display(), settings.cert.display())),
-        (false, true) => Err(format!("{}: certificate file missing (key {} exists)", settings.cert.display(), settings.key.display())),
+        (true, false) => Err(format!(
+            "{}: key file missing (certificate {} exists)",
+            settings.key.display(),
+            settings.cert.display()
+        )),
+        (false, true) => Err(format!(
+            "{}: certificate file missing (key {} exists)",
+            settings.cert.display(),
+            settings.key.display()
+        )),
     }
 }
 
@@ -84,7 +98,9 @@ struct SniResolver {
 
 impl fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SniResolver").field("names", &self.by_name.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("SniResolver")
+            .field("names", &self.by_name.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +114,8 @@ impl ResolvesServerCert for SniResolver {
             return Some(key.clone());
         }
         let wildcard = self.wildcards.iter().find(|(suffix, _)| {
-            name.strip_suffix(suffix.as_str()).is_some_and(|label| !label.is_empty() && !label.contains('.'))
+            name.strip_suffix(suffix.as_str())
+                .is_some_and(|label| !label.is_empty() && !label.contains('.'))
         });
         Some(wildcard.map_or_else(|| self.default.clone(), |(_, key)| key.clone()))
     }

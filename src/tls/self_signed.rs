@@ -25,9 +25,13 @@ pub struct Generated {
 /// No hosts, an invalid name, or a write failure.
 pub fn generate(hosts: &[String], cert: &Path, key: &Path) -> Result<Generated, String> {
     if hosts.is_empty() {
-        return Err("no host names to put in a self-signed certificate (tls.self_signed_hosts is empty)".into());
+        return Err(
+            "no host names to put in a self-signed certificate (tls.self_signed_hosts is empty)"
+                .into(),
+        );
     }
-    let mut params = CertificateParams::new(hosts.to_vec()).map_err(|e| format!("invalid host name: {e}"))?;
+    let mut params =
+        CertificateParams::new(hosts.to_vec()).map_err(|e| format!("invalid host name: {e}"))?;
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, hosts[0].clone());
     name.push(DnType::OrganizationName, "gatehouse self-signed");
@@ -36,8 +40,12 @@ pub fn generate(hosts: &[String], cert: &Path, key: &Path) -> Result<Generated, 
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(VALIDITY_DAYS);
     let key_pair = KeyPair::generate().map_err(|e| format!("key generation failed: {e}"))?;
-    let certificate = params.self_signed(&key_pair).map_err(|e| format!("signing failed: {e}"))?;
+    let certificate = params
+        .self_signed(&key_pair)
+        .map_err(|e| format!("signing failed: {e}"))?;
     write_atomically(cert, certificate.pem().as_bytes(), 0o644)?;
     write_atomically(key, key_pair.serialize_pem().as_bytes(), 0o600)?;
-    Ok(Generated { fingerprint: fingerprint(certificate.der()) })
+    Ok(Generated {
+        fingerprint: fingerprint(certificate.der()),
+    })
 }

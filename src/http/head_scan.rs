@@ -1,0 +1,366 @@
+//! Raw HTTP/1 head inspection for request-smuggling shapes that hyper's parser resolves silently.
+//!
+//! hyper accepts `Content-Length` + `Transfer-Encoding` (it drops the length and closes after the
+//! response) and merges identical duplicate `Content-Length`s, so neither shape is visible in the
+//! parsed request. RFC 9112 §6.3 lets a server reject both, and a gateway should: an upstream or a
+//! second proxy may frame the message differently. [`ScanIo`] watches the bytes hyper reads,
+//! follows HTTP/1 framing just far enough to find each request head (skipping `Content-Length`
+//! and chunked bodies), and records the index of the first request whose head had a smuggling
+//! shape; the service marks that request so `sanitize::check` answers 400 and closes.
+//!
+//! Only header *names*, the `Content-Length` digits and the last `Transfer-Encoding` token are
+//! looked at; nothing is copied beyond a bounded line prefix.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Longest line prefix kept for inspection; longer lines are judged by their prefix.
+const LINE_PREFIX: usize = 128;
+
+/// No request has been flagged.
+const NONE: u64 = u64::MAX;
+
+/// The verdict shared between the IO wrapper and the service.
+#[derive(Debug)]
+pub struct ScanVerdict {
+    /// Index (0-based, in arrival order) of the first request with a smuggling shape.
+    flagged: AtomicU64,
+    /// Which shape it was: 1 = CL+TE, 2 = duplicate CL.
+    shape: AtomicU64,
+}
+
+impl ScanVerdict {
+    fn new() -> Self {
+        Self {
+            flagged: AtomicU64::new(NONE),
+            shape: AtomicU64::new(0),
+        }
+    }
+
+    /// The reason if request number `index` on this connection had a smuggling shape.
+    pub fn shape_of(&self, index: u64) -> Option<&'static str> {
+        if self.flagged.load(Ordering::Acquire) != index {
+            return None;
+        }
+        match self.shape.load(Ordering::Relaxed) {
+            1 => Some("both Content-Length and Transfer-Encoding"),
+            _ => Some("duplicate Content-Length"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a request line or header line.
+    Head,
+    /// Skipping this many body bytes.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize,
+    /// Skipping chunk data, then its CRLF.
+    ChunkData(u64),
+    /// Skipping to the end of the CRLF after chunk data.
+    ChunkEnd,
+    /// Reading trailer lines after the last chunk.
+    Trailers,
+    /// Not HTTP/1 framing any more (a flagged request, HTTP/2, or broken framing): stop looking.
+    Done,
+}
+
+/// Per-head facts.
+#[derive(Debug, Default)]
+struct HeadFacts {
+    lines: u32,
+    content_lengths: u32,
+    length: Option<u64>,
+    transfer_encoding: bool,
+    chunked_last: bool,
+}
+
+/// The framing follower.
+#[derive(Debug)]
+struct Scanner {
+    state: State,
+    line: Vec<u8>,
+    head: HeadFacts,
+    requests: u64,
+    verdict: Arc<ScanVerdict>,
+}
+
+impl Scanner {
+    fn new(verdict: Arc<ScanVerdict>) -> Self {
+        Self {
+            state: State::Head,
+            line: Vec::with_capacity(LINE_PREFIX),
+            head: HeadFacts::default(),
+            requests: 0,
+            verdict,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match self.state {
+                State::Done => return,
+                State::Body(remaining) | State::ChunkData(remaining) => {
+                    let take = remaining.min(bytes.len() as u64);
+                    bytes = &bytes[usize::try_from(take).unwrap_or(bytes.len())..];
+                    let left = remaining - take;
+                    self.state = match (self.state, left) {
+                        (State::Body(_), 0) => State::Head,
+                        (State::Body(_), n) => State::Body(n),
+                        (_, 0) => State::ChunkEnd,
+                        (_, n) => State::ChunkData(n),
+                    };
+                }
+                State::Head | State::ChunkSize | State::ChunkEnd | State::Trailers => {
+                    let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+                        self.keep(bytes);
+                        return;
+                    };
+                    self.keep(&bytes[..newline]);
+                    bytes = &bytes[newline + 1..];
+                    self.end_of_line();
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = LINE_PREFIX.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+
+    fn end_of_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        let text = line.strip_suffix(b"\r").unwrap_or(&line);
+        self.state = match self.state {
+            State::Head => self.head_line(text),
+            State::ChunkSize => self.chunk_size_line(text),
+            State::ChunkEnd => State::ChunkSize,
+            State::Trailers if text.is_empty() => State::Head,
+            other => other,
+        };
+        self.line = line;
+        self.line.clear();
+    }
+
+    fn head_line(&mut self, text: &[u8]) -> State {
+        if self.head.lines == 0 {
+            if text.is_empty() {
+                return State::Head; // tolerated CRLF between requests
+            }
+            if text.starts_with(b"PRI * HTTP/2.0") {
+                return State::Done;
+            }
+            self.head.lines = 1;
+            return State::Head;
+        }
+        if !text.is_empty() {
+            self.header_line(text);
+            return State::Head;
+        }
+        let head = std::mem::take(&mut self.head);
+        let index = self.requests;
+        self.requests += 1;
+        let shape = match (head.transfer_encoding, head.content_lengths) {
+            (true, n) if n > 0 => 1,
+            (false, n) if n > 1 => 2,
+            _ => 0,
+        };
+        if shape != 0 {
+            self.verdict.shape.store(shape, Ordering::Relaxed);
+            self.verdict.flagged.store(index, Ordering::Release);
+            return State::Done;
+        }
+        match (head.transfer_encoding, head.length) {
+            (true, _) if head.chunked_last => State::ChunkSize,
+            (true, _) => State::Done,
+            (false, Some(0) | None) => State::Head,
+            (false, Some(length)) => State::Body(length),
+        }
+    }
+
+    fn header_line(&mut self, text: &[u8]) {
+        self.head.lines += 1;
+        let Some(colon) = text.iter().position(|b| *b == b':') else {
+            return;
+        };
+        let name = &text[..colon];
+        let value = trim(&text[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.head.content_lengths += 1;
+            self.head.length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.head.transfer_encoding = true;
+            let last = value
+                .rsplit(|b| *b == b',')
+                .next()
+                .map(trim)
+                .unwrap_or_default();
+            self.head.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+
+    fn chunk_size_line(&self, text: &[u8]) -> State {
+        let digits = text
+            .split(|b| *b == b';')
+            .next()
+            .map(trim)
+            .unwrap_or_default();
+        let size = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| u64::from_str_radix(d, 16).ok());
+        match size {
+            None => State::Done,
+            Some(0) => State::Trailers,
+            Some(size) => State::ChunkData(size),
+        }
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+pin_project_lite::pin_project! {
+    /// Passes IO through while following HTTP/1 request framing (see the module doc).
+    pub struct ScanIo<T> {
+        #[pin]
+        inner: T,
+        scanner: Scanner,
+    }
+}
+
+impl<T> ScanIo<T> {
+    /// Wraps the plaintext side of an HTTP/1 connection; the verdict is shared with the service.
+    pub fn new(inner: T) -> (Self, Arc<ScanVerdict>) {
+        let verdict = Arc::new(ScanVerdict::new());
+        (
+            Self {
+                inner,
+                scanner: Scanner::new(verdict.clone()),
+            },
+            verdict,
+        )
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for ScanIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.inner.poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && this.scanner.state != State::Done {
+            this.scanner.feed(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for ScanIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(chunks: &[&[u8]]) -> Arc<ScanVerdict> {
+        let verdict = Arc::new(ScanVerdict::new());
+        let mut scanner = Scanner::new(verdict.clone());
+        for chunk in chunks {
+            scanner.feed(chunk);
+        }
+        verdict
+    }
+
+    #[test]
+    fn clean_keep_alive_requests_are_not_flagged() {
+        let verdict = scan(&[
+            b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+            b"lo\r\n0\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+        ]);
+        for index in 0..4 {
+            assert_eq!(verdict.shape_of(index), None);
+        }
+    }
+
+    #[test]
+    fn cl_and_te_flag_the_right_request() {
+        let verdict = scan(&[
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        ]);
+        assert_eq!(verdict.shape_of(0), None);
+        assert_eq!(
+            verdict.shape_of(1),
+            Some("both Content-Length and Transfer-Encoding")
+        );
+    }
+
+    #[test]
+    fn duplicate_content_length_is_flagged_even_split_across_reads() {
+        let verdict = scan(&[
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Le",
+            b"ngth: 3\r\ncontent-length: 3\r\n\r\nabc",
+        ]);
+        assert_eq!(verdict.shape_of(0), Some("duplicate Content-Length"));
+    }
+
+    #[test]
+    fn smuggling_text_inside_a_body_is_not_a_head() {
+        let body = b"POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let verdict = scan(&[head.as_bytes(), body]);
+        assert_eq!(verdict.shape_of(0), None);
+        assert_eq!(verdict.shape_of(1), None);
+    }
+}
