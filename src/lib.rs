@@ -27,6 +27,7 @@
 //! The [`admin`] listener serves `/healthz`, `/readyz` and `/config`.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -37,5 +38,6 @@ pub mod pipeline;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod tls;

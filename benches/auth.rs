@@ -1,0 +1,2 @@
+//! Auth benches: being written.
+fn main() {}
