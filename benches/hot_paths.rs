@@ -1,8 +1,10 @@
 //! Criterion benches for the per-request hot paths: route matching over a Keptn-sized table and
-#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! path normalisation (already-normal paths borrow; dirty ones allocate once).
 //!
 //! Run: `cargo bench --bench hot_paths`.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+#![allow(clippy::expect_used)] // a bench with a broken fixture should stop loudly
 
 use std::path::Path;
 

@@ -2,8 +2,11 @@
 //! credential kinds, and authorization (roles, write gate). Every credential kind produces the
 //! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are.
 
+pub mod credentials;
 pub mod external;
+pub mod failures;
 pub mod jwt;
+pub mod roles;
 pub mod token_format;
 pub mod token_store;
 

@@ -424,9 +424,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_error(path, text, &e))?;
     let raw: file::GatewayFile =
-        serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
+        serde_ignored::deserialize(deserializer, |key| unknown.push(key_path(&key)))
             .map_err(|e| syntax_error(path, text, &e))?;
     validate::build(path, text, raw, unknown)
+}
+
+/// `routes[2].strip_prefx`, the way an operator would write the key (serde_ignored says
+/// `routes.2.strip_prefx`).
+pub fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = key_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
 }
 
 fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigErrors {

@@ -1,0 +1,193 @@
+//! [`Authenticator`]: runs a route's credential kinds against a request and yields an
+//! [`Identity`], or the error to answer with. Built once per runtime from `[auth]`.
+//!
+//! Order: a present credential is tried locally first — a JWT-shaped one against `[auth.jwt]`
+//! when the route accepts `jwt`, anything else against the token store when it accepts `token`.
+//! A route that accepts `external` asks the auth service whenever no local kind accepted the
+//! request, with or without a credential (NGINX `auth_request`: the service decides). Failed
+//! credential attempts count against the client IP's `failure_limit`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::external::{AuthRequest, Decision, ExternalAuth};
+use super::failures::FailureLimit;
+use super::jwt::{JwtError, JwtVerifier, looks_like_jwt};
+use super::token_store::{Lookup, TokenStore};
+use super::{Identity, credentials};
+use crate::config::{AuthKind, AuthSettings};
+use crate::error::GatewayError;
+
+/// The per-runtime authentication state.
+#[derive(Debug)]
+pub struct Authenticator {
+    /// The token store (empty when `[auth] tokens` is unset).
+    pub tokens: Arc<TokenStore>,
+    /// `[auth.jwt]`
+    pub jwt: Option<Arc<JwtVerifier>>,
+    /// `[auth.external]`; rebuilt (so its decision cache emptied) on every reload.
+    pub external: Option<ExternalAuth>,
+    /// `[auth] failure_limit`
+    pub failures: Option<Arc<FailureLimit>>,
+    /// Headers carrying a raw token.
+    pub token_headers: Vec<HeaderName>,
+    /// Headers stripped from every request and copied from the auth service.
+    pub copy_headers: Vec<HeaderName>,
+}
+
+/// What the request looks like to authentication.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    /// The client's method.
+    pub method: &'a Method,
+    /// Normalised path and query, for `X-Forwarded-Uri`.
+    pub uri: &'a str,
+    /// The client's headers.
+    pub headers: &'a HeaderMap,
+    /// Client IP under the trusted-proxy rule.
+    pub client_ip: IpAddr,
+    /// The request id.
+    pub request_id: &'a HeaderValue,
+}
+
+/// A successful authentication: who, plus headers the auth service asked to pass on.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The caller.
+    pub identity: Identity,
+    /// `copy_headers` from the external auth response.
+    pub copy: Option<Arc<[(HeaderName, HeaderValue)]>>,
+}
+
+/// Why a local credential failed.
+enum LocalFailure {
+    /// The route accepts no local kind this credential could be.
+    NotApplicable,
+    /// It was tried and refused.
+    Refused(GatewayError),
+}
+
+impl Authenticator {
+    /// Builds from settings, reusing the JWT keys of `previous` when `[auth.jwt]` is unchanged.
+    /// Blocking: reads the token store, token files and JWKS file.
+    ///
+    /// # Errors
+    /// Every problem, one line each, naming file and key.
+    pub fn build(settings: &AuthSettings, previous: Option<&Authenticator>) -> Result<Self, String> {
+        let tokens = match &settings.tokens {
+            Some(path) => TokenStore::load(path).map_err(|errors| join_errors(&errors))?,
+            None => TokenStore::default(),
+        };
+        let jwt = match &settings.jwt {
+            Some(jwt) => {
+                let verifier = JwtVerifier::build(jwt, previous.and_then(|p| p.jwt.as_deref()))?;
+                Some(Arc::new(verifier))
+            }
+            None => None,
+        };
+        let external = settings.external.as_ref().map(ExternalAuth::new).transpose()?;
+        Ok(Self {
+            tokens: Arc::new(tokens),
+            jwt,
+            external,
+            failures: settings.failure_limit.as_ref().map(|policy| Arc::new(FailureLimit::new(policy))),
+            token_headers: settings.token_headers.clone(),
+            copy_headers: settings.external.as_ref().map(|e| e.copy_headers.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Authenticates a request on a route accepting `kinds` (non-empty).
+    ///
+    /// # Errors
+    /// 401 missing/invalid/expired, 429 too many failed attempts, the auth service's own
+    /// 401/403/429, 503 when it is down, 500 for an unexpected status.
+    pub async fn authenticate(&self, kinds: &[AuthKind], attempt: &Attempt<'_>) -> Result<Authenticated, GatewayError> {
+        let credential = credentials::credential(attempt.headers, &self.token_headers);
+        if credential.is_some() {
+            if let Some(failures) = &self.failures {
+                failures.check(attempt.client_ip)?;
+            }
+        }
+        let local = match credential {
+            Some(credential) => self.local(kinds, credential).await,
+            None => Err(LocalFailure::NotApplicable),
+        };
+        let refusal = match local {
+            Ok(identity) => return Ok(Authenticated { identity, copy: None }),
+            Err(LocalFailure::Refused(error)) => Some(error),
+            Err(LocalFailure::NotApplicable) => None,
+        };
+        if kinds.contains(&AuthKind::External) {
+            if let Some(external) = &self.external {
+                return external_decision(external.check(&external_request(attempt)).await);
+            }
+        }
+        match (refusal, credential) {
+            (Some(error), _) => Err(self.count_failure(attempt.client_ip, error)),
+            (None, Some(_)) => Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken)),
+            (None, None) => Err(GatewayError::MissingCredentials),
+        }
+    }
+
+    async fn local(&self, kinds: &[AuthKind], credential: &str) -> Result<Identity, LocalFailure> {
+        let now = OffsetDateTime::now_utc();
+        if kinds.contains(&AuthKind::Jwt) && looks_like_jwt(credential) {
+            if let Some(jwt) = &self.jwt {
+                return jwt.verify(credential, now).await.map_err(|error| LocalFailure::Refused(jwt_error(error)));
+            }
+        }
+        if !kinds.contains(&AuthKind::Token) {
+            return Err(LocalFailure::NotApplicable);
+        }
+        match self.tokens.lookup(credential, now) {
+            Lookup::Valid(identity) => Ok(identity),
+            Lookup::Expired(at) => Err(LocalFailure::Refused(GatewayError::TokenExpired(rfc3339(at)))),
+            Lookup::Disabled | Lookup::Unknown | Lookup::BadChecksum => Err(LocalFailure::Refused(GatewayError::InvalidToken)),
+        }
+    }
+
+    /// Counts a failed attempt; past the limit the answer becomes 429.
+    fn count_failure(&self, ip: IpAddr, error: GatewayError) -> GatewayError {
+        self.failures.as_ref().and_then(|f| f.record_failure(ip)).unwrap_or(error)
+    }
+}
+
+fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
+    AuthRequest {
+        method: attempt.method,
+        uri: attempt.uri,
+        headers: attempt.headers,
+        client_ip: attempt.client_ip,
+        request_id: attempt.request_id,
+    }
+}
+
+fn external_decision(decision: Decision) -> Result<Authenticated, GatewayError> {
+    match decision {
+        Decision::Allow { identity, copy } => Ok(Authenticated { identity, copy: Some(copy) }),
+        Decision::Deny(response) => Err(GatewayError::AuthDenied(response)),
+        Decision::Unavailable => Err(GatewayError::AuthUnavailable),
+        Decision::Unexpected(_) => Err(GatewayError::AuthUnexpectedStatus),
+    }
+}
+
+fn jwt_error(error: JwtError) -> GatewayError {
+    match error {
+        JwtError::Expired(at) => GatewayError::TokenExpired(rfc3339(at)),
+        JwtError::Invalid(_) => GatewayError::InvalidToken,
+    }
+}
+
+/// RFC 3339 in UTC with whole seconds, as SPEC §4's example (`2027-02-21T10:00:00Z`).
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+fn join_errors(errors: &[crate::config::ConfigError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}

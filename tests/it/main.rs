@@ -1,0 +1,21 @@
+//! Integration tests for gatehouse: the gateway runs in-process on `127.0.0.1:0` with a temp
+//! config, in front of real recording upstreams, driven by a rustls client that trusts a test CA.
+//! One binary, one module per area; the harness is in `support`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod support;
+
+mod cli;
+mod limits;
+mod plain;
+mod proxy;
+mod routing;
+mod shutdown;
+mod streaming;
+mod tls;
+mod websocket;
