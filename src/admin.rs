@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (serving and not draining),
-//! `/config` (the effective configuration, redacted, with its content hash and generation).
+//! `/config` (the effective configuration, redacted, with its content hash, generation and the
+//! last reload's result), `POST /reload` (answers after the swap with the outcome).
 //! Bound to loopback by default.
 
 use std::convert::Infallible;
@@ -10,23 +11,25 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::http::body::{self, Body};
+use crate::reload::{ReloadHandle, ReloadOutcome};
 use crate::runtime::Shared;
 
 /// Serves admin requests until the process stops (the admin listener outlives the drain so
 /// `/readyz` can say 503 throughout it).
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, _accepting: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
         let shared = shared.clone();
+        let reload = reload.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+                let reload = reload.clone();
+                async move { Ok::<_, Infallible>(handle(&req, &shared, &reload).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -35,15 +38,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, _accepting: watch
     }
 }
 
-fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
+async fn handle(req: &Request<Incoming>, shared: &Shared, reload: &ReloadHandle) -> Response<Body> {
     match (req.method(), req.uri().path()) {
+        (&Method::POST, "/reload") => reload_response(reload.reload().await),
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") if shared.is_draining() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
         }
         (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared)),
-        (_, "/healthz" | "/readyz" | "/config") => {
+        (_, "/healthz" | "/readyz" | "/config" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -53,15 +57,22 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
 /// The effective configuration without secrets: names, paths and addresses only.
 fn config_view(shared: &Shared) -> serde_json::Value {
     let runtime = shared.runtime.load();
+    let status = shared.reload_status().borrow().clone();
     let config = &runtime.config;
     let loaded_at = time::OffsetDateTime::from(runtime.loaded_at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     serde_json::json!({
         "file": config.path.display().to_string(),
-        "content_hash": config.content_hash,
+        "content_hash": runtime.content_hash,
         "generation": runtime.generation,
-        "last_reload": { "time": loaded_at, "ok": true, "error": null },
+        "loaded_at": loaded_at,
+        "last_reload": {
+            "time": rfc3339(status.at),
+            "ok": status.ok,
+            "error": status.error,
+            "attempts": status.attempts,
+        },
         "server": {
             "listen": config.server.listen.to_string(),
             "plain_listen": config.server.plain_listen.map(|a| a.to_string()),
@@ -70,6 +81,33 @@ fn config_view(shared: &Shared) -> serde_json::Value {
         "upstreams": config.upstreams.iter().map(|u| serde_json::json!({"name": u.name, "targets": u.targets})).collect::<Vec<_>>(),
         "routes": config.routes.iter().map(|r| serde_json::json!({"path": r.path, "exact": r.exact, "host": r.host})).collect::<Vec<_>>(),
     })
+}
+
+/// `POST /reload`: 200 with the outcome, or 422 with the error (the old runtime stays).
+fn reload_response(outcome: ReloadOutcome) -> Response<Body> {
+    match outcome {
+        ReloadOutcome::Applied {
+            generation,
+            restart_needed,
+        } => json(
+            StatusCode::OK,
+            &serde_json::json!({"ok": true, "changed": true, "generation": generation, "restart_needed": restart_needed}),
+        ),
+        ReloadOutcome::Unchanged { generation } => json(
+            StatusCode::OK,
+            &serde_json::json!({"ok": true, "changed": false, "generation": generation}),
+        ),
+        ReloadOutcome::Failed { error } => json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({"ok": false, "error": error}),
+        ),
+    }
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, message: &'static str) -> Response<Body> {

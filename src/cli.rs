@@ -93,10 +93,30 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn serve(config: &Path) -> anyhow::Result<()> {
     let gateway = Gateway::start(config).await?;
+    reload_on_sighup(gateway.reload_handle());
     wait_for_stop_signal().await;
     tracing::info!("stop signal received; draining");
     gateway.shutdown();
     gateway.wait().await
+}
+
+/// Each SIGHUP triggers a reload.
+fn reload_on_sighup(handle: crate::reload::ReloadHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading");
+                        handle.trigger();
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -36,6 +36,7 @@ pub mod files;
 pub mod http;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod secret;

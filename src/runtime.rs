@@ -10,11 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use std::path::PathBuf;
+
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::forwarded::TrustedProxies;
 use crate::proxy::Upstream;
+use crate::reload::{ReloadOutcome, ReloadStatus};
 use crate::router::RouteTable;
 
 /// Everything a request reads, built once per (re)load.
@@ -32,6 +37,10 @@ pub struct Runtime {
     pub trusted_proxies: TrustedProxies,
     /// 1 for the first load, +1 per applied reload.
     pub generation: u64,
+    /// Every file this runtime was built from; reload watches their folders.
+    pub files: Vec<PathBuf>,
+    /// SHA-256 over the content of `files`; a reload with the same hash swaps nothing.
+    pub content_hash: String,
     /// When this runtime was built.
     pub loaded_at: SystemTime,
 }
@@ -44,6 +53,8 @@ impl Runtime {
     /// A message naming the file or upstream that could not be used.
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, String> {
         let tls = crate::tls::build(&config.tls)?;
+        let files = trusted_files(&config);
+        let content_hash = hash_files(&files);
         let upstreams = config
             .upstreams
             .iter()
@@ -60,27 +71,86 @@ impl Runtime {
             tls,
             upstreams,
             generation: previous.map_or(1, |p| p.generation + 1),
+            files,
+            content_hash,
             loaded_at: SystemTime::now(),
             config: Arc::new(config),
         })
     }
 }
 
-/// State shared by listeners, the admin endpoint and (later) the reload task.
+/// Every file the runtime depends on, config first.
+fn trusted_files(config: &Config) -> Vec<PathBuf> {
+    let tls = &config.tls;
+    let mut files = vec![config.path.clone(), tls.cert.clone(), tls.key.clone()];
+    for sni in &tls.sni {
+        files.extend([sni.cert.clone(), sni.key.clone()]);
+    }
+    files.extend(tls.client_ca.iter().cloned());
+    files.extend(config.upstreams.iter().filter_map(|u| u.ca.clone()));
+    files
+}
+
+/// SHA-256 over each file's path and content (a missing file hashes as missing).
+fn hash_files(files: &[PathBuf]) -> String {
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.as_os_str().as_encoded_bytes());
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                hasher.update([1]);
+                hasher.update(Sha256::digest(&bytes));
+            }
+            Err(_) => hasher.update([0]),
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// State shared by listeners, the admin endpoint and the reload task.
 #[derive(Debug)]
 pub struct Shared {
     /// The current runtime; `load_full()` once per request.
     pub runtime: ArcSwap<Runtime>,
     draining: AtomicBool,
+    status: watch::Sender<ReloadStatus>,
 }
 
 impl Shared {
     /// Wraps the first runtime.
     pub fn new(runtime: Runtime) -> Self {
+        let status = watch::Sender::new(ReloadStatus::first(&runtime));
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             draining: AtomicBool::new(false),
+            status,
         }
+    }
+
+    /// Watches reload results (tests wait on `generation` or `attempts` with a timeout).
+    pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
+        self.status.subscribe()
+    }
+
+    /// Records a reload attempt's outcome.
+    pub fn record_reload(&self, outcome: &ReloadOutcome) {
+        let runtime = self.runtime.load();
+        self.status.send_modify(|status| {
+            status.attempts += 1;
+            status.at = SystemTime::now();
+            status.generation = runtime.generation;
+            status.content_hash = runtime.content_hash.clone();
+            match outcome {
+                ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {
+                    status.ok = true;
+                    status.error = None;
+                }
+                ReloadOutcome::Failed { error } => {
+                    status.ok = false;
+                    status.error = Some(error.clone());
+                }
+            }
+        });
     }
 
     /// True once shutdown began: `/readyz` answers 503.

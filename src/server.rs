@@ -28,6 +28,7 @@ use crate::http::head_scan::ScanIo;
 use crate::http::idle::IdleTimeout;
 use crate::http::sanitize::SmugglingShape;
 use crate::pipeline::{self, ConnInfo};
+use crate::reload::{ReloadHandle, ReloadOutcome, Reloader};
 use crate::runtime::{Runtime, Shared};
 
 /// A running gateway.
@@ -37,6 +38,7 @@ pub struct Gateway {
     plain_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    reload: ReloadHandle,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -50,6 +52,7 @@ impl Gateway {
     pub async fn start(config_path: impl AsRef<Path>) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let path = config_path.as_ref().to_owned();
+        let reloader = Reloader::watch_config(&path);
         let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<Runtime> {
             let config = crate::config::load(&path)?;
             Runtime::build(config, None).map_err(anyhow::Error::msg)
@@ -76,13 +79,22 @@ impl Gateway {
             admin,
             redirect_port,
         };
-        let task = tokio::spawn(serve(listeners, shared.clone(), shutdown_rx));
+        let reload = reloader.handle();
+        let reload_task = tokio::spawn(reloader.run(shared.clone()));
+        let task = tokio::spawn(serve(
+            listeners,
+            shared.clone(),
+            reload.clone(),
+            shutdown_rx,
+            reload_task,
+        ));
         tracing::info!(https = %https_addr, plain = ?plain_addr, admin = %admin_addr, "gatehouse listening");
         Ok(Self {
             https_addr,
             plain_addr,
             admin_addr: Some(admin_addr),
             shared,
+            reload,
             shutdown,
             task,
         })
@@ -106,6 +118,16 @@ impl Gateway {
     /// The shared state (current runtime, drain flag).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Reloads now (as `POST /reload` does) and returns the outcome.
+    pub async fn reload(&self) -> ReloadOutcome {
+        self.reload.reload().await
+    }
+
+    /// A handle that triggers reloads (SIGHUP).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
     }
 
     /// Begins the drain, as SIGTERM does.
@@ -140,7 +162,9 @@ struct Listeners {
 async fn serve(
     listeners: Listeners,
     shared: Arc<Shared>,
+    reload: ReloadHandle,
     mut shutdown: watch::Receiver<bool>,
+    reload_task: JoinHandle<()>,
 ) -> anyhow::Result<()> {
     let limits = shared.runtime.load().config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -171,14 +195,12 @@ async fn serve(
             accepting.clone(),
         )));
     }
-    let admin = tokio::spawn(crate::admin::serve(
-        listeners.admin,
-        shared.clone(),
-        accepting,
-    ));
+    drop(accepting);
+    let admin = tokio::spawn(crate::admin::serve(listeners.admin, shared.clone(), reload));
     stopped(&mut shutdown).await;
     drain(&shared, &limits, stop_accepting, acceptors, graceful).await;
     admin.abort();
+    reload_task.abort();
     Ok(())
 }
 

@@ -1,0 +1,314 @@
+//! Live reload (SPEC §5): every trigger — a change in the parent folder of any file the runtime
+//! depends on, `SIGHUP`, or admin `POST /reload` — feeds one task that debounces, builds a whole
+//! new [`Runtime`] off the request path (file IO and key parsing on a blocking thread), and swaps
+//! it in with one `ArcSwap` store. An invalid change is refused whole; the old runtime stays.
+//!
+//! Folders are watched, not files: editors replace files by rename and Kubernetes swaps a
+//! `..data` symlink, so the inode a file watch would follow is gone after the first update. Any
+//! event in a watched folder triggers a rebuild; the swap is skipped when the content hash of
+//! every file the runtime read is unchanged. The watch set follows the config: a reload that
+//! names new files starts watching their folders. The config's folder is watched before the
+//! first load, and one rescan runs once all folders are watched, so nothing written in between
+//! is missed (arti's approach).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::{Runtime, Shared};
+
+/// How long to wait after the first event for the rest of a burst (an editor's temp-write +
+/// rename, a Kubernetes symlink swap) before rebuilding once.
+const DEBOUNCE: Duration = Duration::from_millis(30);
+
+/// What the last reload attempt did; `/config` shows it and tests wait on it.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    /// Generation of the runtime in use (1 = the first load).
+    pub generation: u64,
+    /// Reload attempts so far, applied or not (the first load counts as attempt 1).
+    pub attempts: u64,
+    /// Content hash of the runtime in use.
+    pub content_hash: String,
+    /// When the last attempt finished.
+    pub at: SystemTime,
+    /// Whether the last attempt succeeded (applied, or nothing had changed).
+    pub ok: bool,
+    /// The last attempt's error, if it failed.
+    pub error: Option<String>,
+}
+
+impl ReloadStatus {
+    /// The status after the first load.
+    pub fn first(runtime: &Runtime) -> Self {
+        Self {
+            generation: runtime.generation,
+            attempts: 1,
+            content_hash: runtime.content_hash.clone(),
+            at: SystemTime::now(),
+            ok: true,
+            error: None,
+        }
+    }
+}
+
+/// The answer to one reload request.
+#[derive(Debug, Clone)]
+pub enum ReloadOutcome {
+    /// A new runtime is in use.
+    Applied {
+        /// Its generation.
+        generation: u64,
+        /// Changes that need a restart to take effect (listener addresses, connection cap).
+        restart_needed: Vec<String>,
+    },
+    /// Every file had the same content; nothing was swapped.
+    Unchanged {
+        /// The generation still in use.
+        generation: u64,
+    },
+    /// The change was refused; the old runtime stays.
+    Failed {
+        /// What was wrong (file, key, reason), never a secret.
+        error: String,
+    },
+}
+
+/// Why a reload runs.
+#[derive(Debug)]
+pub enum Trigger {
+    /// A watched folder changed.
+    Files,
+    /// `SIGHUP`.
+    Signal,
+    /// `POST /reload`, which waits for the outcome.
+    Admin(oneshot::Sender<ReloadOutcome>),
+}
+
+/// Sends triggers to the reload task.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle {
+    triggers: mpsc::Sender<Trigger>,
+}
+
+impl ReloadHandle {
+    /// Requests a reload and waits for its outcome.
+    pub async fn reload(&self) -> ReloadOutcome {
+        let (reply, outcome) = oneshot::channel();
+        if self.triggers.send(Trigger::Admin(reply)).await.is_err() {
+            return ReloadOutcome::Failed {
+                error: "reload task is not running".into(),
+            };
+        }
+        outcome.await.unwrap_or(ReloadOutcome::Failed {
+            error: "reload task stopped".into(),
+        })
+    }
+
+    /// Requests a reload without waiting (SIGHUP).
+    pub fn trigger(&self) {
+        let _ = self.triggers.try_send(Trigger::Signal);
+    }
+}
+
+/// Watches folders and turns any event into a (coalesced) [`Trigger::Files`].
+struct FolderWatch {
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl FolderWatch {
+    fn new(events: mpsc::Sender<Trigger>) -> Self {
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                // Capacity 1: a pending trigger already covers this event.
+                let _ = events.try_send(Trigger::Files);
+            }
+        });
+        match watcher {
+            Ok(watcher) => Self {
+                watcher: Some(watcher),
+                watched: BTreeSet::new(),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "file watching unavailable; reload with SIGHUP or POST /reload");
+                Self {
+                    watcher: None,
+                    watched: BTreeSet::new(),
+                }
+            }
+        }
+    }
+
+    /// Watches exactly the folders of `files` (plus nothing else).
+    fn follow(&mut self, files: &[PathBuf]) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let wanted: BTreeSet<PathBuf> = files.iter().filter_map(|f| folder_of(f)).collect();
+        for gone in self.watched.difference(&wanted) {
+            let _ = watcher.unwatch(gone);
+        }
+        for folder in wanted.difference(&self.watched) {
+            if let Err(error) = watcher.watch(folder, RecursiveMode::NonRecursive) {
+                tracing::warn!(folder = %folder.display(), %error, "cannot watch folder; changes there need SIGHUP or POST /reload");
+            }
+        }
+        self.watched = wanted;
+    }
+}
+
+fn folder_of(file: &Path) -> Option<PathBuf> {
+    let folder = file.parent()?;
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    Some(std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_owned()))
+}
+
+/// Starts watching `config_path`'s folder — call before the first load.
+pub struct Reloader {
+    watch: FolderWatch,
+    triggers: mpsc::Receiver<Trigger>,
+    files: mpsc::Receiver<Trigger>,
+    handle: ReloadHandle,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("watched", &self.watch.watched)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// Begins watching the config's folder, before the first load reads anything.
+    pub fn watch_config(config_path: &Path) -> Self {
+        let (file_tx, files) = mpsc::channel(1);
+        let (trigger_tx, triggers) = mpsc::channel(16);
+        let mut watch = FolderWatch::new(file_tx);
+        watch.follow(&[config_path.to_owned()]);
+        Self {
+            watch,
+            triggers,
+            files,
+            handle: ReloadHandle {
+                triggers: trigger_tx,
+            },
+        }
+    }
+
+    /// A handle for SIGHUP and `POST /reload`.
+    pub fn handle(&self) -> ReloadHandle {
+        self.handle.clone()
+    }
+
+    /// Runs the reload task until the process stops.
+    pub async fn run(mut self, shared: Arc<Shared>) {
+        self.watch.follow(&shared.runtime.load().files);
+        // One rescan now that every folder is watched: closes the gap since the first load.
+        let mut pending = Some(Trigger::Files);
+        loop {
+            let first = match pending.take() {
+                Some(trigger) => trigger,
+                None => match self.next_trigger().await {
+                    Some(trigger) => trigger,
+                    None => return,
+                },
+            };
+            let mut waiters = Vec::new();
+            collect(first, &mut waiters);
+            tokio::time::sleep(DEBOUNCE).await;
+            while let Ok(trigger) = self.files.try_recv().or_else(|_| self.triggers.try_recv()) {
+                collect(trigger, &mut waiters);
+            }
+            let outcome = reload_once(&shared).await;
+            self.watch.follow(&shared.runtime.load().files);
+            for waiter in waiters {
+                let _ = waiter.send(outcome.clone());
+            }
+        }
+    }
+
+    async fn next_trigger(&mut self) -> Option<Trigger> {
+        tokio::select! {
+            Some(trigger) = self.files.recv() => Some(trigger),
+            Some(trigger) = self.triggers.recv() => Some(trigger),
+            else => None,
+        }
+    }
+}
+
+fn collect(trigger: Trigger, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) {
+    if let Trigger::Admin(reply) = trigger {
+        waiters.push(reply);
+    }
+}
+
+/// Builds, validates and (if anything changed) swaps in a new runtime.
+pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
+    let previous = shared.runtime.load_full();
+    let base = previous.clone();
+    let built = tokio::task::spawn_blocking(move || -> Result<Runtime, String> {
+        let config = crate::config::load(&base.config.path).map_err(|e| e.to_string())?;
+        Runtime::build(config, Some(&base))
+    })
+    .await
+    .unwrap_or_else(|_| Err("reload build panicked".to_owned()));
+    let outcome = match built {
+        Err(error) => {
+            tracing::error!(error = %error, "reload refused; keeping the running configuration");
+            ReloadOutcome::Failed { error }
+        }
+        Ok(runtime) if runtime.content_hash == previous.content_hash => ReloadOutcome::Unchanged {
+            generation: previous.generation,
+        },
+        Ok(runtime) => {
+            let restart_needed = restart_needed(&previous, &runtime);
+            for change in &restart_needed {
+                tracing::warn!(change = %change, "needs a restart to take effect; the rest of the change is applied");
+            }
+            let generation = runtime.generation;
+            shared.runtime.store(Arc::new(runtime));
+            tracing::info!(generation, "reloaded");
+            ReloadOutcome::Applied {
+                generation,
+                restart_needed,
+            }
+        }
+    };
+    shared.record_reload(&outcome);
+    outcome
+}
+
+/// Settings bound at start that a reload cannot change.
+fn restart_needed(old: &Runtime, new: &Runtime) -> Vec<String> {
+    let (old_server, new_server) = (&old.config.server, &new.config.server);
+    let mut changes = Vec::new();
+    if old_server.listen != new_server.listen {
+        changes.push(format!(
+            "server.listen changed from {} to {}",
+            old_server.listen, new_server.listen
+        ));
+    }
+    if old_server.plain_listen != new_server.plain_listen {
+        changes.push("server.plain_listen changed".to_owned());
+    }
+    if old_server.admin_listen != new_server.admin_listen {
+        changes.push(format!(
+            "server.admin_listen changed from {} to {}",
+            old_server.admin_listen, new_server.admin_listen
+        ));
+    }
+    if old.config.limits.max_connections != new.config.limits.max_connections {
+        changes.push("limits.max_connections changed".to_owned());
+    }
+    changes
+}
