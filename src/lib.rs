@@ -42,3 +42,4 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod tls;
+pub mod token_cmd;

@@ -1,1 +1,1455 @@
-//! Placeholder: being written.
+//! External auth: NGINX `auth_request` semantics against `[auth.external]`.
+//!
+//! For every request on an `external` route, [`ExternalAuth::check`] asks the auth service with a
+//! body-less request (the configured method to the configured URL, `Content-Length: 0` for methods
+//! that carry a body, never the client's framing, `Upgrade` or `Connection` headers) carrying only
+//! the configured `forward_headers` the client sent, plus `X-Forwarded-Method`, `X-Forwarded-Uri`,
+//! `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a [`Decision`]:
+//!
+//! | auth service answer | decision | the client sees |
+//! |---|---|---|
+//! | 2xx | [`Decision::Allow`] | the upstream's response; `copy_headers` go upstream |
+//! | 401, 403, 429 | [`Decision::Deny`] | the auth service's status, body, `Content-Type`, `WWW-Authenticate`, `Retry-After` |
+//! | timeout, refused, broken, 5xx | [`Decision::Unavailable`] | 503 `auth service unavailable` |
+//! | anything else | [`Decision::Unexpected`] | 500 `unexpected auth service status` |
+//!
+//! Decisions are cached per credential: the key is a SHA-256 over the forwarded header names and
+//! values the client sent, so the cache never holds a raw credential. Allows live `cache_ttl`,
+//! 401/403 denials `negative_cache_ttl`; 429, unavailable and unexpected answers are never cached.
+//! Concurrent checks with the same key share one auth call (single flight), so a burst of identical
+//! new credentials costs the auth service one request.
+//!
+//! No header value (credential or not) ever reaches a log line, an error or `Debug` output.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{AuthMethod, Identity};
+use crate::config::ExternalSettings;
+use crate::http::body::{self, Body};
+use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
+
+/// `x-forwarded-method`: the client's method, for the auth service.
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+/// `x-forwarded-uri`: the client's normalised path and query, for the auth service.
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
+/// Most bytes of a denial body passed through to the client.
+const MAX_DENY_BODY: usize = 64 * 1024;
+/// Most cached decisions; past it expired entries go, then everything.
+const MAX_CACHE_ENTRIES: usize = 10_000;
+/// How many times a follower whose leader vanished (cancelled, panicked) tries to join or lead a
+/// new call before calling on its own.
+const MAX_ROUNDS: usize = 3;
+/// Extra time a follower waits beyond `timeout` for a leader that is not being polled.
+const FOLLOW_GRACE: Duration = Duration::from_millis(250);
+/// Idle keep-alive connections kept to the auth service.
+const MAX_IDLE_CONNECTIONS: usize = 64;
+/// How long an idle keep-alive connection to the auth service is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Client headers that are never forwarded: framing, hop-by-hop, `Host`, and the headers this
+/// module sets itself.
+const NEVER_FORWARDED: [&str; 13] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "host",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-forwarded-for",
+    "x-request-id",
+];
+
+/// The cache key: SHA-256 over the forwarded credentials.
+type Key = [u8; 32];
+/// One in-flight auth call, as seen by the checks waiting for it.
+type Flight = watch::Receiver<Option<Decision>>;
+
+/// One request to authenticate: what the auth service is told about it.
+pub struct AuthRequest<'a> {
+    /// The client's method, sent as `X-Forwarded-Method`.
+    pub method: &'a Method,
+    /// The client's normalised path and query, sent as `X-Forwarded-Uri`.
+    pub uri: &'a str,
+    /// The client's headers; only the configured `forward_headers` are passed on.
+    pub headers: &'a HeaderMap,
+    /// The client IP, sent as `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+    /// The request id, sent as `X-Request-Id`.
+    pub request_id: &'a HeaderValue,
+}
+
+impl fmt::Debug for AuthRequest<'_> {
+    /// Header values and the query string are left out: either may carry a credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.uri.split_once('?').map_or(self.uri, |(path, _)| path);
+        f.debug_struct("AuthRequest")
+            .field("method", self.method)
+            .field("path", &path)
+            .field("headers", &self.headers.len())
+            .field("client_ip", &self.client_ip)
+            .field("request_id", self.request_id)
+            .finish()
+    }
+}
+
+/// What the auth service decided about one request.
+#[derive(Clone)]
+pub enum Decision {
+    /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
+    /// values, in configuration order), to be set on the upstream request.
+    Allow {
+        /// The caller: `subject` from the first configured copy header present, else `external`.
+        identity: Identity,
+        /// Auth response headers to set on the upstream request.
+        copy: Arc<[(HeaderName, HeaderValue)]>,
+    },
+    /// 401, 403 or 429: returned to the client as the auth service sent it.
+    Deny(Arc<DenyResponse>),
+    /// Timeout, refused or broken connection, or 5xx: the pipeline answers 503
+    /// `auth service unavailable`.
+    Unavailable,
+    /// Any other status: the pipeline answers 500 `unexpected auth service status`.
+    Unexpected(u16),
+}
+
+impl fmt::Debug for Decision {
+    /// Copied header values are left out: an auth service may hand a credential to upstreams.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allow { identity, copy } => f
+                .debug_struct("Allow")
+                .field("identity", identity)
+                .field("copy", &HeaderNames(copy))
+                .finish(),
+            Self::Deny(deny) => f.debug_tuple("Deny").field(deny).finish(),
+            Self::Unavailable => f.write_str("Unavailable"),
+            Self::Unexpected(status) => f.debug_tuple("Unexpected").field(status).finish(),
+        }
+    }
+}
+
+/// A denial to return to the client unchanged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DenyResponse {
+    /// 401, 403 or 429.
+    pub status: StatusCode,
+    /// The auth service's `Content-Type`, `WWW-Authenticate` (all values) and `Retry-After`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The auth service's body (empty if it was longer than 64 KiB).
+    pub body: Bytes,
+}
+
+impl DenyResponse {
+    /// The response for the client.
+    pub fn to_response(&self) -> Response<Body> {
+        let mut response = Response::new(body::full(self.body.clone()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        response
+    }
+}
+
+impl fmt::Debug for DenyResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DenyResponse")
+            .field("status", &self.status)
+            .field("headers", &HeaderNames(&self.headers))
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Debug-prints header names only.
+struct HeaderNames<'a>(&'a [(HeaderName, HeaderValue)]);
+
+impl fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+/// The `[auth.external]` client: asks the auth service, caches and coalesces its decisions.
+///
+/// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from the new
+/// settings, so every reload empties the cache (as SPEC §2 requires): a revoked credential is
+/// never allowed from a stale cache entry past a reload, and a changed auth URL never serves the
+/// old service's answers. Share it behind an `Arc`; every method takes `&self`.
+pub struct ExternalAuth {
+    url: Uri,
+    host: HeaderValue,
+    method: Method,
+    content_length: bool,
+    forward_headers: Vec<HeaderName>,
+    copy_headers: Vec<HeaderName>,
+    timeout: Duration,
+    cache_ttl: Duration,
+    negative_cache_ttl: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    state: Mutex<State>,
+    calls: AtomicU64,
+    coalesced: AtomicU64,
+    external_subject: Arc<str>,
+    no_roles: Arc<[String]>,
+}
+
+impl fmt::Debug for ExternalAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalAuth")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("forward_headers", &self.forward_headers)
+            .field("copy_headers", &self.copy_headers)
+            .field("timeout", &self.timeout)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("calls", &self.calls())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cache and the calls in flight, under one short-held lock so that "not cached" and "nobody
+/// is asking" are decided together.
+#[derive(Default)]
+struct State {
+    cache: Cache,
+    in_flight: HashMap<Key, Flight>,
+}
+
+/// What [`ExternalAuth::join`] found.
+enum Turn<'a> {
+    /// A live cached decision.
+    Hit(Decision),
+    /// Nobody is asking: this check makes the call.
+    Lead(Leader<'a>),
+    /// Another check is asking: wait for its answer.
+    Follow(Flight),
+}
+
+impl ExternalAuth {
+    /// Builds the client (with an empty connection pool) and an empty cache. No connection is
+    /// made; for an `https` URL the system CA roots are read, as for upstreams.
+    ///
+    /// # Errors
+    /// A URL that is not absolute `http`/`https` or carries `user:password@`, a forward header
+    /// that must never be forwarded (framing, hop-by-hop, `Host`, or one this module sets), or an
+    /// `https` URL on a system without CA roots.
+    pub fn new(settings: &ExternalSettings) -> Result<Self, String> {
+        let host = host_header(&settings.url)?;
+        Ok(Self {
+            url: settings.url.clone(),
+            host,
+            content_length: method_has_body(&settings.method),
+            method: settings.method.clone(),
+            forward_headers: forward_headers(&settings.forward_headers)?,
+            copy_headers: dedup(&settings.copy_headers),
+            timeout: settings.timeout,
+            cache_ttl: settings.cache_ttl,
+            negative_cache_ttl: settings.negative_cache_ttl,
+            client: client(settings)?,
+            state: Mutex::new(State::default()),
+            calls: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            external_subject: Arc::from("external"),
+            no_roles: Arc::from(Vec::new()),
+        })
+    }
+
+    /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
+    /// the cache or from a call already in flight for the same credentials when possible.
+    pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
+        if !self.caches() {
+            return self.ask(request).await;
+        }
+        let key = self.key(request.headers);
+        for _ in 0..MAX_ROUNDS {
+            match self.join(key) {
+                Turn::Hit(decision) => return decision,
+                Turn::Lead(leader) => {
+                    let decision = self.ask(request).await;
+                    leader.finish(&decision);
+                    return decision;
+                }
+                Turn::Follow(flight) => {
+                    if let Some(decision) = self.follow(flight).await {
+                        return decision;
+                    }
+                    tracing::debug!("external auth call abandoned by its leader; retrying");
+                }
+            }
+        }
+        let decision = self.ask(request).await;
+        self.remember(key, &decision);
+        decision
+    }
+
+    /// Calls made to the auth service so far (for tests/metrics).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Checks answered by waiting on another check's call instead of calling (for tests/metrics).
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced.load(Ordering::Relaxed)
+    }
+
+    /// Whether any decision can be cached; without caching, checks are not coalesced either (each
+    /// request's method and URI reach the auth service).
+    fn caches(&self) -> bool {
+        !self.cache_ttl.is_zero() || !self.negative_cache_ttl.is_zero()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cache key: SHA-256 over each configured forward header the client sent, its name and
+    /// all its values, length-framed so no two different header sets hash alike.
+    fn key(&self, headers: &HeaderMap) -> Key {
+        let mut hasher = Sha256::new();
+        hasher.update(b"gatehouse external auth v1\0");
+        for name in &self.forward_headers {
+            let mut values = headers.get_all(name).iter().peekable();
+            if values.peek().is_none() {
+                continue;
+            }
+            framed(&mut hasher, name.as_str().as_bytes());
+            for value in values {
+                hasher.update([1]);
+                framed(&mut hasher, value.as_bytes());
+            }
+            hasher.update([0]);
+        }
+        hasher.finalize().into()
+    }
+
+    /// Under one lock: a cached decision, or the call in flight to wait for, or leadership.
+    fn join(&self, key: Key) -> Turn<'_> {
+        let mut state = self.lock();
+        if let Some(decision) = state.cache.get(&key, Instant::now()) {
+            return Turn::Hit(decision);
+        }
+        if let Some(flight) = state.in_flight.get(&key) {
+            // A closed channel means its leader is gone; lead a new call in its place.
+            if flight.has_changed().is_ok() {
+                self.coalesced.fetch_add(1, Ordering::Relaxed);
+                return Turn::Follow(flight.clone());
+            }
+        }
+        let (sender, flight) = watch::channel(None);
+        state.in_flight.insert(key, flight);
+        Turn::Lead(Leader {
+            auth: self,
+            key,
+            sender,
+            finished: false,
+        })
+    }
+
+    /// Waits for the leader's decision; `None` if the leader went away without one.
+    async fn follow(&self, mut flight: Flight) -> Option<Decision> {
+        let wait = self.timeout.saturating_add(FOLLOW_GRACE);
+        match tokio::time::timeout(wait, flight.wait_for(Option::is_some)).await {
+            Ok(Ok(decision)) => decision.clone(),
+            Ok(Err(_leader_gone)) => None,
+            Err(_elapsed) => {
+                tracing::warn!("external auth call in flight did not finish in time");
+                Some(Decision::Unavailable)
+            }
+        }
+    }
+
+    /// Caches `decision` if its kind is cacheable.
+    fn remember(&self, key: Key, decision: &Decision) {
+        let ttl = self.ttl(decision);
+        if !ttl.is_zero() {
+            self.lock()
+                .cache
+                .insert(key, decision.clone(), ttl, Instant::now());
+        }
+    }
+
+    /// How long `decision` may be cached (zero: not at all).
+    fn ttl(&self, decision: &Decision) -> Duration {
+        match decision {
+            Decision::Allow { .. } => self.cache_ttl,
+            Decision::Deny(deny)
+                if matches!(
+                    deny.status,
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                ) =>
+            {
+                self.negative_cache_ttl
+            }
+            Decision::Deny(_) | Decision::Unavailable | Decision::Unexpected(_) => Duration::ZERO,
+        }
+    }
+
+    /// One auth call, bounded by `timeout` from connect to the end of a denial's body.
+    async fn ask(&self, request: &AuthRequest<'_>) -> Decision {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let Some(outgoing) = self.build(request) else {
+            tracing::warn!("external auth request could not be built");
+            return Decision::Unavailable;
+        };
+        match tokio::time::timeout(self.timeout, self.exchange(outgoing)).await {
+            Ok(decision) => decision,
+            Err(_elapsed) => {
+                tracing::warn!(timeout = ?self.timeout, "external auth service timed out");
+                Decision::Unavailable
+            }
+        }
+    }
+
+    /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set.
+    fn build(&self, request: &AuthRequest<'_>) -> Option<Request<Body>> {
+        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 6);
+        for name in &self.forward_headers {
+            for value in request.headers.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert(HOST, self.host.clone());
+        headers.insert(
+            X_FORWARDED_METHOD,
+            HeaderValue::from_str(request.method.as_str()).ok()?,
+        );
+        headers.insert(X_FORWARDED_URI, HeaderValue::from_str(request.uri).ok()?);
+        headers.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_str(&request.client_ip.to_canonical().to_string()).ok()?,
+        );
+        headers.insert(X_REQUEST_ID, request.request_id.clone());
+        if self.content_length {
+            // hyper omits Content-Length for an empty body; POST/PUT/PATCH must say 0.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        let mut outgoing = Request::new(body::empty());
+        *outgoing.method_mut() = self.method.clone();
+        *outgoing.uri_mut() = self.url.clone();
+        *outgoing.version_mut() = Version::HTTP_11;
+        *outgoing.headers_mut() = headers;
+        Some(outgoing)
+    }
+
+    /// Sends the request and classifies the answer.
+    async fn exchange(&self, outgoing: Request<Body>) -> Decision {
+        let response = match self.client.request(outgoing).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(error = %error, "external auth service unreachable");
+                return Decision::Unavailable;
+            }
+        };
+        let (parts, incoming) = response.into_parts();
+        match parts.status.as_u16() {
+            200..=299 => {
+                drain_in_background(incoming, self.timeout);
+                self.allow(&parts.headers)
+            }
+            401 | 403 | 429 => deny(parts.status, &parts.headers, incoming).await,
+            500..=599 => {
+                tracing::warn!(
+                    status = parts.status.as_u16(),
+                    "external auth service failed"
+                );
+                Decision::Unavailable
+            }
+            other => {
+                tracing::warn!(status = other, "unexpected external auth service status");
+                Decision::Unexpected(other)
+            }
+        }
+    }
+
+    /// An allow: the copy headers present and the identity they name.
+    fn allow(&self, headers: &HeaderMap) -> Decision {
+        let mut copy = Vec::new();
+        let mut subject = None;
+        for name in &self.copy_headers {
+            for value in headers.get_all(name) {
+                if subject.is_none() {
+                    subject = value
+                        .to_str()
+                        .ok()
+                        .filter(|text| !text.is_empty())
+                        .map(Arc::from);
+                }
+                copy.push((name.clone(), value.clone()));
+            }
+        }
+        Decision::Allow {
+            identity: Identity {
+                subject: subject.unwrap_or_else(|| self.external_subject.clone()),
+                roles: self.no_roles.clone(),
+                method: AuthMethod::External,
+                expires: None,
+            },
+            copy: Arc::from(copy),
+        }
+    }
+}
+
+/// The check that makes the auth call for a key. Dropping it without [`Leader::finish`] (the
+/// check was cancelled or panicked) removes its in-flight entry and closes the channel, so its
+/// followers stop waiting and try again.
+struct Leader<'a> {
+    auth: &'a ExternalAuth,
+    key: Key,
+    sender: watch::Sender<Option<Decision>>,
+    finished: bool,
+}
+
+impl Leader<'_> {
+    /// Caches the decision, retires the in-flight entry (in one critical section, so a newcomer
+    /// sees one or the other) and wakes the followers.
+    fn finish(mut self, decision: &Decision) {
+        let ttl = self.auth.ttl(decision);
+        {
+            let mut state = self.auth.lock();
+            if !ttl.is_zero() {
+                state
+                    .cache
+                    .insert(self.key, decision.clone(), ttl, Instant::now());
+            }
+            self.retire(&mut state);
+        }
+        self.finished = true;
+        self.sender.send_replace(Some(decision.clone()));
+    }
+
+    /// Removes this leader's in-flight entry (and only this leader's).
+    fn retire(&self, state: &mut State) {
+        let ours = state
+            .in_flight
+            .get(&self.key)
+            .is_some_and(|flight| flight.same_channel(&self.sender.subscribe()));
+        if ours {
+            state.in_flight.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut state = self.auth.lock();
+            self.retire(&mut state);
+        }
+    }
+}
+
+/// A cached decision and when it stops counting.
+struct Entry {
+    decision: Decision,
+    expires: Instant,
+}
+
+/// The bounded decision cache.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<Key, Entry>,
+}
+
+impl Cache {
+    /// The live decision for `key`; an expired one is dropped.
+    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
+        let entry = self.entries.get(key)?;
+        if entry.expires > now {
+            return Some(entry.decision.clone());
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    /// Stores `decision` for `ttl`. When full, expired entries go first, then everything.
+    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
+        let Some(expires) = now.checked_add(ttl) else {
+            return;
+        };
+        if self.entries.len() >= MAX_CACHE_ENTRIES && !self.entries.contains_key(&key) {
+            self.entries.retain(|_, entry| entry.expires > now);
+            if self.entries.len() >= MAX_CACHE_ENTRIES {
+                tracing::debug!("external auth decision cache full; cleared");
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(key, Entry { decision, expires });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// Feeds `bytes` to the hash with its length in front.
+fn framed(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_be_bytes());
+    hasher.update(bytes);
+}
+
+/// A denial: the status plus the headers and (bounded) body the client gets.
+async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> Decision {
+    let mut kept = Vec::new();
+    let body = match read_bounded(incoming, MAX_DENY_BODY).await {
+        Ok(Some(body)) => {
+            if let Some(value) = headers.get(CONTENT_TYPE) {
+                kept.push((CONTENT_TYPE, value.clone()));
+            }
+            body
+        }
+        Ok(None) => {
+            tracing::warn!(
+                status = status.as_u16(),
+                "external auth denial body over 64 KiB; passed on without it"
+            );
+            Bytes::new()
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "external auth denial body broke off");
+            return Decision::Unavailable;
+        }
+    };
+    for value in headers.get_all(WWW_AUTHENTICATE) {
+        kept.push((WWW_AUTHENTICATE, value.clone()));
+    }
+    if let Some(value) = headers.get(RETRY_AFTER) {
+        kept.push((RETRY_AFTER, value.clone()));
+    }
+    Decision::Deny(Arc::new(DenyResponse {
+        status,
+        headers: kept,
+        body,
+    }))
+}
+
+/// The whole body if it is at most `limit` bytes, `None` if it is longer.
+async fn read_bounded(mut incoming: Incoming, limit: usize) -> Result<Option<Bytes>, hyper::Error> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Ok(None);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(buffer.freeze()))
+}
+
+/// Reads an allow's body off the connection so it can go back to the pool, without making the
+/// client wait for it.
+fn drain_in_background(incoming: Incoming, timeout: Duration) {
+    if incoming.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(timeout, read_bounded(incoming, MAX_DENY_BODY)).await;
+    });
+}
+
+/// Methods whose semantics anticipate a body, so an empty one is announced as `Content-Length: 0`.
+fn method_has_body(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::CONNECT
+    )
+}
+
+/// `Host` for the auth request: the URL's host and, if written, its port.
+fn host_header(url: &Uri) -> Result<HeaderValue, String> {
+    if !matches!(url.scheme_str(), Some("http" | "https")) {
+        return Err("auth.external.url: expected an http:// or https:// URL".to_owned());
+    }
+    let authority = url
+        .authority()
+        .ok_or_else(|| "auth.external.url: missing host".to_owned())?;
+    if authority.as_str().contains('@') {
+        return Err("auth.external.url: user:password@ is not supported".to_owned());
+    }
+    HeaderValue::from_str(authority.as_str())
+        .map_err(|_| "auth.external.url: host is not a valid Host header".to_owned())
+}
+
+/// The configured forward headers, deduplicated, refusing the ones that must never be forwarded.
+fn forward_headers(names: &[HeaderName]) -> Result<Vec<HeaderName>, String> {
+    if let Some(bad) = names
+        .iter()
+        .find(|name| NEVER_FORWARDED.contains(&name.as_str()))
+    {
+        return Err(format!(
+            "auth.external.forward_headers: {bad} is never forwarded to the auth service"
+        ));
+    }
+    Ok(dedup(names))
+}
+
+/// `names` without repeats, first occurrence kept.
+fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
+    let mut unique: Vec<HeaderName> = Vec::with_capacity(names.len());
+    for name in names {
+        if !unique.contains(name) {
+            unique.push(name.clone());
+        }
+    }
+    unique
+}
+
+/// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
+fn client(
+    settings: &ExternalSettings,
+) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(settings.timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let tls = tls_config(settings.url.scheme_str() == Some("https"))?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
+}
+
+/// rustls with the system roots for an https URL; for plain http no root is ever consulted.
+fn tls_config(https: bool) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("auth.external: TLS setup failed: {e}"))?;
+    let builder = if https {
+        builder
+            .with_native_roots()
+            .map_err(|e| format!("auth.external.url: no system CA roots: {e}"))?
+    } else {
+        builder.with_root_certificates(rustls::RootCertStore::empty())
+    };
+    Ok(builder.with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    /// Bound on every wait in these tests.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// What the mock auth service received.
+    #[derive(Debug, Clone)]
+    struct Recorded {
+        method: Method,
+        uri: String,
+        headers: HeaderMap,
+        body: Bytes,
+    }
+
+    /// What the mock auth service answers.
+    #[derive(Clone)]
+    struct Reply {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+        /// Hold the answer until [`Mock::release`].
+        hold: bool,
+    }
+
+    impl Reply {
+        fn status(status: u16) -> Self {
+            Self {
+                status,
+                headers: Vec::new(),
+                body: Bytes::new(),
+                hold: false,
+            }
+        }
+
+        fn header(mut self, name: &'static str, value: &str) -> Self {
+            self.headers.push((name, value.to_owned()));
+            self
+        }
+
+        fn body(mut self, body: impl Into<Bytes>) -> Self {
+            self.body = body.into();
+            self
+        }
+
+        fn held(mut self) -> Self {
+            self.hold = true;
+            self
+        }
+    }
+
+    struct MockState {
+        reply: Box<dyn Fn(&Recorded) -> Reply + Send + Sync>,
+        requests: Mutex<Vec<Recorded>>,
+        count: AtomicUsize,
+        arrived: mpsc::UnboundedSender<()>,
+        release: watch::Receiver<bool>,
+    }
+
+    /// A real HTTP/1.1 auth service on 127.0.0.1 that records each request and answers as
+    /// scripted.
+    struct Mock {
+        addr: SocketAddr,
+        state: Arc<MockState>,
+        arrivals: mpsc::UnboundedReceiver<()>,
+        release: watch::Sender<bool>,
+    }
+
+    impl Mock {
+        async fn start(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (arrived, arrivals) = mpsc::unbounded_channel();
+            let (release, release_rx) = watch::channel(false);
+            let state = Arc::new(MockState {
+                reply: Box::new(reply),
+                requests: Mutex::new(Vec::new()),
+                count: AtomicUsize::new(0),
+                arrived,
+                release: release_rx,
+            });
+            let serving = state.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let state = serving.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| answer(state.clone(), req));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            Self {
+                addr,
+                state,
+                arrivals,
+                release,
+            }
+        }
+
+        fn url(&self, path: &str) -> Uri {
+            format!("http://{}{path}", self.addr).parse().unwrap()
+        }
+
+        fn count(&self) -> usize {
+            self.state.count.load(Ordering::SeqCst)
+        }
+
+        fn requests(&self) -> Vec<Recorded> {
+            self.state.requests.lock().unwrap().clone()
+        }
+
+        async fn arrival(&mut self) {
+            tokio::time::timeout(WAIT, self.arrivals.recv())
+                .await
+                .expect("auth request arrives")
+                .expect("mock running");
+        }
+
+        fn release(&self) {
+            self.release.send_replace(true);
+        }
+    }
+
+    async fn answer(
+        state: Arc<MockState>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let (parts, incoming) = req.into_parts();
+        let body = incoming
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let recorded = Recorded {
+            method: parts.method,
+            uri: parts.uri.to_string(),
+            headers: parts.headers,
+            body,
+        };
+        let reply = (state.reply)(&recorded);
+        state.requests.lock().unwrap().push(recorded);
+        state.count.fetch_add(1, Ordering::SeqCst);
+        let _ = state.arrived.send(());
+        if reply.hold {
+            let mut release = state.release.clone();
+            let _ = release.wait_for(|released| *released).await;
+        }
+        let mut response = Response::new(Full::new(reply.body));
+        *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+        for (name, value) in reply.headers {
+            response
+                .headers_mut()
+                .append(name, HeaderValue::from_str(&value).unwrap());
+        }
+        Ok(response)
+    }
+
+    fn settings(url: Uri) -> ExternalSettings {
+        ExternalSettings {
+            url,
+            method: Method::GET,
+            forward_headers: vec![
+                HeaderName::from_static("x-token"),
+                HeaderName::from_static("authorization"),
+            ],
+            copy_headers: vec![
+                HeaderName::from_static("x-user"),
+                HeaderName::from_static("x-tenant"),
+            ],
+            timeout: Duration::from_secs(5),
+            cache_ttl: Duration::ZERO,
+            negative_cache_ttl: Duration::ZERO,
+        }
+    }
+
+    fn cached(url: Uri) -> ExternalSettings {
+        ExternalSettings {
+            cache_ttl: Duration::from_secs(60),
+            negative_cache_ttl: Duration::from_secs(60),
+            ..settings(url)
+        }
+    }
+
+    fn client_headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-token", HeaderValue::from_str(token).unwrap());
+        headers
+    }
+
+    async fn check_with(auth: &ExternalAuth, headers: &HeaderMap) -> Decision {
+        let request_id = HeaderValue::from_static("req-1");
+        let request = AuthRequest {
+            method: &Method::PUT,
+            uri: "/api/v1/thing?x=1",
+            headers,
+            client_ip: "203.0.113.7".parse().unwrap(),
+            request_id: &request_id,
+        };
+        tokio::time::timeout(WAIT, auth.check(&request))
+            .await
+            .expect("check finishes")
+    }
+
+    async fn check(auth: &ExternalAuth, token: &str) -> Decision {
+        check_with(auth, &client_headers(token)).await
+    }
+
+    fn denial(decision: &Decision) -> Arc<DenyResponse> {
+        match decision {
+            Decision::Deny(deny) => deny.clone(),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Vec<&'a str> {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn allow_copies_configured_headers_and_names_the_subject() {
+        let mock = Mock::start(|_| {
+            Reply::status(200)
+                .header("x-tenant", "t1")
+                .header("x-user", "alice")
+                .header("x-other", "not copied")
+                .body("ok")
+        })
+        .await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let Decision::Allow { identity, copy } = check(&auth, "secret-token").await else {
+            panic!("expected allow");
+        };
+        assert_eq!(&*identity.subject, "alice");
+        assert!(identity.roles.is_empty());
+        assert_eq!(identity.method, AuthMethod::External);
+        assert_eq!(identity.expires, None);
+        assert_eq!(header(&copy, "x-user"), ["alice"]);
+        assert_eq!(header(&copy, "x-tenant"), ["t1"]);
+        assert_eq!(copy.len(), 2, "only configured copy headers: {copy:?}");
+    }
+
+    #[tokio::test]
+    async fn allow_without_copy_headers_is_subject_external() {
+        let mock = Mock::start(|_| Reply::status(204)).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let Decision::Allow { identity, copy } = check(&auth, "t").await else {
+            panic!("expected allow");
+        };
+        assert_eq!(&*identity.subject, "external");
+        assert!(copy.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unauthorized_passes_through_with_body_and_www_authenticate() {
+        let body = r#"{"code":401,"message":"incorrect api key auth"}"#;
+        let mock = Mock::start(move |_| {
+            Reply::status(401)
+                .header("content-type", "application/json")
+                .header("www-authenticate", r#"Bearer realm="keptn""#)
+                .header("x-internal", "dropped")
+                .body(body)
+        })
+        .await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let deny = denial(&check(&auth, "wrong").await);
+        assert_eq!(deny.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(deny.body, body);
+        assert_eq!(
+            header(&deny.headers, "www-authenticate"),
+            [r#"Bearer realm="keptn""#]
+        );
+        assert_eq!(header(&deny.headers, "content-type"), ["application/json"]);
+        assert!(header(&deny.headers, "x-internal").is_empty());
+
+        let response = deny.to_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="keptn""#
+        );
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let sent = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(sent, body);
+    }
+
+    #[tokio::test]
+    async fn forbidden_passes_through() {
+        let mock = Mock::start(|_| Reply::status(403).body("no")).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let deny = denial(&check(&auth, "t").await);
+        assert_eq!(deny.status, StatusCode::FORBIDDEN);
+        assert_eq!(deny.body, "no");
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_keeps_retry_after_and_is_never_cached() {
+        let mock = Mock::start(|_| Reply::status(429).header("retry-after", "7")).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        let deny = denial(&check(&auth, "t").await);
+        assert_eq!(deny.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&deny.headers, "retry-after"), ["7"]);
+        assert_eq!(deny.to_response().headers()[RETRY_AFTER], "7");
+        denial(&check(&auth, "t").await);
+        assert_eq!(mock.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn server_error_is_unavailable_and_never_cached() {
+        let mock = Mock::start(|_| Reply::status(500)).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert_eq!(mock.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn other_status_is_unexpected() {
+        let mock = Mock::start(|_| Reply::status(418)).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(418)));
+        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(418)));
+        assert_eq!(mock.count(), 2, "unexpected answers are not cached");
+        let mock = Mock::start(|_| Reply::status(302).header("location", "/login")).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(302)));
+    }
+
+    #[tokio::test]
+    async fn slow_auth_service_is_unavailable_after_the_timeout() {
+        let mut mock = Mock::start(|_| Reply::status(200).held()).await;
+        let auth = ExternalAuth::new(&ExternalSettings {
+            timeout: Duration::from_millis(200),
+            ..settings(mock.url("/v1/auth"))
+        })
+        .unwrap();
+        let started = Instant::now();
+        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        mock.arrival().await;
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unavailable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let url = format!("http://{addr}/v1/auth").parse().unwrap();
+        let auth = ExternalAuth::new(&settings(url)).unwrap();
+        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert_eq!(auth.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn auth_request_has_no_body_and_carries_forwarded_headers() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let auth = ExternalAuth::new(&ExternalSettings {
+            method: Method::POST,
+            ..settings(mock.url("/v1/auth?via=gatehouse"))
+        })
+        .unwrap();
+        let mut headers = client_headers("first");
+        headers.append("x-token", HeaderValue::from_static("second"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer abc"));
+        headers.insert("cookie", HeaderValue::from_static("session=not-forwarded"));
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        headers.insert("connection", HeaderValue::from_static("upgrade"));
+        headers.insert("content-length", HeaderValue::from_static("5"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        headers.insert("host", HeaderValue::from_static("gateway.example"));
+        assert!(matches!(
+            check_with(&auth, &headers).await,
+            Decision::Allow { .. }
+        ));
+
+        let [seen] = &mock.requests()[..] else {
+            panic!("one auth request expected");
+        };
+        assert_eq!(seen.method, Method::POST);
+        assert_eq!(seen.uri, "/v1/auth?via=gatehouse");
+        assert!(seen.body.is_empty());
+        let h = &seen.headers;
+        assert_eq!(h["content-length"], "0");
+        for absent in ["transfer-encoding", "upgrade", "connection", "cookie"] {
+            assert!(!h.contains_key(absent), "{absent} must not be sent: {h:?}");
+        }
+        let tokens: Vec<_> = h.get_all("x-token").iter().collect();
+        assert_eq!(tokens, ["first", "second"]);
+        assert_eq!(h["authorization"], "Bearer abc");
+        assert_eq!(h["x-forwarded-method"], "PUT");
+        assert_eq!(h["x-forwarded-uri"], "/api/v1/thing?x=1");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-request-id"], "req-1");
+        assert_eq!(h["host"], mock.addr.to_string());
+    }
+
+    #[tokio::test]
+    async fn get_auth_request_sends_no_content_length() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        check(&auth, "t").await;
+        let [seen] = &mock.requests()[..] else {
+            panic!("one auth request expected");
+        };
+        assert_eq!(seen.method, Method::GET);
+        assert!(!seen.headers.contains_key("content-length"));
+        assert!(!seen.headers.contains_key("transfer-encoding"));
+        assert!(seen.body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn allow_is_cached_per_credential() {
+        let mock = Mock::start(|_| Reply::status(200).header("x-user", "bob")).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        let first = check(&auth, "token-a").await;
+        let second = check(&auth, "token-a").await;
+        assert_eq!(mock.count(), 1);
+        assert_eq!(auth.calls(), 1);
+        for decision in [first, second] {
+            let Decision::Allow { identity, .. } = decision else {
+                panic!("expected allow");
+            };
+            assert_eq!(&*identity.subject, "bob");
+        }
+        check(&auth, "token-b").await;
+        assert_eq!(
+            mock.count(),
+            2,
+            "different credentials are asked about separately"
+        );
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_negatively_cached() {
+        let mock = Mock::start(|_| Reply::status(401).body("nope")).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        let first = denial(&check(&auth, "bad").await);
+        let second = denial(&check(&auth, "bad").await);
+        assert_eq!(mock.count(), 1);
+        assert_eq!(second.body, "nope");
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    #[tokio::test]
+    async fn zero_ttls_cache_nothing() {
+        let mock = Mock::start(|r| match r.headers.get("x-token") {
+            Some(token) if token == "good" => Reply::status(200),
+            _ => Reply::status(401),
+        })
+        .await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        for token in ["good", "good", "bad", "bad"] {
+            check(&auth, token).await;
+        }
+        assert_eq!(mock.count(), 4);
+    }
+
+    #[tokio::test]
+    async fn allow_only_ttl_does_not_cache_denials() {
+        let mock = Mock::start(|_| Reply::status(403)).await;
+        let auth = ExternalAuth::new(&ExternalSettings {
+            negative_cache_ttl: Duration::ZERO,
+            ..cached(mock.url("/v1/auth"))
+        })
+        .unwrap();
+        denial(&check(&auth, "t").await);
+        denial(&check(&auth, "t").await);
+        assert_eq!(mock.count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_identical_new_credentials_makes_one_call() {
+        let mut mock = Mock::start(|_| Reply::status(200).header("x-user", "carol").held()).await;
+        let auth = Arc::new(ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap());
+        let checks: Vec<_> = (0..20)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { check(&auth, "fresh-token").await })
+            })
+            .collect();
+        mock.arrival().await;
+        wait_until(|| auth.coalesced() == 19).await;
+        mock.release();
+        for task in checks {
+            let decision = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+            let Decision::Allow { identity, .. } = decision else {
+                panic!("expected allow");
+            };
+            assert_eq!(&*identity.subject, "carol");
+        }
+        assert_eq!(mock.count(), 1);
+        assert_eq!(auth.calls(), 1);
+        assert!(auth.lock().in_flight.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_leader_does_not_wedge_its_followers() {
+        let mut mock = Mock::start(|_| Reply::status(200).held()).await;
+        let auth = Arc::new(ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap());
+        let leader = tokio::spawn({
+            let auth = auth.clone();
+            async move { check(&auth, "t").await }
+        });
+        mock.arrival().await;
+        let follower = tokio::spawn({
+            let auth = auth.clone();
+            async move { check(&auth, "t").await }
+        });
+        wait_until(|| auth.coalesced() == 1).await;
+        leader.abort();
+        // The follower takes over and asks itself.
+        mock.arrival().await;
+        mock.release();
+        let decision = tokio::time::timeout(WAIT, follower).await.unwrap().unwrap();
+        assert!(matches!(decision, Decision::Allow { .. }));
+        assert_eq!(auth.calls(), 2);
+        assert!(auth.lock().in_flight.is_empty());
+    }
+
+    /// Yields until `ready` holds, bounded by [`WAIT`].
+    async fn wait_until(ready: impl Fn() -> bool) {
+        tokio::time::timeout(WAIT, async {
+            while !ready() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("condition reached in time");
+    }
+
+    #[tokio::test]
+    async fn oversized_denial_body_is_dropped_but_the_status_kept() {
+        let mock = Mock::start(|_| {
+            Reply::status(403)
+                .header("content-type", "text/plain")
+                .body(vec![b'x'; MAX_DENY_BODY + 1])
+        })
+        .await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let deny = denial(&check(&auth, "t").await);
+        assert_eq!(deny.status, StatusCode::FORBIDDEN);
+        assert!(deny.body.is_empty());
+        assert!(header(&deny.headers, "content-type").is_empty());
+        let mock = Mock::start(|_| Reply::status(403).body(vec![b'x'; MAX_DENY_BODY])).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        assert_eq!(denial(&check(&auth, "t").await).body.len(), MAX_DENY_BODY);
+    }
+
+    #[test]
+    fn keys_depend_on_names_and_values_not_on_other_headers() {
+        let auth = ExternalAuth::new(&settings("http://127.0.0.1:1/".parse().unwrap())).unwrap();
+        let a = client_headers("abc");
+        let mut b = client_headers("abc");
+        b.insert("cookie", HeaderValue::from_static("unrelated"));
+        assert_eq!(auth.key(&a), auth.key(&b));
+        assert_ne!(auth.key(&a), auth.key(&client_headers("abd")));
+        let mut as_bearer = HeaderMap::new();
+        as_bearer.insert("authorization", HeaderValue::from_static("abc"));
+        assert_ne!(auth.key(&a), auth.key(&as_bearer));
+        let mut split = client_headers("ab");
+        split.append("x-token", HeaderValue::from_static("c"));
+        assert_ne!(auth.key(&a), auth.key(&split));
+        assert_ne!(auth.key(&a), auth.key(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let now = Instant::now();
+        let mut cache = Cache::default();
+        let key = |i: usize| {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            key
+        };
+        for i in 0..MAX_CACHE_ENTRIES / 2 {
+            cache.insert(key(i), Decision::Unavailable, Duration::from_secs(1), now);
+        }
+        for i in MAX_CACHE_ENTRIES / 2..MAX_CACHE_ENTRIES {
+            cache.insert(key(i), Decision::Unavailable, Duration::from_secs(60), now);
+        }
+        assert_eq!(cache.len(), MAX_CACHE_ENTRIES);
+        // Full: the expired half goes.
+        let later = now + Duration::from_secs(2);
+        cache.insert(
+            key(usize::MAX),
+            Decision::Unavailable,
+            Duration::from_secs(60),
+            later,
+        );
+        assert_eq!(cache.len(), MAX_CACHE_ENTRIES / 2 + 1);
+        assert!(cache.get(&key(0), later).is_none());
+        assert!(cache.get(&key(MAX_CACHE_ENTRIES - 1), later).is_some());
+        // Full of live entries: everything goes.
+        let mut i = 0;
+        while cache.len() < MAX_CACHE_ENTRIES {
+            cache.insert(
+                key(i),
+                Decision::Unavailable,
+                Duration::from_secs(60),
+                later,
+            );
+            i += 1;
+        }
+        let fresh = key(usize::MAX - 1);
+        cache.insert(fresh, Decision::Unavailable, Duration::from_secs(60), later);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&fresh, later).is_some());
+        // Expired entries are not served.
+        assert!(cache.get(&fresh, later + Duration::from_secs(61)).is_none());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn new_refuses_unforwardable_headers_and_credentials_in_the_url() {
+        for bad in [
+            "content-length",
+            "host",
+            "connection",
+            "upgrade",
+            "x-forwarded-for",
+        ] {
+            let mut s = settings("http://127.0.0.1:1/".parse().unwrap());
+            s.forward_headers.push(HeaderName::from_static(bad));
+            let error = ExternalAuth::new(&s).unwrap_err();
+            assert!(error.contains(bad), "{error}");
+        }
+        let s = settings("http://user:pw@127.0.0.1:1/".parse().unwrap());
+        let error = ExternalAuth::new(&s).unwrap_err();
+        assert!(!error.contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_header_values() {
+        let headers = client_headers("super-secret");
+        let request_id = HeaderValue::from_static("rid");
+        let request = AuthRequest {
+            method: &Method::GET,
+            uri: "/x?token=query-secret",
+            headers: &headers,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            request_id: &request_id,
+        };
+        let text = format!("{request:?}");
+        assert!(
+            !text.contains("super-secret") && !text.contains("query-secret"),
+            "{text}"
+        );
+        let allow = Decision::Allow {
+            identity: Identity {
+                subject: Arc::from("alice"),
+                roles: Arc::from(Vec::new()),
+                method: AuthMethod::External,
+                expires: None,
+            },
+            copy: Arc::from(vec![(
+                HeaderName::from_static("x-upstream-key"),
+                HeaderValue::from_static("copied-secret"),
+            )]),
+        };
+        let text = format!("{allow:?}");
+        assert!(
+            text.contains("x-upstream-key") && !text.contains("copied-secret"),
+            "{text}"
+        );
+    }
+}

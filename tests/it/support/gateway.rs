@@ -1,7 +1,7 @@
 //! The gateway under test, started in-process from a config written into a temp dir.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gatehouse::server::Gateway;
 use tempfile::TempDir;
@@ -51,9 +51,21 @@ impl TestGateway {
         let config = compose_config(toml_body);
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &config).unwrap();
-        let gateway = within("Gateway::start", Gateway::start(&path))
+        TestGateway::try_start_in(dir, &path)
             .await
-            .map_err(|e| (e, config))?;
+            .map_err(|e| (e, config))
+    }
+
+    /// Starts from a folder the test laid out itself, with the config at `config` (which may
+    /// be a symlink); panics if it fails to start.
+    pub async fn start_in(dir: TempDir, config: &Path) -> TestGateway {
+        TestGateway::try_start_in(dir, config)
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to start from {}: {e:#}", config.display()))
+    }
+
+    async fn try_start_in(dir: TempDir, config: &Path) -> anyhow::Result<TestGateway> {
+        let gateway = within("Gateway::start", Gateway::start(config)).await?;
         Ok(TestGateway {
             https: gateway.https_addr(),
             plain: gateway.plain_addr(),
@@ -61,6 +73,11 @@ impl TestGateway {
             dir,
             gateway: Some(gateway),
         })
+    }
+
+    /// The running gateway (reload status, in-process reload).
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().expect("gateway running")
     }
 
     /// A file under the temp dir.
@@ -163,7 +180,8 @@ fn has_table(toml: &str, table: &str) -> bool {
     toml.lines().any(|line| line.trim() == table)
 }
 
-fn compose_config(body: &str) -> String {
+/// The `gateway.toml` [`TestGateway::start`] writes for `body`.
+pub fn compose_config(body: &str) -> String {
     let mut config = String::new();
     if !has_table(body, "[server]") {
         config.push_str(DEFAULT_SERVER);

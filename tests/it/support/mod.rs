@@ -1,12 +1,13 @@
 //! The harness every integration test uses: the gateway started in-process from a temp config
 //! (`gateway`), recording upstreams (`upstream`), a rustls client that trusts the test CA and
 //! speaks HTTP/1.1, h2 and WebSocket (`client`), hand-written bytes over TLS (`raw`), and the
-//! test certificates (`certs`).
+//! test certificates (`certs`), and the ways real tools change files (`files`).
 //!
 //! Every wait is bounded by [`within`]; nothing sleeps to synchronise.
 
 pub mod certs;
 pub mod client;
+pub mod files;
 pub mod gateway;
 pub mod raw;
 pub mod upstream;
