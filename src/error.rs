@@ -63,6 +63,9 @@ pub enum GatewayError {
         /// Whole seconds, at least 1.
         retry_after_secs: u64,
     },
+    /// The external auth service answered 401, 403 or 429: its response goes to the client.
+    #[error("access denied by auth service")]
+    AuthDenied(Arc<crate::auth::external::DenyResponse>),
     /// External auth timed out, refused, or answered 5xx.
     #[error("auth service unavailable")]
     AuthUnavailable,
@@ -102,6 +105,7 @@ impl GatewayError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::AuthUnavailable | Self::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuthDenied(deny) => deny.status,
             Self::AuthUnexpectedStatus | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -136,6 +140,7 @@ impl GatewayError {
             | Self::RoleRequired(_)
             | Self::WritesDisabled
             | Self::OriginNotAllowed
+            | Self::AuthDenied(_)
             | Self::AuthUnavailable
             | Self::AuthUnexpectedStatus
             | Self::UpstreamUnavailable(_)
@@ -155,6 +160,9 @@ impl GatewayError {
 
     /// The JSON error response: `{"error": "<message>", "request_id": "<id>"}`. Pure: no logging.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
+        if let Self::AuthDenied(deny) = &self {
+            return deny.to_response();
+        }
         let mut response = json_error(self.status(), &self.to_string(), request_id);
         for (name, value) in self.headers() {
             response.headers_mut().insert(name, value);

@@ -20,6 +20,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use crate::auth::roles::{self, Requirement};
+use crate::auth::{Attempt, AuthMethod, Authenticated, credentials};
 use crate::config::{ProxyAction, RouteAction, RouteConfig};
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
@@ -58,6 +60,8 @@ pub struct RequestCtx {
     pub start: Instant,
     /// Index of the matched route.
     pub route: Option<usize>,
+    /// Who the caller is and how they authenticated, once known.
+    pub identity: Option<(std::sync::Arc<str>, AuthMethod)>,
 }
 
 impl RequestCtx {
@@ -71,6 +75,7 @@ impl RequestCtx {
             scheme: conn.scheme,
             start: Instant::now(),
             route: None,
+            identity: None,
         }
     }
 
@@ -108,8 +113,10 @@ async fn route_and_forward(
         return Ok(https_redirect(&req, port));
     }
     sanitize::check(&req, rt.config.limits.max_header_bytes)?;
+    // A cheap clone (shared bytes) so the path can be borrowed while headers change.
+    let uri = req.uri().clone();
     let path =
-        normalize_path(req.uri().path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
+        normalize_path(uri.path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
     let host = request_host(&req);
     let index = rt
         .router
@@ -132,7 +139,18 @@ async fn route_and_forward(
             content_type,
         } => return Ok(respond(*status, body, content_type)),
     };
-    authenticate(route)?;
+    credentials::strip_identity_headers(req.headers_mut(), &rt.auth.copy_headers);
+    let caller = authenticate(&req, route, &path, ctx, rt).await?;
+    let need = Requirement {
+        roles: &route.roles,
+        write_roles: &route.write_roles,
+        writes_enabled: rt.config.auth.write_actions,
+    };
+    roles::authorize(caller.as_ref().map(|c| &c.identity), req.method(), &need)?;
+    if let Some(caller) = &caller {
+        pass_identity(req.headers_mut(), caller, rt);
+        ctx.identity = Some((caller.identity.subject.clone(), caller.identity.method));
+    }
     let websocket = route.websocket && upgrade::is_websocket_handshake(req.method(), req.headers());
     if websocket
         && !upgrade::origin_allowed(
@@ -173,13 +191,40 @@ async fn route_and_forward(
     proxy::forward(req, plan).await
 }
 
-/// Authentication placeholder until the identity step lands: a route that names credential kinds
-/// refuses every request (fail closed), public routes pass.
-fn authenticate(route: &RouteConfig) -> Result<(), GatewayError> {
+/// Runs the route's credential kinds; `None` on a public route.
+async fn authenticate(
+    req: &Request<Incoming>,
+    route: &RouteConfig,
+    path: &str,
+    ctx: &RequestCtx,
+    rt: &Runtime,
+) -> Result<Option<Authenticated>, GatewayError> {
     if route.auth.is_empty() {
-        Ok(())
-    } else {
-        Err(GatewayError::MissingCredentials)
+        return Ok(None);
+    }
+    let uri = match req.uri().query() {
+        Some(query) => Cow::Owned(format!("{path}?{query}")),
+        None => Cow::Borrowed(path),
+    };
+    let attempt = Attempt {
+        method: req.method(),
+        uri: &uri,
+        headers: req.headers(),
+        client_ip: ctx.client_ip,
+        request_id: &ctx.request_id,
+    };
+    rt.auth.authenticate(&route.auth, &attempt).await.map(Some)
+}
+
+/// Identity headers for the upstream, the auth service's `copy_headers`, and — unless
+/// `forward_credentials` — no credentials.
+fn pass_identity(headers: &mut http::HeaderMap, caller: &Authenticated, rt: &Runtime) {
+    credentials::set_identity_headers(headers, &caller.identity);
+    for (name, value) in caller.copy.iter().flat_map(|copy| copy.iter()) {
+        headers.append(name.clone(), value.clone());
+    }
+    if !rt.config.auth.forward_credentials {
+        credentials::remove_credentials(headers, &rt.auth.token_headers);
     }
 }
 
@@ -295,6 +340,8 @@ fn log_access(
         method = %method,
         path,
         route,
+        identity = ctx.identity.as_ref().map(|(subject, _)| &**subject),
+        auth_method = ctx.identity.as_ref().map(|(_, method)| method.as_str()),
         status = response.status().as_u16(),
         duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
     );

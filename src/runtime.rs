@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::forwarded::TrustedProxies;
 use crate::proxy::Upstream;
@@ -31,6 +32,8 @@ pub struct Runtime {
     pub tls: Arc<rustls::ServerConfig>,
     /// Route matching over `config.routes`.
     pub router: RouteTable,
+    /// Authentication state: token store, JWT keys, external auth and its cache.
+    pub auth: Authenticator,
     /// Upstreams, indexed like `config.upstreams`.
     pub upstreams: Vec<Arc<Upstream>>,
     /// The `trusted_proxies` rule.
@@ -53,7 +56,12 @@ impl Runtime {
     /// A message naming the file or upstream that could not be used.
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, String> {
         let tls = crate::tls::build(&config.tls)?;
-        let files = trusted_files(&config);
+        let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth))?;
+        if let Some(jwt) = &auth.jwt {
+            jwt.spawn_refresh();
+        }
+        let mut files = trusted_files(&config);
+        files.extend(auth.files());
         let content_hash = hash_files(&files);
         let upstreams = config
             .upstreams
@@ -67,6 +75,7 @@ impl Runtime {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             router: RouteTable::new(&config.routes),
+            auth,
             trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
             tls,
             upstreams,

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use super::external::{AuthRequest, Decision, ExternalAuth};
 use super::failures::FailureLimit;
 use super::jwt::{JwtError, JwtVerifier, looks_like_jwt};
-use super::token_store::{Lookup, TokenStore};
+use super::token_store::{self, Lookup, TokenStore};
 use super::{Identity, credentials};
 use crate::config::{AuthKind, AuthSettings};
 use crate::error::GatewayError;
@@ -77,9 +77,20 @@ impl Authenticator {
     ///
     /// # Errors
     /// Every problem, one line each, naming file and key.
-    pub fn build(settings: &AuthSettings, previous: Option<&Authenticator>) -> Result<Self, String> {
+    pub fn build(
+        settings: &AuthSettings,
+        previous: Option<&Authenticator>,
+    ) -> Result<Self, String> {
         let tokens = match &settings.tokens {
-            Some(path) => TokenStore::load(path).map_err(|errors| join_errors(&errors))?,
+            Some(path) if previous.is_some() && !path.exists() => {
+                // A store that vanished mid-update (an editor's delete + recreate) must not
+                // revoke every token: refuse this reload and keep the last good store.
+                return Err(format!(
+                    "{}: token store missing; keeping the last good store",
+                    path.display()
+                ));
+            }
+            Some(path) => token_store::load(path).map_err(|errors| join_errors(&errors))?,
             None => TokenStore::default(),
         };
         let jwt = match &settings.jwt {
@@ -89,15 +100,35 @@ impl Authenticator {
             }
             None => None,
         };
-        let external = settings.external.as_ref().map(ExternalAuth::new).transpose()?;
+        let external = settings
+            .external
+            .as_ref()
+            .map(ExternalAuth::new)
+            .transpose()?;
         Ok(Self {
             tokens: Arc::new(tokens),
             jwt,
             external,
-            failures: settings.failure_limit.as_ref().map(|policy| Arc::new(FailureLimit::new(policy))),
+            failures: settings
+                .failure_limit
+                .as_ref()
+                .map(|policy| Arc::new(FailureLimit::new(policy))),
             token_headers: settings.token_headers.clone(),
-            copy_headers: settings.external.as_ref().map(|e| e.copy_headers.clone()).unwrap_or_default(),
+            copy_headers: settings
+                .external
+                .as_ref()
+                .map(|e| e.copy_headers.clone())
+                .unwrap_or_default(),
         })
+    }
+
+    /// Every file authentication depends on (token store, token files, JWKS file, HMAC secret).
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = self.tokens.files();
+        if let Some(jwt) = &self.jwt {
+            files.extend(jwt.files());
+        }
+        files
     }
 
     /// Authenticates a request on a route accepting `kinds` (non-empty).
@@ -105,7 +136,11 @@ impl Authenticator {
     /// # Errors
     /// 401 missing/invalid/expired, 429 too many failed attempts, the auth service's own
     /// 401/403/429, 503 when it is down, 500 for an unexpected status.
-    pub async fn authenticate(&self, kinds: &[AuthKind], attempt: &Attempt<'_>) -> Result<Authenticated, GatewayError> {
+    pub async fn authenticate(
+        &self,
+        kinds: &[AuthKind],
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, GatewayError> {
         let credential = credentials::credential(attempt.headers, &self.token_headers);
         if credential.is_some() {
             if let Some(failures) = &self.failures {
@@ -117,7 +152,12 @@ impl Authenticator {
             None => Err(LocalFailure::NotApplicable),
         };
         let refusal = match local {
-            Ok(identity) => return Ok(Authenticated { identity, copy: None }),
+            Ok(identity) => {
+                return Ok(Authenticated {
+                    identity,
+                    copy: None,
+                });
+            }
             Err(LocalFailure::Refused(error)) => Some(error),
             Err(LocalFailure::NotApplicable) => None,
         };
@@ -128,7 +168,9 @@ impl Authenticator {
         }
         match (refusal, credential) {
             (Some(error), _) => Err(self.count_failure(attempt.client_ip, error)),
-            (None, Some(_)) => Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken)),
+            (None, Some(_)) => {
+                Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken))
+            }
             (None, None) => Err(GatewayError::MissingCredentials),
         }
     }
@@ -137,7 +179,10 @@ impl Authenticator {
         let now = OffsetDateTime::now_utc();
         if kinds.contains(&AuthKind::Jwt) && looks_like_jwt(credential) {
             if let Some(jwt) = &self.jwt {
-                return jwt.verify(credential, now).await.map_err(|error| LocalFailure::Refused(jwt_error(error)));
+                return jwt
+                    .verify(credential, now)
+                    .await
+                    .map_err(|error| LocalFailure::Refused(jwt_error(error)));
             }
         }
         if !kinds.contains(&AuthKind::Token) {
@@ -145,14 +190,21 @@ impl Authenticator {
         }
         match self.tokens.lookup(credential, now) {
             Lookup::Valid(identity) => Ok(identity),
-            Lookup::Expired(at) => Err(LocalFailure::Refused(GatewayError::TokenExpired(rfc3339(at)))),
-            Lookup::Disabled | Lookup::Unknown | Lookup::BadChecksum => Err(LocalFailure::Refused(GatewayError::InvalidToken)),
+            Lookup::Expired(at) => Err(LocalFailure::Refused(GatewayError::TokenExpired(rfc3339(
+                at,
+            )))),
+            Lookup::Disabled | Lookup::Unknown | Lookup::BadChecksum => {
+                Err(LocalFailure::Refused(GatewayError::InvalidToken))
+            }
         }
     }
 
     /// Counts a failed attempt; past the limit the answer becomes 429.
     fn count_failure(&self, ip: IpAddr, error: GatewayError) -> GatewayError {
-        self.failures.as_ref().and_then(|f| f.record_failure(ip)).unwrap_or(error)
+        self.failures
+            .as_ref()
+            .and_then(|f| f.record_failure(ip))
+            .unwrap_or(error)
     }
 }
 
@@ -168,7 +220,10 @@ fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
 
 fn external_decision(decision: Decision) -> Result<Authenticated, GatewayError> {
     match decision {
-        Decision::Allow { identity, copy } => Ok(Authenticated { identity, copy: Some(copy) }),
+        Decision::Allow { identity, copy } => Ok(Authenticated {
+            identity,
+            copy: Some(copy),
+        }),
         Decision::Deny(response) => Err(GatewayError::AuthDenied(response)),
         Decision::Unavailable => Err(GatewayError::AuthUnavailable),
         Decision::Unexpected(_) => Err(GatewayError::AuthUnexpectedStatus),
@@ -184,10 +239,18 @@ fn jwt_error(error: JwtError) -> GatewayError {
 
 /// RFC 3339 in UTC with whole seconds, as SPEC §4's example (`2027-02-21T10:00:00Z`).
 pub fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_else(|_| at.unix_timestamp().to_string())
+    let at = at
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(at);
+    at.format(&Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
 fn join_errors(errors: &[crate::config::ConfigError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

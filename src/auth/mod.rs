@@ -2,6 +2,7 @@
 //! credential kinds, and authorization (roles, write gate). Every credential kind produces the
 //! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are.
 
+pub mod authenticate;
 pub mod credentials;
 pub mod external;
 pub mod failures;
@@ -11,6 +12,8 @@ pub mod token_format;
 pub mod token_store;
 
 use std::sync::Arc;
+
+pub use authenticate::{Attempt, Authenticated, Authenticator};
 
 use time::OffsetDateTime;
 
