@@ -40,6 +40,12 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Manage API tokens in the token store.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Certificate helpers.
     Cert {
         /// What to do.
@@ -52,6 +58,65 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: String,
     },
+}
+
+/// Where the token store is: `--store`, else the store named in the config, else `tokens.toml`.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Token store file.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Config whose `[auth] tokens` names the store (used when `--store` is absent).
+    #[arg(short, long, default_value = "gateway.toml")]
+    config: PathBuf,
+}
+
+impl StoreArgs {
+    fn path(&self) -> PathBuf {
+        if let Some(store) = &self.store {
+            return store.clone();
+        }
+        config::load(&self.config)
+            .ok()
+            .and_then(|c| c.auth.tokens)
+            .unwrap_or_else(|| PathBuf::from("tokens.toml"))
+    }
+}
+
+/// `gatehouse token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Generate a token, print it once, store only its hash.
+    Create {
+        /// Unique id; appears in logs, audit and x-auth-subject.
+        #[arg(long)]
+        id: String,
+        /// Role (repeatable): viewer, operator, admin or a custom role.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime ("90d", "12h") or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Store location.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Table of tokens: id, roles, created, expires, state, hint.
+    List {
+        /// Store location.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a token; a running gateway stops accepting it within a second.
+    Revoke {
+        /// The token's id.
+        id: String,
+        /// Store location.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read a token on stdin and print its store hash (for hand-edited stores).
+    Hash,
 }
 
 /// `gatehouse cert …`
@@ -77,6 +142,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => return check(&config),
         Command::Demo { dir } => crate::demo::run(dir).await,
+        Command::Token { command } => token(command),
         Command::Cert {
             command: CertCommand::SelfSigned { hosts, out },
         } => self_signed(&hosts, &out),
@@ -215,6 +281,39 @@ fn summary(config: &Config) -> String {
         lines.push(format!("    {kind} {}", route.path));
     }
     lines.join("\n")
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    use crate::token_cmd;
+    let now = time::OffsetDateTime::now_utc();
+    match command {
+        TokenCommand::Create {
+            id,
+            roles,
+            expires,
+            store,
+        } => {
+            let store = store.path();
+            let token = token_cmd::create(&store, &id, &roles, expires.as_deref(), now)?;
+            eprintln!(
+                "created token {id:?} in {}; it is shown once, store it now:",
+                store.display()
+            );
+            println!("{}", token.expose());
+        }
+        TokenCommand::List { store } => print!("{}", token_cmd::list(&store.path(), now)?),
+        TokenCommand::Revoke { id, store } => {
+            let store = store.path();
+            token_cmd::revoke(&store, &id)?;
+            eprintln!("revoked token {id:?} in {}", store.display());
+        }
+        TokenCommand::Hash => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            println!("{}", token_cmd::hash(&line));
+        }
+    }
+    Ok(())
 }
 
 fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {

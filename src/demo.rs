@@ -1,6 +1,6 @@
 //! `gatehouse demo`: the gateway plus in-process mock `api-service` and `configuration-service`
-//! on free loopback ports, a generated config and self-signed certificate, and curl lines that
-//! work as pasted. The mocks answer JSON describing the request they received, so the lines show
+//! on free loopback ports, a generated config, self-signed certificate and token store with a
+//! freshly minted token, and curl lines that work as pasted — some allowed, some refused. The mocks answer JSON describing the request they received, so the lines show
 //! what gatehouse forwards (path after strip, `X-Forwarded-*`, `X-Request-Id`).
 
 use std::convert::Infallible;
@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::http::body::{self, Body};
+use crate::secret::Secret;
 use crate::server::Gateway;
 
 /// A running demo.
@@ -65,9 +66,10 @@ pub async fn start(dir: &Path) -> anyhow::Result<Demo> {
     let listen = preferred_listen();
     std::fs::write(&config, demo_config(listen, api, configuration))
         .with_context(|| format!("cannot write {}", config.display()))?;
+    let token = mint_token(&dir.join("tokens.toml"))?;
     let gateway = Gateway::start(&config).await?;
     let cert = dir.join("tls.crt");
-    let curl_lines = curl_lines(gateway.https_addr(), &cert);
+    let curl_lines = curl_lines(gateway.https_addr(), &cert, token.expose());
     Ok(Demo {
         gateway,
         config,
@@ -97,6 +99,10 @@ cert = "tls.crt"
 key = "tls.key"
 self_signed_hosts = ["localhost", "127.0.0.1"]
 
+[auth]
+tokens = "tokens.toml"
+token_headers = ["x-token"]
+
 [[upstreams]]
 name = "api-service"
 targets = ["{api}"]
@@ -109,13 +115,16 @@ targets = ["{configuration}"]
 path = "/api/configuration-service"
 upstream = "configuration-service"
 strip_prefix = true
-auth = ["public"]
+auth = ["token"]
+roles = ["viewer"]
+write_roles = ["admin"]
 
 [[routes]]
 path = "/api"
 upstream = "api-service"
 strip_prefix = true
-auth = ["public"]
+auth = ["token"]
+roles = ["viewer"]
 
 [[routes]]
 path = "/nginx-health"
@@ -124,17 +133,57 @@ respond = {{ status = 200, body = "OK\n" }}
     )
 }
 
-fn curl_lines(addr: SocketAddr, cert: &Path) -> Vec<String> {
+/// A fresh store with one `operator` token named `demo`.
+fn mint_token(store: &Path) -> anyhow::Result<Secret<String>> {
+    match std::fs::remove_file(store) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot replace {}", store.display()));
+        }
+    }
+    let roles = ["operator".to_owned()];
+    crate::token_cmd::create(
+        store,
+        "demo",
+        &roles,
+        Some("1d"),
+        time::OffsetDateTime::now_utc(),
+    )
+}
+
+fn curl_lines(addr: SocketAddr, cert: &Path, token: &str) -> Vec<String> {
     let base = format!("https://localhost:{}", addr.port());
-    let cacert = cert.display();
+    let curl = format!("curl --cacert {}", cert.display());
     vec![
-        format!("curl --cacert {cacert} {base}/api/v1/metadata"),
+        "# allowed: the demo token (role operator) may read".to_owned(),
+        format!("{curl} -H 'x-token: {token}' {base}/api/v1/metadata"),
         format!(
-            "curl --cacert {cacert} {base}/api/configuration-service/v1/project/sockshop/resource/helm%2Fcarts.tgz"
+            "{curl} -H 'Authorization: Bearer {token}' {base}/api/configuration-service/v1/project/sockshop/resource/helm%2Fcarts.tgz"
         ),
-        format!("curl --cacert {cacert} {base}/nginx-health"),
-        format!("curl --cacert {cacert} --http2 -i {base}/api/v1/metadata"),
+        format!("{curl} --http2 -i -H 'x-token: {token}' {base}/api/v1/metadata"),
+        "# refused: no token (401), a mistyped token (401), a write that needs admin (403)"
+            .to_owned(),
+        format!("{curl} -i {base}/api/v1/metadata"),
+        format!(
+            "{curl} -i -H 'x-token: {}' {base}/api/v1/metadata",
+            mistyped(token)
+        ),
+        format!(
+            "{curl} -i -X POST -H 'x-token: {token}' {base}/api/configuration-service/v1/project"
+        ),
+        "# public".to_owned(),
+        format!("{curl} {base}/nginx-health"),
     ]
+}
+
+/// The token with its last character changed, so its checksum no longer matches.
+fn mistyped(token: &str) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    if let Some(last) = chars.last_mut() {
+        *last = if *last == 'A' { 'B' } else { 'A' };
+    }
+    chars.into_iter().collect()
 }
 
 /// A mock service on a free loopback port that answers JSON describing each request.
@@ -177,6 +226,8 @@ fn describe(service: &str, req: &Request<Incoming>) -> Response<Body> {
         "x_forwarded_proto": header("x-forwarded-proto"),
         "x_request_id": header("x-request-id"),
         "x_auth_subject": header("x-auth-subject"),
+        "x_auth_roles": header("x-auth-roles"),
+        "x_auth_method": header("x-auth-method"),
     });
     let mut response = Response::new(body::full(format!("{description:#}\n")));
     response.headers_mut().insert(

@@ -142,10 +142,10 @@ impl Authenticator {
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
         let credential = credentials::credential(attempt.headers, &self.token_headers);
-        if credential.is_some() {
-            if let Some(failures) = &self.failures {
-                failures.check(attempt.client_ip)?;
-            }
+        if credential.is_some()
+            && let Some(failures) = &self.failures
+        {
+            failures.check(attempt.client_ip)?;
         }
         let local = match credential {
             Some(credential) => self.local(kinds, credential).await,
@@ -161,10 +161,10 @@ impl Authenticator {
             Err(LocalFailure::Refused(error)) => Some(error),
             Err(LocalFailure::NotApplicable) => None,
         };
-        if kinds.contains(&AuthKind::External) {
-            if let Some(external) = &self.external {
-                return external_decision(external.check(&external_request(attempt)).await);
-            }
+        if kinds.contains(&AuthKind::External)
+            && let Some(external) = &self.external
+        {
+            return external_decision(external.check(&external_request(attempt)).await);
         }
         match (refusal, credential) {
             (Some(error), _) => Err(self.count_failure(attempt.client_ip, error)),
@@ -177,13 +177,14 @@ impl Authenticator {
 
     async fn local(&self, kinds: &[AuthKind], credential: &str) -> Result<Identity, LocalFailure> {
         let now = OffsetDateTime::now_utc();
-        if kinds.contains(&AuthKind::Jwt) && looks_like_jwt(credential) {
-            if let Some(jwt) = &self.jwt {
-                return jwt
-                    .verify(credential, now)
-                    .await
-                    .map_err(|error| LocalFailure::Refused(jwt_error(error)));
-            }
+        if kinds.contains(&AuthKind::Jwt)
+            && looks_like_jwt(credential)
+            && let Some(jwt) = &self.jwt
+        {
+            return jwt
+                .verify(credential, now)
+                .await
+                .map_err(|error| LocalFailure::Refused(jwt_error(error)));
         }
         if !kinds.contains(&AuthKind::Token) {
             return Err(LocalFailure::NotApplicable);

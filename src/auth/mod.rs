@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod credentials;
 pub mod external;
 pub mod failures;
+mod jwks;
 pub mod jwt;
 pub mod roles;
 pub mod token_format;

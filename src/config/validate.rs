@@ -697,13 +697,13 @@ fn route_config(
     });
     let action = route_action(check, prefix, route, upstreams)?;
     let auth_kinds = route_auth(check, prefix, route, &action, auth);
-    if let Some(policy) = &route.rate_limit {
-        if !policies.contains_key(policy) {
-            check.error(
-                format!("{prefix}.rate_limit"),
-                format!("unknown rate limit policy {policy:?}"),
-            );
-        }
+    if let Some(policy) = &route.rate_limit
+        && !policies.contains_key(policy)
+    {
+        check.error(
+            format!("{prefix}.rate_limit"),
+            format!("unknown rate limit policy {policy:?}"),
+        );
     }
     Some(RouteConfig {
         path: route.path.clone(),

@@ -53,12 +53,12 @@ pub async fn forward(
         upgrade::restore_upgrade_headers(&mut headers);
     }
     forwarded::apply(&mut headers, &plan.forwarded);
-    if parts.version == http::Version::HTTP_2 && !headers.contains_key(header::HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
-                headers.insert(header::HOST, host);
-            }
-        }
+    if parts.version == http::Version::HTTP_2
+        && !headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
     }
     let body = if plan.pass_body {
         body::boxed(Limited::new(incoming, plan.max_body_bytes))
