@@ -46,8 +46,9 @@ async fn handle(req: &Request<Incoming>, shared: &Shared, reload: &ReloadHandle)
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
         }
         (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
+        (&Method::GET, "/metrics") => metrics(shared),
         (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared)),
-        (_, "/healthz" | "/readyz" | "/config" | "/reload") => {
+        (_, "/healthz" | "/readyz" | "/config" | "/reload" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -81,6 +82,21 @@ fn config_view(shared: &Shared) -> serde_json::Value {
         "upstreams": config.upstreams.iter().map(|u| serde_json::json!({"name": u.name, "targets": u.targets})).collect::<Vec<_>>(),
         "routes": config.routes.iter().map(|r| serde_json::json!({"path": r.path, "exact": r.exact, "host": r.host})).collect::<Vec<_>>(),
     })
+}
+
+fn metrics(shared: &Shared) -> Response<Body> {
+    let tokens = shared
+        .runtime
+        .load()
+        .auth
+        .tokens
+        .counts(time::OffsetDateTime::now_utc());
+    let mut response = Response::new(body::full(shared.metrics.render(tokens)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// `POST /reload`: 200 with the outcome, or 422 with the error (the old runtime stays).

@@ -151,7 +151,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            errln!("error: {error:#}");
             ExitCode::from(1)
         }
     }
@@ -206,7 +206,7 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(errors) => {
             for error in errors.errors() {
-                eprintln!("{error}");
+                errln!("{error}");
             }
             return ExitCode::from(1);
         }
@@ -214,15 +214,16 @@ fn check(path: &Path) -> ExitCode {
     let problems = check_files(&config);
     if !problems.is_empty() {
         for problem in problems {
-            eprintln!("{}: {problem}", path.display());
+            errln!("{}: {problem}", path.display());
         }
         return ExitCode::from(1);
     }
-    println!("{}", summary(&config));
+    outln!("{}", summary(&config));
     ExitCode::SUCCESS
 }
 
-/// Loads the certificates the config names, without generating anything.
+/// Loads the certificates, token store and JWT keys the config names, without generating
+/// anything.
 fn check_files(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let tls = &config.tls;
@@ -233,6 +234,9 @@ fn check_files(config: &Config) -> Vec<String> {
                 problems.push(format!("tls: {error}"));
             }
         }
+    }
+    if let Err(error) = crate::auth::Authenticator::build(&config.auth, None) {
+        problems.extend(error.lines().map(|line| format!("auth: {line}")));
     }
     for (i, sni) in tls.sni.iter().enumerate() {
         if let Err(error) = crate::tls::certs::load_certified_key(&sni.cert, &sni.key) {
@@ -295,22 +299,22 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
         } => {
             let store = store.path();
             let token = token_cmd::create(&store, &id, &roles, expires.as_deref(), now)?;
-            eprintln!(
+            errln!(
                 "created token {id:?} in {}; it is shown once, store it now:",
                 store.display()
             );
-            println!("{}", token.expose());
+            outln!("{}", token.expose());
         }
-        TokenCommand::List { store } => print!("{}", token_cmd::list(&store.path(), now)?),
+        TokenCommand::List { store } => out!("{}", token_cmd::list(&store.path(), now)?),
         TokenCommand::Revoke { id, store } => {
             let store = store.path();
             token_cmd::revoke(&store, &id)?;
-            eprintln!("revoked token {id:?} in {}", store.display());
+            errln!("revoked token {id:?} in {}", store.display());
         }
         TokenCommand::Hash => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
-            println!("{}", token_cmd::hash(&line));
+            outln!("{}", token_cmd::hash(&line));
         }
     }
     Ok(())
@@ -321,8 +325,8 @@ fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {
     let key = out.join("tls.key");
     let generated =
         crate::tls::self_signed::generate(hosts, &cert, &key).map_err(anyhow::Error::msg)?;
-    println!("wrote {} and {}", cert.display(), key.display());
-    println!("SHA-256 fingerprint: {}", generated.fingerprint);
+    outln!("wrote {} and {}", cert.display(), key.display());
+    outln!("SHA-256 fingerprint: {}", generated.fingerprint);
     Ok(())
 }
 
@@ -330,15 +334,15 @@ async fn health(admin: &str) -> ExitCode {
     match tokio::time::timeout(Duration::from_secs(3), get_healthz(admin)).await {
         Ok(Ok(200)) => ExitCode::SUCCESS,
         Ok(Ok(status)) => {
-            eprintln!("unhealthy: /healthz answered {status}");
+            errln!("unhealthy: /healthz answered {status}");
             ExitCode::from(1)
         }
         Ok(Err(error)) => {
-            eprintln!("unhealthy: {error}");
+            errln!("unhealthy: {error}");
             ExitCode::from(1)
         }
         Err(_) => {
-            eprintln!("unhealthy: /healthz did not answer within 3s");
+            errln!("unhealthy: /healthz did not answer within 3s");
             ExitCode::from(1)
         }
     }

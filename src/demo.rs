@@ -40,15 +40,15 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()))
     });
     let demo = start(&dir).await?;
-    println!(
+    outln!(
         "gatehouse demo is running (config: {})\n",
         demo.config.display()
     );
-    println!("Try these:\n");
+    outln!("Try these:\n");
     for line in &demo.curl_lines {
-        println!("  {line}");
+        outln!("  {line}");
     }
-    println!("\nPress Ctrl-C to stop.");
+    outln!("\nPress Ctrl-C to stop.");
     crate::cli::wait_for_stop_signal().await;
     demo.gateway.shutdown();
     demo.gateway.wait().await

@@ -26,6 +26,30 @@
 //!
 //! The [`admin`] listener serves `/healthz`, `/readyz` and `/config`.
 
+/// `println!` that never panics: a closed stdout (`gatehouse token list | head`) is not a crash.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod admin;
 pub mod auth;
 pub mod cli;
@@ -34,6 +58,7 @@ pub mod demo;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod observe;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;

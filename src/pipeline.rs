@@ -94,6 +94,8 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = ctx.request_id_str(), %error, "request refused");
+            let route = ctx.route.map(|i| rt.config.routes[i].path.as_str());
+            shared.metrics.refused(&error, route);
             error.into_response(ctx.request_id_str())
         }
     };

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::forwarded::TrustedProxies;
+use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::reload::{ReloadOutcome, ReloadStatus};
 use crate::router::RouteTable;
@@ -123,16 +124,21 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     draining: AtomicBool,
     status: watch::Sender<ReloadStatus>,
+    /// Counters that outlive any one runtime.
+    pub metrics: Metrics,
 }
 
 impl Shared {
     /// Wraps the first runtime.
     pub fn new(runtime: Runtime) -> Self {
         let status = watch::Sender::new(ReloadStatus::first(&runtime));
+        let metrics = Metrics::default();
+        metrics.reload(true);
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             draining: AtomicBool::new(false),
             status,
+            metrics,
         }
     }
 
@@ -143,6 +149,8 @@ impl Shared {
 
     /// Records a reload attempt's outcome.
     pub fn record_reload(&self, outcome: &ReloadOutcome) {
+        self.metrics
+            .reload(!matches!(outcome, ReloadOutcome::Failed { .. }));
         let runtime = self.runtime.load();
         self.status.send_modify(|status| {
             status.attempts += 1;

@@ -278,6 +278,15 @@ async fn accept_loop(
     }
 }
 
+/// Decrements `gatehouse_active_connections` when the connection task ends, however it ends.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections(-1);
+    }
+}
+
 /// Resolves once the flag is set (or its sender is gone).
 async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
@@ -291,6 +300,8 @@ async fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = stream.set_nodelay(true);
+    shared.metrics.connections(1);
+    let _open = OpenConnection(shared.clone());
     let runtime = shared.runtime.load_full();
     let limits = &runtime.config.limits;
     let io = IdleTimeout::new(stream, limits.idle_timeout);

@@ -1,0 +1,242 @@
+//! Prometheus metrics: a handful of lock-free counters owned by [`crate::runtime::Shared`] (so
+//! they survive reloads), rendered as Prometheus text on the admin `/metrics`.
+//!
+//! Counters on the per-request path are atomics; labelled families that only grow on refusals
+//! (rate limits, upstream errors) use a short `std::sync::Mutex` critical section on that rare
+//! path only. Label values are configured names (route paths, upstream names), never request
+//! data, so cardinality is bounded by the config.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::error::GatewayError;
+
+/// Why authentication or authorization refused a request (`gatehouse_auth_failures_total`).
+pub const AUTH_FAILURE_REASONS: [&str; 9] = [
+    "missing",
+    "invalid",
+    "expired",
+    "too_many_failures",
+    "forbidden",
+    "write_gate",
+    "external_denied",
+    "external_unavailable",
+    "origin",
+];
+
+/// The metric registry.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    reloads_ok: AtomicU64,
+    reloads_error: AtomicU64,
+    auth_failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
+    active_connections: AtomicI64,
+    rate_limited: Mutex<BTreeMap<String, u64>>,
+    upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+impl Metrics {
+    /// Counts a reload attempt.
+    pub fn reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_error
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused request by the reason its error implies (no-op for non-auth errors).
+    pub fn refused(&self, error: &GatewayError, route: Option<&str>) {
+        match error {
+            GatewayError::RateLimited { .. } => {
+                let mut map = self
+                    .rate_limited
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                *map.entry(route.unwrap_or_default().to_owned()).or_default() += 1;
+            }
+            GatewayError::UpstreamUnavailable(name) => self.upstream_error(name, "unavailable"),
+            GatewayError::UpstreamTimeout(name) => self.upstream_error(name, "timeout"),
+            other => {
+                if let Some(index) = auth_reason(other)
+                    .and_then(|r| AUTH_FAILURE_REASONS.iter().position(|x| *x == r))
+                {
+                    self.auth_failures[index].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn upstream_error(&self, name: &str, kind: &'static str) {
+        let mut map = self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry((name.to_owned(), kind)).or_default() += 1;
+    }
+
+    /// A connection opened (+1) or closed (-1).
+    pub fn connections(&self, delta: i64) {
+        self.active_connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition. `tokens` = (active, expired, disabled) of the current store.
+    pub fn render(&self, tokens: (usize, usize, usize)) -> String {
+        let mut out = String::with_capacity(2048);
+        header(
+            &mut out,
+            "gatehouse_reloads_total",
+            "counter",
+            "Reload attempts by result (the first load counts as ok).",
+        );
+        let _ = writeln!(
+            out,
+            "gatehouse_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "gatehouse_reloads_total{{result=\"error\"}} {}",
+            self.reloads_error.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "gatehouse_auth_failures_total",
+            "counter",
+            "Requests refused by authentication or authorization.",
+        );
+        for (reason, counter) in AUTH_FAILURE_REASONS.iter().zip(&self.auth_failures) {
+            let _ = writeln!(
+                out,
+                "gatehouse_auth_failures_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "gatehouse_rate_limited_total",
+            "counter",
+            "Requests refused by a rate limit, by route.",
+        );
+        for (route, count) in self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "gatehouse_rate_limited_total{{route=\"{}\"}} {count}",
+                escape(route)
+            );
+        }
+        header(
+            &mut out,
+            "gatehouse_upstream_errors_total",
+            "counter",
+            "Failed upstream calls by upstream and kind.",
+        );
+        for ((name, kind), count) in self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "gatehouse_upstream_errors_total{{upstream=\"{}\",kind=\"{kind}\"}} {count}",
+                escape(name)
+            );
+        }
+        header(
+            &mut out,
+            "gatehouse_active_connections",
+            "gauge",
+            "Open client connections.",
+        );
+        let _ = writeln!(
+            out,
+            "gatehouse_active_connections {}",
+            self.active_connections.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "gatehouse_tokens",
+            "gauge",
+            "Tokens in the store by state.",
+        );
+        for (state, count) in [
+            ("active", tokens.0),
+            ("expired", tokens.1),
+            ("disabled", tokens.2),
+        ] {
+            let _ = writeln!(out, "gatehouse_tokens{{state=\"{state}\"}} {count}");
+        }
+        out
+    }
+}
+
+/// The `reason` label for an auth-related refusal.
+fn auth_reason(error: &GatewayError) -> Option<&'static str> {
+    Some(match error {
+        GatewayError::MissingCredentials => "missing",
+        GatewayError::InvalidToken => "invalid",
+        GatewayError::TokenExpired(_) => "expired",
+        GatewayError::TooManyFailures { .. } => "too_many_failures",
+        GatewayError::RoleRequired(_) => "forbidden",
+        GatewayError::WritesDisabled => "write_gate",
+        GatewayError::AuthDenied(_) => "external_denied",
+        GatewayError::AuthUnavailable | GatewayError::AuthUnexpectedStatus => {
+            "external_unavailable"
+        }
+        GatewayError::OriginNotAllowed => "origin",
+        _ => return None,
+    })
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let metrics = Metrics::default();
+        metrics.reload(true);
+        metrics.reload(false);
+        metrics.refused(&GatewayError::InvalidToken, Some("/api"));
+        metrics.refused(
+            &GatewayError::RateLimited {
+                retry_after_secs: 1,
+            },
+            Some("/api"),
+        );
+        let text = metrics.render((2, 1, 0));
+        for line in [
+            "gatehouse_reloads_total{result=\"error\"} 1",
+            "gatehouse_auth_failures_total{reason=\"invalid\"} 1",
+            "gatehouse_rate_limited_total{route=\"/api\"} 1",
+            "gatehouse_tokens{state=\"active\"} 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+}

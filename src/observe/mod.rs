@@ -1,0 +1,3 @@
+//! Observability: metrics now; the access log and the audit log join here.
+
+pub mod metrics;
