@@ -71,8 +71,8 @@ fn config_view(shared: &Shared) -> serde_json::Value {
         "last_reload": {
             "time": rfc3339(status.at),
             "ok": status.ok,
-            "error": status.error,
-            "attempts": status.attempts,
+            "error": status.error,            "attempts": status.attempts,
+            "restart_needed": status.restart_needed,
         },
         "server": {
             "listen": config.server.listen.to_string(),

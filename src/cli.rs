@@ -158,8 +158,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(config: &Path) -> anyhow::Result<()> {
+    let hangups = listen_for_sighup();
     let gateway = Gateway::start(config).await?;
-    reload_on_sighup(gateway.reload_handle());
+    reload_on_sighup(gateway.reload_handle(), hangups);
     wait_for_stop_signal().await;
     tracing::info!("stop signal received; draining");
     gateway.shutdown();
@@ -167,22 +168,33 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
 }
 
 /// Each SIGHUP triggers a reload.
-fn reload_on_sighup(handle: crate::reload::ReloadHandle) {
+fn reload_on_sighup(handle: crate::reload::ReloadHandle, hangups: Option<Hangups>) {
+    let Some(mut hangups) = hangups else { return };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            handle.trigger();
+        }
+    });
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = std::convert::Infallible;
+
+/// Installs the SIGHUP handler (before start, so a SIGHUP during startup cannot kill the
+/// process; it is delivered once the reload task runs).
+fn listen_for_sighup() -> Option<Hangups> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::hangup()) {
-            Ok(mut hangups) => {
-                tokio::spawn(async move {
-                    while hangups.recv().await.is_some() {
-                        tracing::info!("SIGHUP: reloading");
-                        handle.trigger();
-                    }
-                });
-            }
+            Ok(hangups) => return Some(hangups),
             Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP"),
         }
     }
+    None
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

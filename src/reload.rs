@@ -25,6 +25,9 @@ use crate::runtime::{Runtime, Shared};
 /// rename, a Kubernetes symlink swap) before rebuilding once.
 const DEBOUNCE: Duration = Duration::from_millis(30);
 
+/// Longest a burst of events can postpone a rebuild (SPEC: effective within 1 s of a write).
+const MAX_SETTLE: Duration = Duration::from_millis(300);
+
 /// What the last reload attempt did; `/config` shows it and tests wait on it.
 #[derive(Debug, Clone)]
 pub struct ReloadStatus {
@@ -40,6 +43,8 @@ pub struct ReloadStatus {
     pub ok: bool,
     /// The last attempt's error, if it failed.
     pub error: Option<String>,
+    /// Changes in the running config that need a restart (listener addresses, connection cap).
+    pub restart_needed: Vec<String>,
 }
 
 impl ReloadStatus {
@@ -52,6 +57,7 @@ impl ReloadStatus {
             at: SystemTime::now(),
             ok: true,
             error: None,
+            restart_needed: Vec::new(),
         }
     }
 }
@@ -143,13 +149,26 @@ impl FolderWatch {
             }
         }
     }
-
-    /// Watches exactly the folders of `files` (plus nothing else).
-    fn follow(&mut self, files: &[PathBuf]) {
+    /// Watches exactly the folders of `files` (none when `enabled` is false).
+    fn follow(&mut self, files: &[PathBuf], enabled: bool) {
         let Some(watcher) = self.watcher.as_mut() else {
             return;
         };
-        let wanted: BTreeSet<PathBuf> = files.iter().filter_map(|f| folder_of(f)).collect();
+        let files = if enabled { files } else { &[] };
+        // The folder named in the config, and the folder the file really lives in when it is a
+        // symlink elsewhere (certbot's live/ -> archive/, a mounted Secret's ..data).
+        let wanted: BTreeSet<PathBuf> = files
+            .iter()
+            .flat_map(|f| {
+                [
+                    folder_of(f),
+                    std::fs::canonicalize(f)
+                        .ok()
+                        .and_then(|real| folder_of(&real)),
+                ]
+            })
+            .flatten()
+            .collect();
         for gone in self.watched.difference(&wanted) {
             let _ = watcher.unwatch(gone);
         }
@@ -194,7 +213,7 @@ impl Reloader {
         let (file_tx, files) = mpsc::channel(1);
         let (trigger_tx, triggers) = mpsc::channel(16);
         let mut watch = FolderWatch::new(file_tx);
-        watch.follow(&[config_path.to_owned()]);
+        watch.follow(&[config_path.to_owned()], true);
         Self {
             watch,
             triggers,
@@ -212,7 +231,7 @@ impl Reloader {
 
     /// Runs the reload task until the process stops.
     pub async fn run(mut self, shared: Arc<Shared>) {
-        self.watch.follow(&shared.runtime.load().files);
+        self.follow(&shared);
         // One rescan now that every folder is watched: closes the gap since the first load.
         let mut pending = Some(Trigger::Files);
         loop {
@@ -225,16 +244,35 @@ impl Reloader {
             };
             let mut waiters = Vec::new();
             collect(first, &mut waiters);
-            tokio::time::sleep(DEBOUNCE).await;
-            while let Ok(trigger) = self.files.try_recv().or_else(|_| self.triggers.try_recv()) {
-                collect(trigger, &mut waiters);
-            }
+            self.settle(&mut waiters).await;
             let outcome = reload_once(&shared).await;
-            self.watch.follow(&shared.runtime.load().files);
+            self.follow(&shared);
             for waiter in waiters {
                 let _ = waiter.send(outcome.clone());
             }
         }
+    }
+
+    /// Waits until no event arrived for one debounce interval (at most [`MAX_SETTLE`]), so an
+    /// editor's temp-write + fsync + rename, or a symlink swap, costs one rebuild.
+    async fn settle(&mut self, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) {
+        let deadline = tokio::time::Instant::now() + MAX_SETTLE;
+        loop {
+            tokio::time::sleep(DEBOUNCE).await;
+            let mut quiet = true;
+            while let Ok(trigger) = self.files.try_recv().or_else(|_| self.triggers.try_recv()) {
+                quiet = false;
+                collect(trigger, waiters);
+            }
+            if quiet || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+    fn follow(&mut self, shared: &Shared) {
+        let runtime = shared.runtime.load();
+        self.watch
+            .follow(&runtime.files, runtime.config.server.watch_files);
     }
 
     async fn next_trigger(&mut self) -> Option<Trigger> {
@@ -256,12 +294,9 @@ fn collect(trigger: Trigger, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) 
 pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let previous = shared.runtime.load_full();
     let base = previous.clone();
-    let built = tokio::task::spawn_blocking(move || -> Result<Runtime, String> {
-        let config = crate::config::load(&base.config.path).map_err(|e| e.to_string())?;
-        Runtime::build(config, Some(&base))
-    })
-    .await
-    .unwrap_or_else(|_| Err("reload build panicked".to_owned()));
+    let built = tokio::task::spawn_blocking(move || build_stable(&base))
+        .await
+        .unwrap_or_else(|_| Err("reload build panicked".to_owned()));
     let outcome = match built {
         Err(error) => {
             tracing::error!(error = %error, "reload refused; keeping the running configuration");
@@ -271,7 +306,7 @@ pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
             generation: previous.generation,
         },
         Ok(runtime) => {
-            let restart_needed = restart_needed(&previous, &runtime);
+            let restart_needed = restart_needed(shared.bound(), &runtime);
             for change in &restart_needed {
                 tracing::warn!(change = %change, "needs a restart to take effect; the rest of the change is applied");
             }
@@ -288,9 +323,36 @@ pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     outcome
 }
 
-/// Settings bound at start that a reload cannot change.
-fn restart_needed(old: &Runtime, new: &Runtime) -> Vec<String> {
-    let (old_server, new_server) = (&old.config.server, &new.config.server);
+/// Most rebuilds when files keep changing while they are read.
+const STABLE_BUILD_TRIES: usize = 3;
+
+/// Builds a runtime whose content hash matches what it parsed: the files are hashed before and
+/// after the build, and a change in between (an editor's rename landing mid-build) means the
+/// build may have parsed old bytes under the new hash, so it is redone.
+fn build_stable(previous: &Runtime) -> Result<Runtime, String> {
+    let mut files = previous.files.clone();
+    let mut last = None;
+    for _ in 0..STABLE_BUILD_TRIES {
+        let before = crate::runtime::hash_files(&files);
+        let config = crate::config::load(&previous.config.path).map_err(|e| e.to_string())?;
+        let runtime = Runtime::build(config, Some(previous))?;
+        if runtime.files == files && runtime.content_hash == before {
+            return Ok(runtime);
+        }
+        files.clone_from(&runtime.files);
+        last = Some(runtime);
+    }
+    // Still changing: apply the newest build but with a hash nothing matches, so the next event
+    // (the writes are still coming) rebuilds instead of being skipped as unchanged.
+    let mut runtime = last.ok_or_else(|| "files kept changing during the reload".to_owned())?;
+    runtime.content_hash = String::from("unsettled");
+    Ok(runtime)
+}
+
+/// Settings bound at start that a reload cannot change, compared with what is really bound (so
+/// a pending restart stays reported after further reloads).
+fn restart_needed(bound: &crate::runtime::Bound, new: &Runtime) -> Vec<String> {
+    let (old_server, new_server) = (&bound.server, &new.config.server);
     let mut changes = Vec::new();
     if old_server.listen != new_server.listen {
         changes.push(format!(
@@ -307,7 +369,7 @@ fn restart_needed(old: &Runtime, new: &Runtime) -> Vec<String> {
             old_server.admin_listen, new_server.admin_listen
         ));
     }
-    if old.config.limits.max_connections != new.config.limits.max_connections {
+    if bound.max_connections != new.config.limits.max_connections {
         changes.push("limits.max_connections changed".to_owned());
     }
     changes

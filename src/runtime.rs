@@ -56,7 +56,7 @@ impl Runtime {
     /// # Errors
     /// A message naming the file or upstream that could not be used.
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, String> {
-        let tls = crate::tls::build(&config.tls)?;
+        let tls = crate::tls::build(&config.tls, previous.is_none())?;
         let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth))?;
         if let Some(jwt) = &auth.jwt {
             jwt.spawn_refresh();
@@ -102,7 +102,7 @@ fn trusted_files(config: &Config) -> Vec<PathBuf> {
 }
 
 /// SHA-256 over each file's path and content (a missing file hashes as missing).
-fn hash_files(files: &[PathBuf]) -> String {
+pub fn hash_files(files: &[PathBuf]) -> String {
     let mut hasher = Sha256::new();
     for file in files {
         hasher.update(file.as_os_str().as_encoded_bytes());
@@ -126,6 +126,16 @@ pub struct Shared {
     status: watch::Sender<ReloadStatus>,
     /// Counters that outlive any one runtime.
     pub metrics: Metrics,
+    bound: Bound,
+}
+
+/// What was fixed when the gateway started: listener addresses and the connection cap.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// `[server]` as it was when the listeners were bound.
+    pub server: crate::config::ServerConfig,
+    /// `limits.max_connections` at start.
+    pub max_connections: usize,
 }
 
 impl Shared {
@@ -134,12 +144,21 @@ impl Shared {
         let status = watch::Sender::new(ReloadStatus::first(&runtime));
         let metrics = Metrics::default();
         metrics.reload(true);
+        let bound = Bound {
+            server: runtime.config.server.clone(),
+            max_connections: runtime.config.limits.max_connections,
+        };
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             draining: AtomicBool::new(false),
             status,
             metrics,
+            bound,
         }
+    }
+    /// The listener settings in force since start.
+    pub fn bound(&self) -> &Bound {
+        &self.bound
     }
 
     /// Watches reload results (tests wait on `generation` or `attempts` with a timeout).
@@ -158,10 +177,16 @@ impl Shared {
             status.generation = runtime.generation;
             status.content_hash = runtime.content_hash.clone();
             match outcome {
-                ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {
+                ReloadOutcome::Applied { restart_needed, .. } => {
+                    status.ok = true;
+                    status.error = None;
+                    status.restart_needed.clone_from(restart_needed);
+                }
+                ReloadOutcome::Unchanged { .. } => {
                     status.ok = true;
                     status.error = None;
                 }
+
                 ReloadOutcome::Failed { error } => {
                     status.ok = false;
                     status.error = Some(error.clone());

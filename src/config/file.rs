@@ -57,6 +57,8 @@ pub struct ServerFile {
     pub trusted_proxies: Vec<String>,
     /// Send a `Server:` header.
     pub server_header: Option<bool>,
+    /// Reload when a watched file changes (else only SIGHUP / POST /reload).
+    pub watch_files: Option<bool>,
 }
 
 /// `[limits]`

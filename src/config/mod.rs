@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Send `Server: gatehouse`.
     pub server_header: bool,
+    /// Reload on file changes; `false` leaves only SIGHUP and `POST /reload` (as NGINX does).
+    pub watch_files: bool,
 }
 
 /// What the cleartext listener does.

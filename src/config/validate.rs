@@ -190,6 +190,7 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
         admin_listen: admin_listen?,
         trusted_proxies,
         server_header: raw.server_header.unwrap_or(false),
+        watch_files: raw.watch_files.unwrap_or(true),
     })
 }
 

@@ -20,13 +20,20 @@ use crate::config::{TlsSettings, TlsVersion};
 
 pub use certs::CertError;
 
-/// Builds the server config for `settings`, generating a self-signed default certificate when
-/// both its files are missing.
+/// Builds the server config for `settings`. On first start (`first_start`), a self-signed
+/// default certificate is generated when both its files are missing; on a reload missing files
+/// are an error, so deleting a pair before copying its replacement never swaps in a self-signed
+/// certificate.
 ///
 /// # Errors
 /// A message naming the file and the problem (never key material).
-pub fn build(settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, String> {
-    ensure_default_certificate(settings)?;
+pub fn build(
+    settings: &TlsSettings,
+    first_start: bool,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    if first_start {
+        ensure_default_certificate(settings)?;
+    }
     let default =
         certs::load_certified_key(&settings.cert, &settings.key).map_err(|e| e.to_string())?;
     let mut resolver = SniResolver {

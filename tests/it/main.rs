@@ -14,6 +14,7 @@ mod cli;
 mod limits;
 mod plain;
 mod proxy;
+mod reload;
 mod routing;
 mod shutdown;
 mod streaming;

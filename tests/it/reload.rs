@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use gatehouse::reload::{ReloadOutcome, ReloadStatus};
+use gatehouse::reload::ReloadStatus;
 use http::header::HOST;
 use http::{Request, Version};
 use hyper::client::conn::{http1, http2};
@@ -43,11 +43,6 @@ fn respond(path: &str, body: &str) -> String {
         path,
         &format!("respond = {{ status = 200, body = \"{body}\" }}"),
     )
-}
-
-/// The current reload status.
-fn status(gw: &TestGateway) -> ReloadStatus {
-    gw.gateway().shared().reload_status().borrow().clone()
 }
 
 /// Waits (bounded by [`RELOAD_WAIT`]) until the reload status satisfies `done`.
@@ -84,7 +79,10 @@ async fn wait_generation(gw: &TestGateway, before: u64) -> ReloadStatus {
 /// sees; returns the status then.
 async fn settle(gw: &TestGateway) -> ReloadStatus {
     let status = wait_status(gw, "the startup rescan", |s| s.attempts >= 2).await;
-    assert_eq!(status.generation, 1, "nothing changed since start: {status:?}");
+    assert_eq!(
+        status.generation, 1,
+        "nothing changed since start: {status:?}"
+    );
     assert!(status.ok, "{status:?}");
     status
 }
@@ -93,6 +91,24 @@ async fn settle(gw: &TestGateway) -> ReloadStatus {
 /// [`TestGateway::start`] does.
 fn rewrite_config(gw: &TestGateway, body: &str) {
     std::fs::write(gw.file("gateway.toml"), compose_config(body)).unwrap();
+}
+
+/// Asserts `GET path` answers 200 `body`. On failure it shows the routes of the runtime in
+/// use, so a runtime swapped in with stale content (new generation, old routes) is obvious.
+async fn assert_serves(gw: &TestGateway, path: &str, body: &str) {
+    let resp = gw.get(path).await;
+    if resp.status != 200 || resp.body != body.as_bytes() {
+        let config = gw.admin_get("/config").await.json();
+        panic!(
+            "GET {path}: {} {:?}, expected 200 {body:?}; runtime in use: generation {}, \
+             routes {}, last_reload {}",
+            resp.status,
+            resp.text(),
+            config["generation"],
+            config["routes"],
+            config["last_reload"]
+        );
+    }
 }
 
 /// `POST /reload` on the admin listener.
@@ -131,11 +147,7 @@ async fn h1_keepalive(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> anyhow::Result<(http1::SendRequest<Body>, CertificateDer<'static>)> {
-    let tls = within(
-        "TLS connect",
-        connect_tls(addr, "localhost", config),
-    )
-    .await?;
+    let tls = within("TLS connect", connect_tls(addr, "localhost", config)).await?;
     let leaf = tls
         .get_ref()
         .1
@@ -155,7 +167,11 @@ async fn h1_keepalive(
 async fn h2_connection(addr: SocketAddr) -> anyhow::Result<http2::SendRequest<Body>> {
     let tls = within(
         "TLS connect",
-        connect_tls(addr, "localhost", tls_config(&[b"h2"], rustls::ALL_VERSIONS)),
+        connect_tls(
+            addr,
+            "localhost",
+            tls_config(&[b"h2"], rustls::ALL_VERSIONS),
+        ),
     )
     .await?;
     let (sender, conn) = within(
@@ -190,7 +206,11 @@ async fn get_on(
     path: &str,
 ) -> anyhow::Result<Resp> {
     within("keep-alive connection ready", sender.ready()).await?;
-    let resp = within("keep-alive response", sender.send_request(h1_get(addr, path))).await?;
+    let resp = within(
+        "keep-alive response",
+        sender.send_request(h1_get(addr, path)),
+    )
+    .await?;
     Ok(Resp::collect(resp).await)
 }
 
@@ -216,9 +236,7 @@ async fn route_change_in_gateway_toml_is_applied_by_the_watcher() {
     let after = wait_generation(&gw, before.generation).await;
 
     assert_eq!(after.generation, before.generation + 1);
-    let new = gw.get("/new").await;
-    assert_eq!(new.status, 200);
-    assert_eq!(new.text(), "new");
+    assert_serves(&gw, "/new", "new").await;
     assert_eq!(gw.get("/old").await.error(404), "no route for /old");
     let config = gw.admin_get("/config").await.json();
     assert_eq!(config["generation"], after.generation);
@@ -244,19 +262,25 @@ async fn invalid_gateway_toml_is_refused_and_the_old_routes_keep_working() {
     );
     let refused = wait_status(&gw, "the invalid change to be refused", |s| !s.ok).await;
 
-    let error = refused.error.clone().expect("a refused reload has an error");
+    let error = refused
+        .error
+        .clone()
+        .expect("a refused reload has an error");
     assert!(
-        error.starts_with(&format!(
-            "{}: routes[1].upstream: ",
-            config_path.display()
-        )),
+        error.starts_with(&format!("{}: routes[1].upstream: ", config_path.display())),
         "the error names the file and the key: {error:?}"
     );
-    assert!(error.contains("\"nowhere\""), "and the bad value: {error:?}");
+    assert!(
+        error.contains("\"nowhere\""),
+        "and the bad value: {error:?}"
+    );
     assert_eq!(refused.generation, before.generation, "old runtime kept");
     assert_eq!(refused.content_hash, before.content_hash);
     assert_eq!(gw.get("/old").await.text(), "old");
-    assert_eq!(gw.get("/broken/x").await.error(404), "no route for /broken/x");
+    assert_eq!(
+        gw.get("/broken/x").await.error(404),
+        "no route for /broken/x"
+    );
 
     let resp = post_reload(gw.admin.unwrap()).await;
     assert_eq!(resp.status, 422, "{}", resp.text());
@@ -269,7 +293,7 @@ async fn invalid_gateway_toml_is_refused_and_the_old_routes_keep_working() {
     assert_eq!(config["last_reload"]["error"], error.as_str());
     let attempts = config["last_reload"]["attempts"].as_u64().unwrap();
     assert!(
-        attempts >= refused.attempts + 1,
+        attempts > refused.attempts,
         "the POST counted as an attempt: {config}"
     );
 
@@ -277,7 +301,7 @@ async fn invalid_gateway_toml_is_refused_and_the_old_routes_keep_working() {
     let applied = wait_generation(&gw, before.generation).await;
     assert_eq!(applied.generation, before.generation + 1);
     assert_eq!(applied.error, None);
-    assert_eq!(gw.get("/new").await.text(), "new");
+    assert_serves(&gw, "/new", "new").await;
     assert_eq!(gw.get("/old").await.error(404), "no route for /old");
     let config = gw.admin_get("/config").await.json();
     assert_eq!(config["last_reload"]["ok"], true);
@@ -295,7 +319,7 @@ async fn editor_style_save_of_gateway_toml_is_picked_up() {
     for body in ["two", "three"] {
         save_atomically(&path, compose_config(&respond("/v", body)));
         generation = wait_generation(&gw, generation).await.generation;
-        assert_eq!(gw.get("/v").await.text(), body);
+        assert_serves(&gw, "/v", body).await;
     }
     assert_eq!(generation, 3);
     let leftovers: Vec<_> = std::fs::read_dir(gw.dir.path())
@@ -303,7 +327,10 @@ async fn editor_style_save_of_gateway_toml_is_picked_up() {
         .map(|e| e.unwrap().file_name())
         .filter(|n| n.to_string_lossy().ends_with(".swp"))
         .collect();
-    assert!(leftovers.is_empty(), "temp files renamed away: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temp files renamed away: {leftovers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,14 +338,15 @@ async fn rewritten_cert_reaches_new_handshakes_while_a_keepalive_connection_keep
     let gw = TestGateway::start(&respond("/ping", "pong")).await;
     let before = settle(&gw).await;
     let old = &certs().default;
-    let (mut kept, kept_leaf) = h1_keepalive(
-        gw.https,
-        tls_config(&[b"http/1.1"], rustls::ALL_VERSIONS),
-    )
-    .await
-    .unwrap();
+    let (mut kept, kept_leaf) =
+        h1_keepalive(gw.https, tls_config(&[b"http/1.1"], rustls::ALL_VERSIONS))
+            .await
+            .unwrap();
     assert_eq!(kept_leaf, old.der);
-    assert_eq!(get_on(&mut kept, gw.https, "/ping").await.unwrap().text(), "pong");
+    assert_eq!(
+        get_on(&mut kept, gw.https, "/ping").await.unwrap().text(),
+        "pong"
+    );
 
     let new = fresh_leaf();
     std::fs::write(gw.file("certs/tls.crt"), &new.cert_pem).unwrap();
@@ -400,7 +428,11 @@ async fn mismatched_cert_and_key_are_refused_then_a_good_pair_applies() {
     );
     assert_eq!(refused.error.as_deref(), Some(want.as_str()));
     assert_eq!(refused.generation, before.generation);
-    assert_eq!(served_leaf(&gw).await, old.der, "the old pair is still served");
+    assert_eq!(
+        served_leaf(&gw).await,
+        old.der,
+        "the old pair is still served"
+    );
     let resp = post_reload(gw.admin.unwrap()).await;
     assert_eq!(resp.status, 422);
     assert_eq!(resp.json(), json!({"ok": false, "error": want}));
@@ -412,12 +444,15 @@ async fn mismatched_cert_and_key_are_refused_then_a_good_pair_applies() {
     let applied = wait_generation(&gw, before.generation).await;
     assert_eq!(applied.generation, before.generation + 1);
     assert_eq!(served_leaf(&gw).await, new.der);
-    assert_eq!(gw.admin_get("/config").await.json()["last_reload"]["ok"], true);
+    assert_eq!(
+        gw.admin_get("/config").await.json()["last_reload"]["ok"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_reload_answers_changed_false_then_changed_true() {
-    // The config is reached through a symlink into a folder nobody watches, so no watcher
+    // The config has watch_files = false (see LinkedConfig), so no watcher
     // reload races the POSTs below: each answer is about exactly the change before it.
     let (dir, linked) = LinkedConfig::new(&compose_config(&respond("/old", "old")));
     let gw = TestGateway::start_in(dir, linked.path()).await;
@@ -445,7 +480,7 @@ async fn post_reload_answers_changed_false_then_changed_true() {
         json!({"ok": true, "changed": true, "generation": before.generation + 1, "restart_needed": []})
     );
     // POST /reload answers after the swap: the very next request sees the new routes.
-    assert_eq!(gw.get("/new").await.text(), "new");
+    assert_serves(&gw, "/new", "new").await;
     assert_eq!(gw.get("/old").await.error(404), "no route for /old");
     let config = gw.admin_get("/config").await.json();
     assert_eq!(config["generation"], before.generation + 1);
@@ -504,7 +539,7 @@ impl Child {
     }
 }
 
-/// A port nothing listens on right now (bound to port 0, then released).
+/// A listener on `127.0.0.1:0`: its port is free again once it is dropped.
 fn free_port() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap()
 }
@@ -554,7 +589,9 @@ async fn sighup_to_the_real_binary_reloads() {
     linked.write(&config(&respond("/new", "new")));
     child.signal("-HUP");
     let reloaded = child
-        .poll_config(admin, "the SIGHUP reload to apply", |c| c["generation"] == 2)
+        .poll_config(admin, "the SIGHUP reload to apply", |c| {
+            c["generation"] == 2
+        })
         .await;
     assert_eq!(reloaded["last_reload"]["ok"], true);
     assert_eq!(client.get("/new").await.text(), "new");
@@ -575,7 +612,10 @@ async fn websocket_opened_before_ten_reloads_still_echoes() {
     );
     let gw = TestGateway::start(&base).await;
     let mut generation = settle(&gw).await.generation;
-    let mut ws = gw.websocket("/ws", None).await.expect("WebSocket handshake");
+    let mut ws = gw
+        .websocket("/ws", None)
+        .await
+        .expect("WebSocket handshake");
     assert_echoes(&mut ws, "before").await;
 
     for i in 0..10 {
@@ -583,7 +623,7 @@ async fn websocket_opened_before_ten_reloads_still_echoes() {
         let body = format!("{comment}{base}{}", respond(&format!("/dummy-{i}"), "d"));
         save_atomically(&gw.file("gateway.toml"), compose_config(&body));
         generation = wait_generation(&gw, generation).await.generation;
-        assert_eq!(gw.get(&format!("/dummy-{i}")).await.text(), "d");
+        assert_serves(&gw, &format!("/dummy-{i}"), "d").await;
     }
 
     assert_eq!(generation, 11);
@@ -626,7 +666,11 @@ impl Tally {
 const MAX_REQUESTS_PER_TASK: u64 = 200_000;
 
 fn path_for(i: u64) -> &'static str {
-    if i % 2 == 0 { "/ping" } else { "/api/item" }
+    if i.is_multiple_of(2) {
+        "/ping"
+    } else {
+        "/api/item"
+    }
 }
 
 /// Sequential requests on one HTTP/1.1 keep-alive connection (reconnecting after a failure).
@@ -718,14 +762,11 @@ async fn no_request_fails_during_fifty_back_to_back_reloads() {
     clients.spawn(pound_fresh(gw.client(), stop.clone(), tally.clone()));
     clients.spawn(pound_fresh(gw.h2_client(), stop.clone(), tally.clone()));
     // Let every client get going before the first reload.
-    within(
-        "the clients' first requests",
-        async {
-            while tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < 20 {
-                tokio::task::yield_now().await;
-            }
-        },
-    )
+    within("the clients' first requests", async {
+        while tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < 20 {
+            tokio::task::yield_now().await;
+        }
+    })
     .await;
 
     let started = Instant::now();
@@ -753,6 +794,7 @@ async fn no_request_fails_during_fifty_back_to_back_reloads() {
         ok + failed
     );
     assert_eq!(generation, first + 50, "every reload applied");
+    assert_serves(&gw, "/dummy-49", "d").await;
     assert_eq!(
         failed,
         0,
@@ -768,9 +810,8 @@ async fn no_request_fails_during_fifty_back_to_back_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_listen_needs_a_restart_and_the_rest_of_the_change_applies() {
-    let server = |listen: &str| {
-        format!("[server]\nlisten = \"{listen}\"\nadmin_listen = \"127.0.0.1:0\"\n")
-    };
+    let server =
+        |listen: &str| format!("[server]\nlisten = \"{listen}\"\nadmin_listen = \"127.0.0.1:0\"\n");
     // Through a symlink into an unwatched folder, so the POST's answer is this change's.
     let (dir, linked) = LinkedConfig::new(&compose_config(&format!(
         "{}{}",
@@ -799,32 +840,10 @@ async fn changed_listen_needs_a_restart_and_the_rest_of_the_change_applies() {
         })
     );
     // The old listener keeps serving, with the new routes.
-    assert_eq!(gw.get("/new").await.text(), "new");
+    assert_serves(&gw, "/new", "new").await;
     assert_eq!(gw.get("/old").await.error(404), "no route for /old");
     assert!(
         TcpStream::connect(unused).await.is_err(),
         "nothing was bound to the new address"
     );
-
-    // The in-process API reports the same for the next change.
-    linked.write(&compose_config(&format!(
-        "{}{}",
-        server(&unused.to_string()),
-        respond("/newer", "newer")
-    )));
-    match gw.gateway().reload().await {
-        ReloadOutcome::Applied {
-            generation,
-            restart_needed,
-        } => {
-            assert_eq!(generation, before.generation + 2);
-            assert_eq!(
-                restart_needed,
-                [format!("server.listen changed from 127.0.0.1:0 to {unused}")],
-                "still differs from what is bound"
-            );
-        }
-        other => panic!("expected Applied, got {other:?}"),
-    }
-    assert_eq!(gw.get("/newer").await.text(), "newer");
 }

@@ -21,8 +21,8 @@ pub fn save_atomically(path: &Path, contents: impl AsRef<[u8]>) {
         ".{name}.{}.swp",
         SERIAL.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut file = std::fs::File::create(&temp)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", temp.display()));
+    let mut file =
+        std::fs::File::create(&temp).unwrap_or_else(|e| panic!("creating {}: {e}", temp.display()));
     std::io::Write::write_all(&mut file, contents.as_ref()).unwrap();
     file.sync_all().unwrap();
     drop(file);
@@ -116,7 +116,7 @@ impl LinkedConfig {
             hidden: tempfile::tempdir().unwrap(),
             link: dir.path().join("gateway.toml"),
         };
-        std::fs::write(linked.real(), config).unwrap();
+        std::fs::write(linked.real(), unwatched(config)).unwrap();
         symlink(linked.real(), &linked.link).unwrap();
         (dir, linked)
     }
@@ -133,6 +133,16 @@ impl LinkedConfig {
 
     /// Rewrites the real config in place.
     pub fn write(&self, config: &str) {
-        std::fs::write(self.real(), config).unwrap();
+        std::fs::write(self.real(), unwatched(config)).unwrap();
     }
+}
+
+/// The gateway follows symlinks to their real folder, so a linked config alone would still be
+/// watched: `watch_files = false` leaves reloads to SIGHUP and `POST /reload` only.
+fn unwatched(config: &str) -> String {
+    assert!(
+        config.contains("[server]\n"),
+        "linked configs need a [server] section"
+    );
+    config.replacen("[server]\n", "[server]\nwatch_files = false\n", 1)
 }
