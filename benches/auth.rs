@@ -5,6 +5,11 @@
 //! ES256 and EdDSA keys from a JWKS file, bypassing the cache; and `jwt_verify/cache_hit`, the
 //! path every further request with the same token takes.
 //!
+//! `token_lookup/*`: the token store's request-path lookup over 10 000 entries loaded from a
+//! file: `hit` (a stored `gth_` token: checksum, SHA-256, index, identity), `miss` (a well-formed
+//! `gth_` token nobody stored) and `bad_checksum` (a mistyped `gth_` token, refused before any
+//! hashing).
+//!
 //! Run: `cargo bench --bench auth`.
 
 use criterion::{criterion_group, criterion_main};
@@ -139,5 +144,66 @@ mod jwt {
     }
 }
 
+/// Token store lookup: `token_lookup/{hit,miss,bad_checksum}` over 10 000 stored tokens.
+mod tokens {
+    #![allow(clippy::expect_used)] // bench fixtures: a broken setup must abort the run loudly
+
+    use std::fmt::Write as _;
+    use std::hint::black_box;
+
+    use criterion::Criterion;
+    use gatehouse::auth::token_format::{self, Shape};
+    use gatehouse::auth::token_store::{self, Lookup};
+    use gatehouse::token_cmd;
+    use time::OffsetDateTime;
+
+    /// Entries in the benched store.
+    const ENTRIES: usize = 10_000;
+
+    pub(super) fn lookup(c: &mut Criterion) {
+        let tokens: Vec<String> = (0..ENTRIES)
+            .map(|_| token_format::generate().expose().clone())
+            .collect();
+        let mut text = String::with_capacity(ENTRIES * 160);
+        for (i, token) in tokens.iter().enumerate() {
+            writeln!(
+                text,
+                "[[tokens]]\nid = \"bench-{i}\"\nsha256 = \"{}\"\nroles = [\"viewer\"]\n",
+                token_cmd::hash(token)
+            )
+            .expect("writing to a String cannot fail");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(&path, &text).expect("write the store");
+        let specs = token_store::parse(&text, &path).expect("the store parses");
+        assert_eq!(specs.len(), ENTRIES);
+        let store = token_store::load(&path).expect("the store loads");
+
+        let now = OffsetDateTime::now_utc();
+        let hit = &tokens[ENTRIES / 2];
+        let miss = token_format::generate().expose().clone();
+        let last = hit.chars().last().expect("tokens are not empty");
+        let bad = format!(
+            "{}{}",
+            &hit[..hit.len() - 1],
+            if last == 'a' { 'b' } else { 'a' }
+        );
+        assert!(matches!(store.lookup(hit, now), Lookup::Valid(_)));
+        assert_eq!(store.lookup(&miss, now), Lookup::Unknown);
+        assert_eq!(token_format::shape(&bad), Shape::BadChecksum);
+        assert_eq!(store.lookup(&bad, now), Lookup::BadChecksum);
+
+        let mut group = c.benchmark_group("token_lookup");
+        group.bench_function("hit", |b| b.iter(|| store.lookup(black_box(hit), now)));
+        group.bench_function("miss", |b| b.iter(|| store.lookup(black_box(&miss), now)));
+        group.bench_function("bad_checksum", |b| {
+            b.iter(|| store.lookup(black_box(&bad), now))
+        });
+        group.finish();
+    }
+}
+
 criterion_group!(jwt_benches, jwt::verify);
-criterion_main!(jwt_benches);
+criterion_group!(token_benches, tokens::lookup);
+criterion_main!(jwt_benches, token_benches);

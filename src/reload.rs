@@ -21,9 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::runtime::{Runtime, Shared};
 
-/// How long to wait after the first event for the rest of a burst (an editor's temp-write +
-/// rename, a Kubernetes symlink swap) before rebuilding once.
-const DEBOUNCE: Duration = Duration::from_millis(30);
+/// A burst (an editor's temp-write + rename, a Kubernetes symlink swap, `token revoke`'s lock +
+/// temp + rename) is over once no event arrived for this long. Short, because revocation latency
+/// is this plus one build (`cargo bench --bench revocation`); a slower writer only costs an extra
+/// rebuild, never a wrong one (see `build_stable`).
+const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// Longest a burst of events can postpone a rebuild (SPEC: effective within 1 s of a write).
 const MAX_SETTLE: Duration = Duration::from_millis(300);

@@ -10,7 +10,9 @@
 
 mod support;
 
+mod auth;
 mod cli;
+mod keptn;
 mod limits;
 mod plain;
 mod proxy;

@@ -5,6 +5,7 @@
 //!
 //! Every wait is bounded by [`within`]; nothing sleeps to synchronise.
 
+pub mod auth;
 pub mod certs;
 pub mod client;
 pub mod files;
