@@ -29,7 +29,9 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = spawn_upstream().await;
     write_config(dir.path(), upstream);
-    let gateway = Gateway::start(dir.path().join("gateway.toml")).await.expect("gateway starts");
+    let gateway = Gateway::start(dir.path().join("gateway.toml"))
+        .await
+        .expect("gateway starts");
     let plain = gateway.plain_addr().expect("plain listener");
     let mut probe = connect(plain).await;
     let store = dir.path().join("tokens.toml");
@@ -37,7 +39,8 @@ async fn main() {
     for run in 0..RUNS {
         let id = format!("bench-{run}");
         let now = time::OffsetDateTime::now_utc();
-        let token = gatehouse::token_cmd::create(&store, &id, &["viewer".to_owned()], None, now).expect("create");
+        let token = gatehouse::token_cmd::create(&store, &id, &["viewer".to_owned()], None, now)
+            .expect("create");
         wait_for_status(&mut probe, token.expose(), 200).await;
         let revoked_at = Instant::now();
         gatehouse::token_cmd::revoke(&store, &id).expect("revoke");
@@ -89,7 +92,11 @@ auth = ["token"]
 async fn wait_for_status(probe: &mut SendRequest<Empty<Bytes>>, token: &str, want: u16) {
     let deadline = Instant::now() + RUN_LIMIT;
     loop {
-        let request = http::Request::get("/probe").header("host", "bench").header("x-token", token).body(Empty::new()).unwrap();
+        let request = http::Request::get("/probe")
+            .header("host", "bench")
+            .header("x-token", token)
+            .body(Empty::new())
+            .unwrap();
         probe.ready().await.expect("probe connection open");
         let response = probe.send_request(request).await.expect("probe request");
         let status = response.status().as_u16();
@@ -97,27 +104,38 @@ async fn wait_for_status(probe: &mut SendRequest<Empty<Bytes>>, token: &str, wan
         if status == want {
             return;
         }
-        assert!(Instant::now() < deadline, "no {want} within {RUN_LIMIT:?} (last {status})");
+        assert!(
+            Instant::now() < deadline,
+            "no {want} within {RUN_LIMIT:?} (last {status})"
+        );
     }
 }
 
 async fn connect(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(connection);
     sender
 }
 
 async fn spawn_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from_static(b"ok"))))
+                    Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });

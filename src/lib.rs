@@ -61,6 +61,7 @@ pub mod http;
 pub mod observe;
 pub mod pipeline;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod router;
 pub mod runtime;

@@ -29,8 +29,14 @@ use crate::http::forwarded::{self, Forwarded, X_REQUEST_ID};
 use crate::http::normalize::normalize_path;
 use crate::http::sanitize;
 use crate::proxy::{self, ForwardPlan, upgrade};
+use crate::ratelimit::{Allowed, Limited, RateHeaders, Subject};
 use crate::router::{RouteMiss, upstream_path};
 use crate::runtime::{Runtime, Shared};
+
+/// `RateLimit-Policy` (IETF httpapi draft).
+const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (IETF httpapi draft).
+const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 /// What the server knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -62,6 +68,8 @@ pub struct RequestCtx {
     pub route: Option<usize>,
     /// Who the caller is and how they authenticated, once known.
     pub identity: Option<(std::sync::Arc<str>, AuthMethod)>,
+    /// `RateLimit-Policy` and `RateLimit` for the response, on rate-limited routes.
+    pub rate_headers: Option<RateHeaders>,
 }
 
 impl RequestCtx {
@@ -76,6 +84,7 @@ impl RequestCtx {
             start: Instant::now(),
             route: None,
             identity: None,
+            rate_headers: None,
         }
     }
 
@@ -153,6 +162,10 @@ async fn route_and_forward(
         pass_identity(req.headers_mut(), caller, rt);
         ctx.identity = Some((caller.identity.subject.clone(), caller.identity.method));
     }
+    if let Some(policy) = &route.rate_limit {
+        let identity = caller.as_ref().map(|c| &c.identity.subject);
+        limit_rate(policy, identity, &route.path, ctx, rt).await?;
+    }
     let websocket = route.websocket && upgrade::is_websocket_handshake(req.method(), req.headers());
     if websocket
         && !upgrade::origin_allowed(
@@ -191,6 +204,35 @@ async fn route_and_forward(
     };
     req.headers_mut().remove(X_REQUEST_ID);
     proxy::forward(req, plan).await
+}
+
+/// The route's rate-limit policy; the `RateLimit` headers go on the response either way.
+async fn limit_rate(
+    policy: &str,
+    identity: Option<&std::sync::Arc<str>>,
+    route: &str,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+) -> Result<(), GatewayError> {
+    let subject = Subject {
+        identity,
+        client_ip: ctx.client_ip,
+        route,
+    };
+    match rt.rate_limits.check(policy, &subject).await {
+        Ok(Allowed { headers }) => {
+            ctx.rate_headers = Some(headers);
+            Ok(())
+        }
+        Err(Limited::Exceeded {
+            retry_after_secs,
+            headers,
+        }) => {
+            ctx.rate_headers = Some(headers);
+            Err(GatewayError::RateLimited { retry_after_secs })
+        }
+        Err(Limited::Unavailable) => Err(GatewayError::RateLimiterUnavailable),
+    }
 }
 
 /// Runs the route's credential kinds; `None` on a public route.
@@ -319,6 +361,12 @@ fn finish(ctx: &RequestCtx, rt: &Runtime, response: &mut Response<Body>) {
     response
         .headers_mut()
         .insert(X_REQUEST_ID, ctx.request_id.clone());
+    if let Some(rate) = &ctx.rate_headers {
+        response
+            .headers_mut()
+            .insert(RATELIMIT_POLICY, rate.policy.clone());
+        response.headers_mut().insert(RATELIMIT, rate.state.clone());
+    }
     if rt.config.server.server_header {
         response
             .headers_mut()

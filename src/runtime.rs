@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::http::forwarded::TrustedProxies;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
+use crate::ratelimit::RateLimits;
 use crate::reload::{ReloadOutcome, ReloadStatus};
 use crate::router::RouteTable;
 
@@ -35,6 +36,8 @@ pub struct Runtime {
     pub router: RouteTable,
     /// Authentication state: token store, JWT keys, external auth and its cache.
     pub auth: Authenticator,
+    /// Rate-limit policies; unchanged policies keep their state across reloads.
+    pub rate_limits: RateLimits,
     /// Upstreams, indexed like `config.upstreams`.
     pub upstreams: Vec<Arc<Upstream>>,
     /// The `trusted_proxies` rule.
@@ -58,6 +61,11 @@ impl Runtime {
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, String> {
         let tls = crate::tls::build(&config.tls, previous.is_none())?;
         let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth))?;
+        let rate_limits = RateLimits::build(
+            &config.rate_limits,
+            config.rate_backend.as_ref(),
+            previous.map(|p| &p.rate_limits),
+        )?;
         if let Some(jwt) = &auth.jwt {
             jwt.spawn_refresh();
         }
@@ -77,6 +85,7 @@ impl Runtime {
         Ok(Self {
             router: RouteTable::new(&config.routes),
             auth,
+            rate_limits,
             trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
             tls,
             upstreams,

@@ -196,11 +196,13 @@ async fn serve(
         )));
     }
     drop(accepting);
+    let purger = tokio::spawn(purge_rate_limits(shared.clone()));
     let admin = tokio::spawn(crate::admin::serve(listeners.admin, shared.clone(), reload));
     stopped(&mut shutdown).await;
     drain(&shared, &limits, stop_accepting, acceptors, graceful).await;
     admin.abort();
     reload_task.abort();
+    purger.abort();
     Ok(())
 }
 
@@ -275,6 +277,19 @@ async fn accept_loop(
             serve_connection(stream, peer, kind, shared, watcher).await;
             drop(permit);
         });
+    }
+}
+
+/// How often stale rate-limit keys are dropped (bounded memory between bursts of new clients).
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn purge_rate_limits(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let runtime = shared.runtime.load_full();
+        // purge() walks every key: keep it off the async worker threads.
+        let _ = tokio::task::spawn_blocking(move || runtime.rate_limits.purge()).await;
     }
 }
 

@@ -73,7 +73,9 @@ pub fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
     if let Ok(subject) = HeaderValue::from_str(&identity.subject) {
         headers.insert(X_AUTH_SUBJECT, subject);
     }
-    if let Ok(roles) = HeaderValue::from_str(&identity.roles.join(",")) {
+    if !identity.roles.is_empty()
+        && let Ok(roles) = HeaderValue::from_str(&identity.roles.join(","))
+    {
         headers.insert(X_AUTH_ROLES, roles);
     }
     headers.insert(

@@ -869,6 +869,12 @@ fn route_auth(
         }
         kinds.push(kind);
     }
+    if kinds == [AuthKind::External] && (!route.roles.is_empty() || route.write_roles.is_some()) {
+        check.error(
+            format!("{prefix}.roles"),
+            "roles do not apply to auth = [\"external\"]: the auth service decides (add a local kind such as \"token\" to use roles)",
+        );
+    }
     if public && !kinds.is_empty() {
         check.error(
             format!("{prefix}.auth"),

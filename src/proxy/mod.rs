@@ -64,6 +64,10 @@ pub async fn forward(
         body::boxed(Limited::new(incoming, plan.max_body_bytes))
     } else {
         headers.remove(header::CONTENT_LENGTH);
+        if matches!(plan.method, Method::POST | Method::PUT | Method::PATCH) {
+            // Some servers answer 411 to a bodyless POST without a length.
+            headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+        }
         body::empty()
     };
     let outgoing = Outgoing {

@@ -710,6 +710,24 @@ async fn jwt_expired_within_the_leeway_is_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_not_yet_valid_beyond_the_leeway_gets_401_invalid_token() {
+    let JwtGateway { gw, up, keys, .. } = jwt_gateway("").await;
+
+    let early = keys[0].sign(&with(claims(), "nbf", json!(unix_now() + 300)));
+    assert_invalid_token(&get(&gw, "/api/x", &[("authorization", &bearer(&early))]).await);
+    assert_untouched(&up, "nbf in the future");
+
+    let skewed = keys[0].sign(&with(claims(), "nbf", json!(unix_now() + 20)));
+    let resp = get(&gw, "/api/x", &[("authorization", &bearer(&skewed))]).await;
+    assert_eq!(
+        resp.status,
+        200,
+        "clock skew within the leeway: {}",
+        resp.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_with_alg_none_is_refused() {
     let JwtGateway { gw, up, .. } = jwt_gateway("").await;
 
