@@ -18,6 +18,7 @@ mod plain;
 mod proxy;
 mod reload;
 mod routing;
+mod secrets;
 mod shutdown;
 mod streaming;
 mod tls;
