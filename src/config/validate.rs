@@ -696,8 +696,13 @@ fn route_config(
             .filter_map(|(m, name)| check.method(&format!("{prefix}.methods[{m}]"), name))
             .collect::<Vec<_>>()
     });
-    let action = route_action(check, prefix, route, upstreams)?;
-    let auth_kinds = route_auth(check, prefix, route, &action, auth);
+    let action = route_action(check, prefix, route, upstreams)?;    let auth_kinds = route_auth(check, prefix, route, &action, auth);
+    if route.rate_limit.is_some() && !matches!(action, RouteAction::Proxy(_)) {
+        check.error(
+            format!("{prefix}.rate_limit"),
+            "redirect and respond routes answer before rate limiting; put the limit on a proxied route",
+        );
+    }
     if let Some(policy) = &route.rate_limit
         && !policies.contains_key(policy)
     {
