@@ -84,16 +84,23 @@ fn config_view(shared: &Shared) -> serde_json::Value {
     })
 }
 
-fn metrics(shared: &Shared) -> Response<Body> {    let runtime = shared.runtime.load();
+fn metrics(shared: &Shared) -> Response<Body> {
+    let runtime = shared.runtime.load();
     let tokens = runtime.auth.tokens.counts(time::OffsetDateTime::now_utc());
     let mut text = shared.metrics.render(tokens);
     let limits = &runtime.rate_limits;
     text.push_str("# HELP gatehouse_rate_limit_backend_errors_total Redis rate-limit calls that failed or timed out.\n");
     text.push_str("# TYPE gatehouse_rate_limit_backend_errors_total counter\n");
-    text.push_str(&format!("gatehouse_rate_limit_backend_errors_total {}\n", limits.redis_errors()));
+    text.push_str(&format!(
+        "gatehouse_rate_limit_backend_errors_total {}\n",
+        limits.redis_errors()
+    ));
     text.push_str("# HELP gatehouse_rate_limit_keys Keys tracked by the local rate limiters.\n");
     text.push_str("# TYPE gatehouse_rate_limit_keys gauge\n");
-    text.push_str(&format!("gatehouse_rate_limit_keys {}\n", limits.tracked_keys()));
+    text.push_str(&format!(
+        "gatehouse_rate_limit_keys {}\n",
+        limits.tracked_keys()
+    ));
     let mut response = Response::new(body::full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -696,7 +696,8 @@ fn route_config(
             .filter_map(|(m, name)| check.method(&format!("{prefix}.methods[{m}]"), name))
             .collect::<Vec<_>>()
     });
-    let action = route_action(check, prefix, route, upstreams)?;    let auth_kinds = route_auth(check, prefix, route, &action, auth);
+    let action = route_action(check, prefix, route, upstreams)?;
+    let auth_kinds = route_auth(check, prefix, route, &action, auth);
     if route.rate_limit.is_some() && !matches!(action, RouteAction::Proxy(_)) {
         check.error(
             format!("{prefix}.rate_limit"),
