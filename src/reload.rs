@@ -248,7 +248,10 @@ impl Reloader {
             collect(first, &mut waiters);
             self.settle(&mut waiters).await;
             let outcome = reload_once(&shared).await;
+            // Watch any newly named folders before anyone can see the new generation, so a
+            // write that reacts to it cannot land in a folder not yet watched.
             self.follow(&shared);
+            shared.record_reload(&outcome);
             for waiter in waiters {
                 let _ = waiter.send(outcome.clone());
             }
@@ -292,14 +295,15 @@ fn collect(trigger: Trigger, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) 
     }
 }
 
-/// Builds, validates and (if anything changed) swaps in a new runtime.
+/// Builds, validates and (if anything changed) swaps in a new runtime. The caller records the
+/// outcome ([`Shared::record_reload`]) once the watch set follows the new runtime.
 pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let previous = shared.runtime.load_full();
     let base = previous.clone();
     let built = tokio::task::spawn_blocking(move || build_stable(&base))
         .await
         .unwrap_or_else(|_| Err("reload build panicked".to_owned()));
-    let outcome = match built {
+    match built {
         Err(error) => {
             tracing::error!(error = %error, "reload refused; keeping the running configuration");
             ReloadOutcome::Failed { error }
@@ -320,9 +324,7 @@ pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
                 restart_needed,
             }
         }
-    };
-    shared.record_reload(&outcome);
-    outcome
+    }
 }
 
 /// Most rebuilds when files keep changing while they are read.

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use gatehouse::reload::ReloadStatus;
 use http::header::HOST;
 use http::{Request, Version};
 use hyper::client::conn::{http1, http2};
@@ -28,14 +27,11 @@ use crate::support::client::{
 };
 use crate::support::files::{K8sVolume, LinkedConfig, save_atomically};
 use crate::support::gateway::compose_config;
+use crate::support::reload::{settle, wait_generation, wait_status};
 use crate::support::{
     Body, Client, Resp, TestGateway, Upstream, Ws, certs, empty, fingerprint, first_cert_in,
     route_toml, static_route_toml, upstream_toml, within,
 };
-
-/// How long a reload may take to show up in the status (SPEC §5 promises 1 s; the slack is
-/// for a loaded test machine).
-const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// A public route answering 200 with `body`.
 fn respond(path: &str, body: &str) -> String {
@@ -43,48 +39,6 @@ fn respond(path: &str, body: &str) -> String {
         path,
         &format!("respond = {{ status = 200, body = \"{body}\" }}"),
     )
-}
-
-/// Waits (bounded by [`RELOAD_WAIT`]) until the reload status satisfies `done`.
-async fn wait_status(
-    gw: &TestGateway,
-    what: &str,
-    done: impl FnMut(&ReloadStatus) -> bool,
-) -> ReloadStatus {
-    let mut rx = gw.gateway().shared().reload_status();
-    let waited = tokio::time::timeout(RELOAD_WAIT, rx.wait_for(done))
-        .await
-        .map(|seen| seen.map(|s| s.clone()));
-    match waited {
-        Ok(Ok(status)) => status,
-        Ok(Err(_)) => panic!("reload status channel closed while waiting for {what}"),
-        Err(_) => panic!(
-            "timed out after {RELOAD_WAIT:?} waiting for {what}; last status: {:?}",
-            *rx.borrow()
-        ),
-    }
-}
-
-/// Waits for a runtime newer than `before` to be swapped in.
-async fn wait_generation(gw: &TestGateway, before: u64) -> ReloadStatus {
-    let status = wait_status(gw, &format!("a generation after {before}"), |s| {
-        s.generation > before
-    })
-    .await;
-    assert!(status.ok, "the reload that applied is ok: {status:?}");
-    status
-}
-
-/// Waits for the startup rescan (attempt 2) so a test's own change is what the next reload
-/// sees; returns the status then.
-async fn settle(gw: &TestGateway) -> ReloadStatus {
-    let status = wait_status(gw, "the startup rescan", |s| s.attempts >= 2).await;
-    assert_eq!(
-        status.generation, 1,
-        "nothing changed since start: {status:?}"
-    );
-    assert!(status.ok, "{status:?}");
-    status
 }
 
 /// Rewrites the gateway's `gateway.toml` in place (truncate + write) with `body` composed as

@@ -11,6 +11,8 @@ pub mod client;
 pub mod files;
 pub mod gateway;
 pub mod raw;
+pub mod redis;
+pub mod reload;
 pub mod upstream;
 
 use std::convert::Infallible;
