@@ -5,8 +5,8 @@
 //! `cli` parses the command line and starts a [`server::Gateway`]. The gateway loads
 //! [`config`] (two stages: serde mirror, then validation collecting every error), builds a
 //! [`runtime::Runtime`] — the immutable snapshot of everything a request needs — and stores it in
-//! an `ArcSwap` inside [`runtime::Shared`]. Reloads (later) build a new runtime off the request
-//! path and swap it in; a request loads the snapshot once and keeps it to the end.
+//! an `ArcSwap` inside [`runtime::Shared`]. [`reload`] builds a new runtime off the request
+//! path and swaps it in; a request loads the snapshot once and keeps it to the end.
 //!
 //! # A request's path
 //!
@@ -17,14 +17,16 @@
 //! 3. [`http::sanitize`] refuses smuggling shapes (400) and oversized headers (431);
 //!    [`http::normalize`] normalises the path.
 //! 4. [`router`] picks the route (404/405); redirect and respond routes answer here.
-//! 5. Authentication, authorization, the WebSocket Origin rule and rate limiting.
+//! 5. [`auth`]: client-sent identity headers stripped, the route's credential kinds tried
+//!    (token store, JWT, external auth) → one `Identity`, then roles and the write gate; the
+//!    WebSocket Origin rule; [`ratelimit`] by identity, IP or route (local or Redis).
 //! 6. [`proxy::forward`] rewrites the path, sets forwarded headers, streams the body with its
 //!    size limit (413) through the upstream's pooled client (502/504), and streams the response
 //!    back or bridges a WebSocket.
 //! 7. Back in `handle`: [`error::GatewayError`] becomes JSON, `x-request-id` is set, one access
 //!    log line is written.
 //!
-//! The [`admin`] listener serves `/healthz`, `/readyz` and `/config`.
+//! The [`admin`] listener serves `/healthz`, `/readyz`, `/metrics`, `/config` and `POST /reload`.
 
 /// `println!` that never panics: a closed stdout (`gatehouse token list | head`) is not a crash.
 macro_rules! outln {
