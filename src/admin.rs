@@ -12,6 +12,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::auth::authenticate::rfc3339 as rfc3339_utc;
+use crate::auth::token_store::Lookup;
+use crate::auth::{credentials, roles};
+use crate::error::GatewayError;
 use crate::http::body::{self, Body};
 use crate::reload::{ReloadHandle, ReloadOutcome};
 use crate::runtime::Shared;
@@ -39,6 +43,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHan
 }
 
 async fn handle(req: &Request<Incoming>, shared: &Shared, reload: &ReloadHandle) -> Response<Body> {
+    let sensitive = matches!(
+        (req.method(), req.uri().path()),
+        (&Method::POST, "/reload") | (&Method::GET, "/config")
+    );
+    if sensitive && let Some(refused) = admin_refusal(req, shared) {
+        return refused;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/reload") => reload_response(reload.reload().await),
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -52,6 +63,45 @@ async fn handle(req: &Request<Incoming>, shared: &Shared, reload: &ReloadHandle)
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The refusal, if any. SPEC §6: on loopback anyone local may use `/config` and `/reload`; bound anywhere else they
+/// need a token from the store with the `admin` role (`Authorization: Bearer` or a token header).
+fn admin_refusal(req: &Request<Incoming>, shared: &Shared) -> Option<Response<Body>> {
+    if shared.bound().server.admin_listen.ip().is_loopback() {
+        return None;
+    }
+    let runtime = shared.runtime.load();
+    let request_id = crate::http::forwarded::request_id(req.headers());
+    let refuse = |error: GatewayError| {
+        let mut response = error.into_response(request_id.to_str().unwrap_or_default());
+        response
+            .headers_mut()
+            .insert(crate::http::forwarded::X_REQUEST_ID, request_id.clone());
+        response
+    };
+    let Some(token) = credentials::credential(req.headers(), &runtime.auth.token_headers) else {
+        return Some(refuse(GatewayError::MissingCredentials));
+    };
+    match runtime
+        .auth
+        .tokens
+        .lookup(token, time::OffsetDateTime::now_utc())
+    {
+        Lookup::Valid(identity)
+            if identity
+                .roles
+                .iter()
+                .any(|role| roles::satisfies(role, "admin")) =>
+        {
+            None
+        }
+        Lookup::Valid(_) => Some(refuse(GatewayError::RoleRequired("admin".to_owned()))),
+        Lookup::Expired(at) => Some(refuse(GatewayError::TokenExpired(rfc3339_utc(at)))),
+        Lookup::Disabled | Lookup::Unknown | Lookup::BadChecksum => {
+            Some(refuse(GatewayError::InvalidToken))
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod admin;
 mod auth;
 mod cli;
 mod keptn;
