@@ -70,6 +70,8 @@ pub struct RequestCtx {
     pub identity: Option<(std::sync::Arc<str>, AuthMethod)>,
     /// `RateLimit-Policy` and `RateLimit` for the response, on rate-limited routes.
     pub rate_headers: Option<RateHeaders>,
+    /// The upstream called and how long it took to answer with headers.
+    pub upstream: Option<(std::sync::Arc<str>, std::time::Duration)>,
 }
 
 impl RequestCtx {
@@ -85,6 +87,7 @@ impl RequestCtx {
             route: None,
             identity: None,
             rate_headers: None,
+            upstream: None,
         }
     }
 
@@ -109,6 +112,15 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
         }
     };
     finish(&ctx, &rt, &mut response);
+    let label = &rt.route_labels[ctx.route.unwrap_or(rt.route_labels.len() - 1)];
+    let upstream = ctx.upstream.as_ref().map(|(name, took)| (name, *took));
+    shared.metrics.traffic.record(
+        label,
+        &method,
+        response.status().as_u16(),
+        ctx.start.elapsed(),
+        upstream,
+    );
     log_access(&ctx, &rt, &method, &path, &response);
     response
 }
@@ -203,7 +215,11 @@ async fn route_and_forward(
         max_body_bytes: rt.config.limits.max_body_bytes,
     };
     req.headers_mut().remove(X_REQUEST_ID);
-    proxy::forward(req, plan).await
+    let name = rt.upstreams[action.upstream].name.clone();
+    let started = Instant::now();
+    let result = proxy::forward(req, plan).await;
+    ctx.upstream = Some((name, started.elapsed()));
+    result
 }
 
 /// The route's rate-limit policy; the `RateLimit` headers go on the response either way.
@@ -388,8 +404,8 @@ fn log_access(
         request_id = ctx.request_id_str(),
         client_ip = %ctx.client_ip,
         method = %method,
-        path,
-        route,
+        path,        route,
+        upstream = ctx.upstream.as_ref().map(|(name, _)| &**name),
         identity = ctx.identity.as_ref().map(|(subject, _)| &**subject),
         auth_method = ctx.identity.as_ref().map(|(_, method)| method.as_str()),
         status = response.status().as_u16(),

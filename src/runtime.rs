@@ -32,6 +32,9 @@ pub struct Runtime {
     pub config: Arc<Config>,
     /// TLS for new handshakes; open connections keep the session they negotiated.
     pub tls: Arc<rustls::ServerConfig>,
+    /// The `route` metric label of each route (its configured path), and of a request that
+    /// matched none (`none`, last), shared so recording allocates nothing.
+    pub route_labels: Vec<Arc<str>>,
     /// Route matching over `config.routes`.
     pub router: RouteTable,
     /// Authentication state: token store, JWT keys, external auth and its cache.
@@ -84,6 +87,12 @@ impl Runtime {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             router: RouteTable::new(&config.routes),
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| Arc::from(r.path.as_str()))
+                .chain([Arc::from("none")])
+                .collect(),
             auth,
             rate_limits,
             trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),

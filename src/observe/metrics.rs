@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use super::traffic::escape;
 use crate::error::GatewayError;
 
 /// Why authentication or authorization refused a request (`gatehouse_auth_failures_total`).
@@ -35,6 +36,8 @@ pub struct Metrics {
     active_connections: AtomicI64,
     rate_limited: Mutex<BTreeMap<String, u64>>,
     upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Per-request counters and histograms.
+    pub traffic: super::traffic::Traffic,
 }
 
 impl Metrics {
@@ -85,7 +88,8 @@ impl Metrics {
 
     /// Prometheus text exposition. `tokens` = (active, expired, disabled) of the current store.
     pub fn render(&self, tokens: (usize, usize, usize)) -> String {
-        let mut out = String::with_capacity(2048);
+        let mut out = String::with_capacity(4096);
+        self.traffic.render(&mut out);
         header(
             &mut out,
             "gatehouse_reloads_total",
@@ -200,14 +204,6 @@ fn auth_reason(error: &GatewayError) -> Option<&'static str> {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

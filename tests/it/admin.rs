@@ -68,3 +68,34 @@ async fn probes_and_metrics_stay_open_off_loopback() {
         assert_eq!(resp.status, 200, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_configured_route_never_the_request_path() {
+    let up = crate::support::Upstream::echo().await;
+    let gw = TestGateway::start(&format!(
+        "{}{}",
+        crate::support::upstream_toml("api-service", &[up.addr], ""),
+        crate::support::route_toml("/api", "api-service", ""),
+    ))
+    .await;
+    let client = crate::support::Client::h1(gw.https);
+    assert_eq!(client.get("/api/v1/one").await.status, 200);
+    assert_eq!(client.get("/api/v1/two").await.status, 200);
+    assert_eq!(client.get("/nowhere/secret-path").await.status, 404);
+    let text = gw.admin_get("/metrics").await.text();
+    for line in [
+        "gatehouse_requests_total{route=\"/api\",method=\"GET\",status=\"200\"} 2",
+        "gatehouse_requests_total{route=\"none\",method=\"GET\",status=\"404\"} 1",
+        "gatehouse_request_duration_seconds_count{route=\"/api\"} 2",
+        "gatehouse_upstream_duration_seconds_count{upstream=\"api-service\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("/api/v1/one") && !text.contains("secret-path"),
+        "request paths are never labels"
+    );
+}
