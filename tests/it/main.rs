@@ -23,6 +23,8 @@ mod reload_auth;
 mod routing;
 mod secrets;
 mod shutdown;
+mod sound_reload;
+mod sound_tls;
 mod streaming;
 mod tls;
 mod websocket;
