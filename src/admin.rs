@@ -130,7 +130,24 @@ fn config_view(shared: &Shared) -> serde_json::Value {
             "admin_listen": config.server.admin_listen.to_string(),
         },
         "upstreams": config.upstreams.iter().map(|u| serde_json::json!({"name": u.name, "targets": u.targets})).collect::<Vec<_>>(),
-        "routes": config.routes.iter().map(|r| serde_json::json!({"path": r.path, "exact": r.exact, "host": r.host})).collect::<Vec<_>>(),
+        "routes": config.routes.iter().map(|r| serde_json::json!({
+            "path": r.path,
+            "exact": r.exact,
+            "host": r.host,
+            "auth": r.auth.iter().map(|kind| kind.as_str()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        // URLs may carry a password or a key in their query: only ever shown redacted (SPEC §8.12).
+        "rate_limits": {
+            "backend": config.rate_backend.as_ref().map(|b| serde_json::json!({
+                "redis": crate::config::redact_url(&b.redis),
+            })),
+        },
+        "auth": {
+            "external_url": config.auth.external.as_ref().map(|e| crate::config::redact_url(&e.url.to_string())),
+            "jwks_url": config.auth.jwt.as_ref().and_then(|j| j.jwks_url.as_deref()).map(crate::config::redact_url),
+            "failure_limit": config.auth.failure_limit.is_some(),
+        },
+        "warnings": config.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }
 

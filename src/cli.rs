@@ -214,7 +214,7 @@ pub async fn wait_for_stop_signal() {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let config = match config::load(path) {
+    let config = match config::load_quiet(path) {
         Ok(config) => config,
         Err(errors) => {
             for error in errors.errors() {
@@ -223,6 +223,10 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Warnings first: they do not fail the check, but an operator must see them.
+    for warning in &config.warnings {
+        errln!("warning: {warning}");
+    }
     let problems = check_files(&config);
     if !problems.is_empty() {
         for problem in problems {
@@ -256,6 +260,16 @@ fn check_files(config: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The kinds a route accepts as the operator would write them; shows what an absent `auth`
+/// turned into.
+fn auth_kinds(route: &config::RouteConfig) -> String {
+    if route.auth.is_empty() {
+        return "public".to_owned();
+    }
+    let names: Vec<&str> = route.auth.iter().map(|kind| kind.as_str()).collect();
+    names.join(", ")
 }
 
 fn summary(config: &Config) -> String {
@@ -294,7 +308,11 @@ fn summary(config: &Config) -> String {
     lines.push(format!("  routes        {}", config.routes.len()));
     for route in &config.routes {
         let kind = if route.exact { "exact " } else { "prefix" };
-        lines.push(format!("    {kind} {}", route.path));
+        lines.push(format!(
+            "    {kind} {}  auth {}",
+            route.path,
+            auth_kinds(route)
+        ));
     }
     lines.join("\n")
 }

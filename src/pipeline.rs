@@ -30,7 +30,7 @@ use crate::http::normalize::normalize_path;
 use crate::http::sanitize;
 use crate::proxy::{self, ForwardPlan, upgrade};
 use crate::ratelimit::{Allowed, Limited, RateHeaders, Subject};
-use crate::router::{RouteMiss, upstream_path};
+use crate::router::{RouteMiss, slash_location, upstream_path};
 use crate::runtime::{Runtime, Shared};
 
 /// `RateLimit-Policy` (IETF httpapi draft).
@@ -141,16 +141,17 @@ async fn route_and_forward(
     let path =
         normalize_path(uri.path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
     let host = request_host(&req);
-    let index = rt
-        .router
-        .find(host, req.method(), &path)
-        .map_err(|miss| match miss {
-            RouteMiss::NotFound => GatewayError::NoRoute(path.clone().into_owned()),
-            RouteMiss::MethodNotAllowed(allow) => GatewayError::MethodNotAllowed {
+    let index = match rt.router.find(host, req.method(), &path) {
+        Ok(index) => index,
+        Err(RouteMiss::AddSlash) => return Ok(redirect(&slash_location(&path, uri.query()), 301)),
+        Err(RouteMiss::NotFound) => return Err(GatewayError::NoRoute(path.into_owned())),
+        Err(RouteMiss::MethodNotAllowed(allow)) => {
+            return Err(GatewayError::MethodNotAllowed {
                 method: req.method().clone(),
                 allow,
-            },
-        })?;
+            });
+        }
+    };
     ctx.route = Some(index);
     let route = &rt.config.routes[index];
     let action = match &route.action {

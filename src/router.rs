@@ -6,6 +6,10 @@
 //! in `/` matches only below it. Routes sharing the winning path are then filtered by method,
 //! host-specific ones first; if none allows the method the answer is 405 with `Allow`.
 //!
+//! As in NGINX, a proxied prefix route whose `path` ends in `/` answers its bare path (`/api/secrets`
+//! for `/api/secrets/`) with a 301 to the slash path, unless a route names the bare path itself;
+//! it beats shorter prefixes, which would otherwise take the request somewhere else.
+//!
 //! The table is a pre-sorted `Vec` scanned linearly: for the dozens of routes a gateway like
 //! Keptn's has, that beats a trie and allocates nothing per request.
 
@@ -13,7 +17,7 @@ use std::borrow::Cow;
 
 use http::{HeaderValue, Method};
 
-use crate::config::RouteConfig;
+use crate::config::{RouteAction, RouteConfig};
 
 /// Why no route was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +26,9 @@ pub enum RouteMiss {
     NotFound,
     /// The path matches, the method does not; carries the `Allow` value.
     MethodNotAllowed(HeaderValue),
+    /// The path is a proxied prefix route's `path` without its trailing `/`: answer 301 to
+    /// [`slash_location`] (NGINX's behaviour for `location /x/ { proxy_pass ...; }`).
+    AddSlash,
 }
 
 #[derive(Debug)]
@@ -32,6 +39,8 @@ struct Entry {
     exact: bool,
     host: Option<Box<str>>,
     methods: Option<Vec<Method>>,
+    /// A proxied prefix route whose path ends in `/` (not `/` itself): its bare path redirects.
+    redirects_bare_path: bool,
 }
 
 impl Entry {
@@ -40,6 +49,11 @@ impl Entry {
             return path == &*self.path;
         }
         path_has_prefix(path, &self.path)
+    }
+
+    /// `path` is this route's path without the trailing `/`.
+    fn is_bare_path(&self, path: &str) -> bool {
+        self.redirects_bare_path && self.path.strip_suffix('/') == Some(path)
     }
 
     fn matches_host(&self, host: Option<&str>) -> bool {
@@ -83,6 +97,10 @@ impl RouteTable {
                 exact: route.exact,
                 host: route.host.as_deref().map(Into::into),
                 methods: route.methods.clone(),
+                redirects_bare_path: !route.exact
+                    && route.path.len() > 1
+                    && route.path.ends_with('/')
+                    && matches!(route.action, RouteAction::Proxy(_)),
             })
             .collect();
         // Exact first, then longer paths, then host-specific before host-less; stable keeps file order.
@@ -111,7 +129,16 @@ impl RouteTable {
             .entries
             .iter()
             .filter(|e| e.matches_host(host) && e.matches_path(path));
-        let Some(best) = candidates.next() else {
+        let best = candidates.next();
+        if best.is_none_or(|b| *b.path != *path)
+            && self
+                .entries
+                .iter()
+                .any(|e| e.matches_host(host) && e.is_bare_path(path))
+        {
+            return Err(RouteMiss::AddSlash);
+        }
+        let Some(best) = best else {
             return Err(RouteMiss::NotFound);
         };
         if best.allows(method) {
@@ -140,6 +167,14 @@ fn allow_header(group: &[&Entry]) -> HeaderValue {
     names.sort_unstable();
     names.dedup();
     HeaderValue::from_str(&names.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Location` for [`RouteMiss::AddSlash`]: the normalised path with `/` appended, query kept.
+pub fn slash_location(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) => format!("{path}/?{query}"),
+        None => format!("{path}/"),
+    }
 }
 
 /// The path sent upstream: the matched prefix removed (`strip_prefix`) or replaced (`rewrite`),
@@ -176,7 +211,7 @@ pub fn upstream_path<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ProxyAction, RouteAction};
+    use crate::config::ProxyAction;
 
     fn route(
         path: &str,
@@ -231,13 +266,58 @@ mod tests {
             ("/api", Ok(2)),
             ("/apix", Err(RouteMiss::NotFound)),
             ("/api/secrets/x", Ok(3)),
-            ("/api/secrets", Ok(0)),
+            ("/api/secrets/", Ok(3)),
+            ("/api/secrets", Err(RouteMiss::AddSlash)),
             ("/", Ok(4)),
             ("/other", Err(RouteMiss::NotFound)),
             ("/bridge/project", Ok(5)),
         ] {
             assert_eq!(table.find(None, &get, path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn a_bare_slash_route_path_redirects_unless_a_route_names_it() {
+        let get = Method::GET;
+        let mut redirect_only = route("/static/", false, None, None);
+        redirect_only.action = RouteAction::Respond {
+            status: 200,
+            body: String::new(),
+            content_type: String::new(),
+        };
+        let table = RouteTable::new(&[
+            route("/", false, None, None),                         // 0
+            route("/api/secrets/", false, None, None),             // 1
+            route("/api/exact/", false, None, None),               // 2
+            route("/api/exact", true, None, None),                 // 3
+            route("/api/prefix/", false, None, None),              // 4
+            route("/api/prefix", false, None, None),               // 5
+            route("/hosted/", false, Some("a.example.com"), None), // 6
+            redirect_only,                                         // 7
+            route("/api/exactslash/", true, None, None),           // 8
+        ]);
+        for (host, path, want) in [
+            (None, "/api/secrets", Err(RouteMiss::AddSlash)),
+            (None, "/api/exact", Ok(3)),
+            (None, "/api/prefix", Ok(5)),
+            (Some("a.example.com"), "/hosted", Err(RouteMiss::AddSlash)),
+            (Some("b.example.com"), "/hosted", Ok(0)),
+            (None, "/static", Ok(0)),
+            (None, "/api/exactslash", Ok(0)),
+            (None, "/", Ok(0)),
+        ] {
+            assert_eq!(table.find(host, &get, path), want, "{host:?} {path}");
+        }
+        assert_eq!(
+            table.find(None, &Method::DELETE, "/api/secrets"),
+            Err(RouteMiss::AddSlash),
+            "any method, as NGINX"
+        );
+        assert_eq!(slash_location("/api/secrets", None), "/api/secrets/");
+        assert_eq!(
+            slash_location("/api/secrets", Some("a=1&b")),
+            "/api/secrets/?a=1&b"
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct ServerFile {
     pub server_header: Option<bool>,
     /// Reload when a watched file changes (else only SIGHUP / POST /reload).
     pub watch_files: Option<bool>,
+    /// `Strict-Transport-Security` max-age, a duration; `"0s"` turns it off.
+    pub hsts: Option<String>,
 }
 
 /// `[limits]`
@@ -121,8 +123,9 @@ pub struct AuthFile {
     pub token_headers: Option<Vec<String>>,
     /// Global write gate.
     pub write_actions: Option<bool>,
-    /// Failed credential attempts per client IP.
-    pub failure_limit: Option<FailureLimitFile>,
+    /// Failed credential attempts per client IP: `{ rate, burst }` or `"off"` (a string or a
+    /// table, so it stays a raw value until validation).
+    pub failure_limit: Option<toml::Value>,
     /// Pass credentials on to upstreams.
     pub forward_credentials: Option<bool>,
     /// `[auth.jwt]`
@@ -131,16 +134,6 @@ pub struct AuthFile {
     pub external: Option<ExternalFile>,
     /// `[auth.session]`
     pub session: Option<SessionFile>,
-}
-
-/// `failure_limit = { rate, burst }`
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct FailureLimitFile {
-    /// `"10/min"`
-    pub rate: String,
-    /// Bucket size.
-    pub burst: u32,
 }
 
 /// `[auth.jwt]`

@@ -7,6 +7,7 @@
 //! `file: key: reason` line each, like `nginx -t` but complete.
 
 pub mod file;
+mod redact;
 pub mod units;
 mod validate;
 
@@ -16,9 +17,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 
+pub use redact::redact_url;
 pub use units::Rate;
 
 /// The validated configuration. Paths are absolute (resolved against the config's folder).
@@ -46,6 +48,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// `[[routes]]`, in file order.
     pub routes: Vec<RouteConfig>,
+    /// Problems that do not stop loading: sections for features not built yet. `check` prints
+    /// them and [`load`] logs them, so nothing in the file is ignored silently.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// `[server]`
@@ -65,6 +70,9 @@ pub struct ServerConfig {
     pub server_header: bool,
     /// Reload on file changes; `false` leaves only SIGHUP and `POST /reload` (as NGINX does).
     pub watch_files: bool,
+    /// `Strict-Transport-Security` value for responses on the TLS listener (`max-age=N`);
+    /// `None` when `hsts = "0s"`.
+    pub hsts: Option<HeaderValue>,
 }
 
 /// What the cleartext listener does.
@@ -141,7 +149,7 @@ pub struct AuthSettings {
     pub token_headers: Vec<HeaderName>,
     /// `false` closes the global write gate.
     pub write_actions: bool,
-    /// Failed credential attempts per client IP.
+    /// Failed credential attempts per client IP; `None` only for `failure_limit = "off"`.
     pub failure_limit: Option<RatePolicy>,
     /// Pass Authorization / token headers on to upstreams.
     pub forward_credentials: bool,
@@ -233,14 +241,25 @@ pub enum RateKey {
 }
 
 /// `[rate_limits.backend]`
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RateBackend {
-    /// Redis URL.
+    /// Redis URL; may hold a password, so print it only through [`redact_url`].
     pub redis: String,
     /// Per-call timeout.
     pub timeout: Duration,
     /// What to do when Redis is down or slow.
     pub on_error: OnError,
+}
+
+/// The URL's password never reaches a log through `{:?}`.
+impl fmt::Debug for RateBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateBackend")
+            .field("redis", &redact_url(&self.redis))
+            .field("timeout", &self.timeout)
+            .field("on_error", &self.on_error)
+            .finish()
+    }
 }
 
 /// Behaviour when the shared rate-limit backend fails.
@@ -290,7 +309,8 @@ pub struct RouteConfig {
     pub methods: Option<Vec<Method>>,
     /// What the route does.
     pub action: RouteAction,
-    /// Accepted credential kinds; empty means public.
+    /// Accepted credential kinds; empty means public (`auth = ["public"]`, or a redirect or
+    /// respond route). A route without `auth` gets every kind `[auth]` configures.
     pub auth: Vec<AuthKind>,
     /// Roles that may read.
     pub roles: Vec<String>,
@@ -357,6 +377,19 @@ pub enum AuthKind {
     Mtls,
 }
 
+impl AuthKind {
+    /// The name as written in `auth = [...]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Jwt => "jwt",
+            Self::Session => "session",
+            Self::External => "external",
+            Self::Mtls => "mtls",
+        }
+    }
+}
+
 /// One configuration problem: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -403,11 +436,23 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads and validates `path`.
+/// Reads and validates `path`, and logs its [`Config::warnings`] (at start and on every reload).
 ///
 /// # Errors
 /// Every problem found: unreadable file, TOML syntax, unknown keys, bad values, dangling names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let config = load_quiet(path)?;
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config warning");
+    }
+    Ok(config)
+}
+
+/// [`load`] without logging the warnings, for `gatehouse check`, which prints them itself.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_quiet(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use super::file::{self, GatewayFile, SizeFile};
-use super::units::{parse_duration, parse_rate, parse_size};
+use super::redact::redact_url;
+use super::units::{Rate, parse_duration, parse_rate, parse_size};
 use super::{
     AuthKind, AuthSettings, Config, ConfigError, ConfigErrors, ExternalSettings, JwtSettings,
     Limits, OnError, PlainMode, ProxyAction, RateBackend, RateKey, RatePolicy, RouteAction,
@@ -23,11 +24,21 @@ struct Checker {
     file: PathBuf,
     base: PathBuf,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Checker {
     fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError {
+            file: self.file.clone(),
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// A problem that does not stop loading (a feature not built yet).
+    fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.warnings.push(ConfigError {
             file: self.file.clone(),
             key: key.into(),
             reason: reason.into(),
@@ -121,6 +132,7 @@ pub(super) fn build(
         file: path.to_owned(),
         base,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     for key in unknown {
         check.error(key, "unknown key");
@@ -133,6 +145,7 @@ pub(super) fn build(
     let upstreams = upstreams(&mut check, &raw.upstreams);
     let routes = routes(&mut check, &raw.routes, &upstreams, &rate_limits, &auth);
     let audit = raw.audit.as_ref().map(|audit| check.path(&audit.path));
+    warn_not_built(&mut check, &raw);
     match (check.errors.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
             path: path.to_owned(),
@@ -146,8 +159,32 @@ pub(super) fn build(
             audit,
             upstreams,
             routes,
+            warnings: check.warnings,
         }),
         _ => Err(ConfigErrors(check.errors)),
+    }
+}
+
+/// What a section for a feature not built yet does today.
+const NOT_BUILT: &str = "is not built yet and has no effect";
+
+/// Sections that parse but that nothing acts on yet: loading them is allowed (a config may be
+/// written ahead), but never silently (SPEC §8.4).
+fn warn_not_built(check: &mut Checker, raw: &GatewayFile) {
+    if raw.audit.is_some() {
+        check.warn("audit", format!("the audit log {NOT_BUILT}"));
+    }
+    if raw.auth.session.is_some() {
+        check.warn(
+            "auth.session",
+            format!("session login {NOT_BUILT}; routes cannot accept \"session\""),
+        );
+    }
+    if raw.tls.client_ca.is_some() {
+        check.warn(
+            "tls.client_ca",
+            format!("client certificates (mTLS) {NOT_BUILT}; routes cannot accept \"mtls\""),
+        );
     }
 }
 
@@ -183,6 +220,7 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
             ),
         }
     }
+    let hsts = hsts(check, raw.hsts.as_ref());
     Some(ServerConfig {
         listen: listen?,
         plain_listen,
@@ -191,7 +229,20 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
         trusted_proxies,
         server_header: raw.server_header.unwrap_or(false),
         watch_files: raw.watch_files.unwrap_or(true),
+        hsts,
     })
+}
+
+/// Default HSTS max-age: one year, as the HSTS preload list asks.
+const HSTS_DEFAULT: Duration = Duration::from_secs(365 * 86_400);
+
+/// `Strict-Transport-Security: max-age=N` pre-rendered; `None` for `"0s"`.
+fn hsts(check: &mut Checker, value: Option<&String>) -> Option<HeaderValue> {
+    let max_age = check.duration("server.hsts", value, HSTS_DEFAULT).as_secs();
+    if max_age == 0 {
+        return None;
+    }
+    HeaderValue::from_str(&format!("max-age={max_age}")).ok()
 }
 
 /// Accepts `10.0.0.0/8` and a bare address (a /32 or /128).
@@ -299,19 +350,7 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
         Some(names) => check.header_names("auth.token_headers", names),
         None => vec![HeaderName::from_static("x-token")],
     };
-    let failure_limit = raw.failure_limit.as_ref().and_then(|limit| {
-        let rate = parse_rate(&limit.rate)
-            .map_err(|reason| check.error("auth.failure_limit.rate", reason))
-            .ok()?;
-        if limit.burst == 0 {
-            check.error("auth.failure_limit.burst", "must be at least 1");
-        }
-        Some(RatePolicy {
-            key: RateKey::Ip,
-            rate,
-            burst: limit.burst.max(1),
-        })
-    });
+    let failure_limit = failure_limit(check, raw.failure_limit.as_ref());
     AuthSettings {
         tokens: raw.tokens.as_deref().map(|p| check.path(p)),
         token_headers,
@@ -328,6 +367,67 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
             .as_ref()
             .map(|session| session_settings(check, session)),
     }
+}
+
+/// `failure_limit` when absent: 10 failed attempts a minute per IP, 20 at once.
+fn default_failure_limit() -> RatePolicy {
+    RatePolicy {
+        key: RateKey::Ip,
+        rate: Rate {
+            count: std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+            per: Duration::from_secs(60),
+        },
+        burst: 20,
+    }
+}
+
+/// `failure_limit`: absent means the default (guessing is never free unless asked for),
+/// `"off"` turns it off, `{ rate, burst }` sets it (`burst` defaults to the rate's count).
+fn failure_limit(check: &mut Checker, raw: Option<&toml::Value>) -> Option<RatePolicy> {
+    const KEY: &str = "auth.failure_limit";
+    let table = match raw {
+        None => return Some(default_failure_limit()),
+        Some(toml::Value::String(text)) if text == "off" => return None,
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => {
+            check.error(KEY, "expected { rate = \"10/min\", burst = 20 } or \"off\"");
+            return None;
+        }
+    };
+    report_unknown(check, KEY, table, &["rate", "burst"]);
+    let Some(rate_text) = string_field(check, KEY, table, "rate") else {
+        check.error(format!("{KEY}.rate"), "is required");
+        return None;
+    };
+    let rate = parse_rate(rate_text)
+        .map_err(|reason| check.error(format!("{KEY}.rate"), reason))
+        .ok()?;
+    let burst = positive_burst(check, KEY, table, rate.count.get())?;
+    Some(RatePolicy {
+        key: RateKey::Ip,
+        rate,
+        burst,
+    })
+}
+
+/// `burst` of a rate table: a positive integer, `default` when absent.
+fn positive_burst(
+    check: &mut Checker,
+    prefix: &str,
+    table: &toml::Table,
+    default: u32,
+) -> Option<u32> {
+    let Some(value) = table.get("burst") else {
+        return Some(default);
+    };
+    let burst = value
+        .as_integer()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0);
+    if burst.is_none() {
+        check.error(format!("{prefix}.burst"), "must be a positive integer");
+    }
+    burst
 }
 
 const JWT_ALGORITHMS: [&str; 12] = [
@@ -360,7 +460,7 @@ fn jwt_settings(check: &mut Checker, raw: &file::JwtFile) -> JwtSettings {
         audiences: raw.audiences.clone(),
         algorithms,
         jwks_file: raw.jwks_file.as_deref().map(|p| check.path(p)),
-        jwks_url: raw.jwks_url.clone(),
+        jwks_url: raw.jwks_url.clone().filter(|url| jwks_url_ok(check, url)),
         jwks_refresh: check.duration(
             "auth.jwt.jwks_refresh",
             raw.jwks_refresh.as_ref(),
@@ -383,6 +483,55 @@ fn jwt_settings(check: &mut Checker, raw: &file::JwtFile) -> JwtSettings {
     }
 }
 
+/// `jwks_url` must be https, except to a loopback host (a local issuer or a sidecar): over
+/// cleartext anyone on the path could hand the gateway their own signing keys.
+fn jwks_url_ok(check: &mut Checker, url: &str) -> bool {
+    const KEY: &str = "auth.jwt.jwks_url";
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        check.error(
+            KEY,
+            format!(
+                "invalid URL {}: expected https://host/path",
+                redact_url(url)
+            ),
+        );
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) if is_loopback_host(host) => true,
+        (Some("http"), Some(_)) => {
+            check.error(
+                KEY,
+                format!(
+                    "{} must use https (http only to a loopback host): keys fetched in cleartext can be replaced on the way",
+                    redact_url(url)
+                ),
+            );
+            false
+        }
+        _ => {
+            check.error(
+                KEY,
+                format!(
+                    "invalid URL {}: expected https://host/path",
+                    redact_url(url)
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1 (with or without the brackets a URL puts around it).
+pub(super) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn external_settings(check: &mut Checker, raw: &file::ExternalFile) -> Option<ExternalSettings> {
     let url = match raw.url.parse::<http::Uri>() {
         Ok(url)
@@ -393,7 +542,10 @@ fn external_settings(check: &mut Checker, raw: &file::ExternalFile) -> Option<Ex
         _ => {
             check.error(
                 "auth.external.url",
-                format!("invalid URL {:?}: expected http://host:port/path", raw.url),
+                format!(
+                    "invalid URL {}: expected http://host:port/path",
+                    redact_url(&raw.url)
+                ),
             );
             None
         }
@@ -519,28 +671,16 @@ fn rate_policy(check: &mut Checker, prefix: &str, table: &toml::Table) -> Option
     let rate = parse_rate(rate_text)
         .map_err(|reason| check.error(format!("{prefix}.rate"), reason))
         .ok()?;
-    let burst = match table.get("burst") {
-        None => rate.count.get(),
-        Some(value) => match value
-            .as_integer()
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-        {
-            Some(burst) => burst,
-            None => {
-                check.error(format!("{prefix}.burst"), "must be a positive integer");
-                return None;
-            }
-        },
-    };
+    let burst = positive_burst(check, prefix, table, rate.count.get())?;
     Some(RatePolicy { key, rate, burst })
 }
 
 fn rate_backend(check: &mut Checker, prefix: &str, table: &toml::Table) -> Option<RateBackend> {
     report_unknown(check, prefix, table, &["redis", "timeout", "on_error"]);
     let redis = string_field(check, prefix, table, "redis").map(str::to_owned);
-    if redis.is_none() {
-        check.error(format!("{prefix}.redis"), "is required");
+    match &redis {
+        None => check.error(format!("{prefix}.redis"), "is required"),
+        Some(url) => check_redis_url(check, &format!("{prefix}.redis"), url),
     }
     let timeout = string_field(check, prefix, table, "timeout").map(str::to_owned);
     let timeout = check.duration(
@@ -565,6 +705,22 @@ fn rate_backend(check: &mut Checker, prefix: &str, table: &toml::Table) -> Optio
         timeout,
         on_error,
     })
+}
+
+/// The URL as the redis client parses it (no connection yet), so `check` catches a bad one; the
+/// message names the URL only redacted (it may hold a password).
+fn check_redis_url(check: &mut Checker, key: &str, url: &str) {
+    if let Err(error) = ::redis::Client::open(url) {
+        check.error(
+            key,
+            format!(
+                "invalid Redis URL {}: {}; expected redis://[user:password@]host:port[/db]",
+                redact_url(url),
+                // The crate's URL errors are fixed texts ("Redis URL did not parse"), never the URL.
+                error
+            ),
+        );
+    }
 }
 
 fn upstreams(check: &mut Checker, raw: &[file::UpstreamFile]) -> Vec<UpstreamConfig> {
@@ -818,10 +974,11 @@ fn route_action(
     }))
 }
 
-/// Parses `auth = [...]`. Absent on a proxy route: every credential kind `[auth]` configures
-/// (token store, JWT, session), so adding identity protects routes by default; public only when
-/// none is configured (a plain proxy). Absent on a redirect or respond route: public, as NGINX
-/// answers those before auth.
+/// Parses `auth = [...]`, failing closed (SPEC §8.4): a route is public only when it says
+/// `["public"]`; an empty list is an error; an absent one on a proxy route means every kind
+/// `[auth]` configures, and is an error when it configures none. Redirect and respond routes answer
+/// before authentication, so they are public and may only say `["public"]` or nothing.
+/// Empty result: public.
 fn route_auth(
     check: &mut Checker,
     prefix: &str,
@@ -829,26 +986,80 @@ fn route_auth(
     action: &RouteAction,
     auth: &AuthSettings,
 ) -> Vec<AuthKind> {
-    let Some(names) = &route.auth else {
-        if !matches!(action, RouteAction::Proxy(_)) {
+    let key = format!("{prefix}.auth");
+    let answers_before_auth = !matches!(action, RouteAction::Proxy(_));
+    let kinds = match &route.auth {
+        None if answers_before_auth => Vec::new(),
+        None => implied_kinds(check, &key, auth),
+        Some(names) if names.is_empty() => {
+            check.error(
+                key,
+                "is empty: list the credential kinds to accept, or say [\"public\"] for a public route",
+            );
             return Vec::new();
         }
-        let mut kinds = Vec::new();
-        if auth.tokens.is_some() {
-            kinds.push(AuthKind::Token);
-        }
-        if auth.jwt.is_some() {
-            kinds.push(AuthKind::Jwt);
-        }
-        if auth.session.is_some() {
-            kinds.push(AuthKind::Session);
-        }
-        return kinds;
+        Some(names) => named_kinds(check, &key, names, auth),
     };
+    if answers_before_auth && !kinds.is_empty() {
+        check.error(
+            key,
+            "redirect and respond routes answer before authentication; remove auth or proxy the route",
+        );
+        return kinds;
+    }
+    if kinds.is_empty() && (!route.roles.is_empty() || route.write_roles.is_some()) {
+        let field = if route.roles.is_empty() {
+            "write_roles"
+        } else {
+            "roles"
+        };
+        check.error(
+            format!("{prefix}.{field}"),
+            "a public route checks no roles; remove them or name the credential kinds in auth",
+        );
+    }
+    if kinds == [AuthKind::External] && (!route.roles.is_empty() || route.write_roles.is_some()) {
+        check.error(
+            format!("{prefix}.roles"),
+            "roles do not apply to external auth alone: the auth service decides (add a local kind such as \"token\" to use roles)",
+        );
+    }
+    kinds
+}
+
+/// No `auth` on a proxy route: every kind `[auth]` configures. Session and mTLS are not built yet,
+/// so they are never implied.
+fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<AuthKind> {
+    let mut kinds = Vec::new();
+    if auth.tokens.is_some() {
+        kinds.push(AuthKind::Token);
+    }
+    if auth.jwt.is_some() {
+        kinds.push(AuthKind::Jwt);
+    }
+    if auth.external.is_some() {
+        kinds.push(AuthKind::External);
+    }
+    if kinds.is_empty() {
+        check.error(
+            key,
+            "is not set and [auth] configures no credential kind (tokens, [auth.jwt] or [auth.external]); set auth = [\"public\"] to make the route public",
+        );
+    }
+    kinds
+}
+
+/// `auth = [...]` as written: known kinds whose section exists, and `"public"` alone.
+fn named_kinds(
+    check: &mut Checker,
+    key: &str,
+    names: &[String],
+    auth: &AuthSettings,
+) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
     let mut public = false;
     for (i, name) in names.iter().enumerate() {
-        let key = format!("{prefix}.auth[{i}]");
+        let key = format!("{key}[{i}]");
         let kind = match name.as_str() {
             "public" => {
                 public = true;
@@ -856,34 +1067,43 @@ fn route_auth(
             }
             "token" => AuthKind::Token,
             "jwt" => AuthKind::Jwt,
-            "session" => AuthKind::Session,
             "external" => AuthKind::External,
-            "mtls" => AuthKind::Mtls,
+            "session" | "mtls" => {
+                check.error(
+                    key,
+                    format!("credential kind {name:?} is not built yet; this route would refuse every request"),
+                );
+                continue;
+            }
             other => {
-                check.error(key, format!("unknown credential kind {other:?}: expected public, token, jwt, session, external or mtls"));
+                check.error(
+                    key,
+                    format!(
+                        "unknown credential kind {other:?}: expected public, token, jwt or external"
+                    ),
+                );
                 continue;
             }
         };
         let missing = match kind {
-            AuthKind::Jwt => auth.jwt.is_none().then_some("[auth.jwt]"),
-            AuthKind::External => auth.external.is_none().then_some("[auth.external]"),
-            AuthKind::Session => auth.session.is_none().then_some("[auth.session]"),
-            AuthKind::Token | AuthKind::Mtls => None,
+            AuthKind::Token => auth.tokens.is_none().then_some("[auth] tokens"),
+            AuthKind::Jwt => auth.jwt.is_none().then_some("an [auth.jwt] section"),
+            AuthKind::External => auth
+                .external
+                .is_none()
+                .then_some("an [auth.external] section"),
+            AuthKind::Session | AuthKind::Mtls => None,
         };
-        if let Some(section) = missing {
-            check.error(key, format!("{name:?} needs a {section} section"));
+        if let Some(what) = missing {
+            check.error(key, format!("{name:?} needs {what}"));
         }
-        kinds.push(kind);
-    }
-    if kinds == [AuthKind::External] && (!route.roles.is_empty() || route.write_roles.is_some()) {
-        check.error(
-            format!("{prefix}.roles"),
-            "roles do not apply to auth = [\"external\"]: the auth service decides (add a local kind such as \"token\" to use roles)",
-        );
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
     }
     if public && !kinds.is_empty() {
         check.error(
-            format!("{prefix}.auth"),
+            key.to_owned(),
             "\"public\" cannot be combined with credential kinds",
         );
     }

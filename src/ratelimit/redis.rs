@@ -31,7 +31,7 @@ use arc_swap::ArcSwapOption;
 
 use super::local::{Decision, Key};
 use super::{Gcra, LogThrottle, millis_now};
-use crate::config::{OnError, RateBackend};
+use crate::config::{OnError, RateBackend, redact_url};
 
 /// After a failed call, checks skip Redis (and `on_error` decides) for this long; then one
 /// request probes it.
@@ -220,8 +220,13 @@ struct Shared {
 
 impl Shared {
     fn new(url: &str) -> Result<Self, String> {
-        let client = Client::open(url)
-            .map_err(|error| format!("rate_limits.backend.redis: invalid Redis URL: {error}"))?;
+        // The URL may hold a password: errors and logs name it only redacted (SPEC §8.12).
+        let client = Client::open(url).map_err(|error| {
+            format!(
+                "rate_limits.backend.redis: invalid Redis URL {}: {error}",
+                redact_url(url)
+            )
+        })?;
         Ok(Self {
             url: url.to_owned(),
             client,
@@ -315,6 +320,7 @@ impl Shared {
                 Failure::Timeout(timeout) => format!("no answer within {timeout:?}"),
             };
             tracing::warn!(
+                redis = %redact_url(&self.url),
                 errors,
                 reason,
                 "Redis rate-limit backend unavailable; on_error decides until it answers"

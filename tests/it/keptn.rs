@@ -16,7 +16,7 @@ use crate::support::upstream::Recorded;
 use crate::support::{Body, TestGateway, Upstream, channel_body, empty, full};
 
 /// The Keptn API token (a plain random string, as Keptn's installer generates).
-const KEPTN_TOKEN: &str = "NzY3YjYxYWItY2ZlNy00ZTFhLWE3OWQtZGQ5NDY0ZmQ1NmQ0";
+pub(crate) const KEPTN_TOKEN: &str = "NzY3YjYxYWItY2ZlNy00ZTFhLWE3OWQtZGQ5NDY0ZmQ1NmQ0";
 /// api-service's answer to a wrong `x-token`.
 const INCORRECT: &str = r#"{"code":401,"message":"incorrect api key auth"}"#;
 /// api-service's answer to a missing `x-token`.
@@ -133,7 +133,7 @@ fn replace(text: &mut String, from: &str, to: &str) {
 }
 
 /// The shipped example with the mocks; nothing else changed.
-async fn keptn_as_shipped() -> (TestGateway, Upstream, Upstream) {
+pub(crate) async fn keptn_as_shipped() -> (TestGateway, Upstream, Upstream) {
     let (api, configuration) = (api_service().await, configuration_service().await);
     let config = keptn_config(api.addr, configuration.addr);
     let gw = Layout::new().start(&config).await;
