@@ -4,7 +4,8 @@
 //! body-less request (the configured method to the configured URL, `Content-Length: 0` for methods
 //! that carry a body, never the client's framing, `Upgrade` or `Connection` headers) carrying only
 //! the configured `forward_headers` the client sent, plus `X-Forwarded-Method`, `X-Forwarded-Uri`,
-//! `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a [`Decision`]:
+//! `X-Forwarded-Host`, `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a
+//! [`Decision`]:
 //!
 //! | auth service answer | decision | the client sees |
 //! |---|---|---|
@@ -13,15 +14,37 @@
 //! | timeout, refused, broken, 5xx | [`Decision::Unavailable`] | 503 `auth service unavailable` |
 //! | anything else | [`Decision::Unexpected`] | 500 `unexpected auth service status` |
 //!
-//! Decisions are cached per credential: the key is a SHA-256 over the forwarded header names and
-//! values the client sent, so the cache never holds a raw credential. Allows live `cache_ttl`,
-//! 401/403 denials `negative_cache_ttl`; 429, unavailable and unexpected answers are never cached.
-//! Concurrent checks with the same key share one auth call (single flight), so a burst of identical
-//! new credentials costs the auth service one request.
+//! # Who an allowed caller is (SPEC §8.3)
+//! The value of the first `copy_headers` header present on the 2xx answer; without one,
+//! `external:` + the first 12 hex characters of a SHA-256 over the forwarded header values, so
+//! two callers with different credentials never share an identity (nor an identity-keyed rate
+//! limit). A request that sent none of the forward headers has no credential: it is allowed as
+//! `anonymous` and rate-limited by client IP ([`Decision::Allow`]'s `anonymous`).
+//!
+//! # The decision cache (SPEC §8.2)
+//! A decision is reused only for what the auth service decided on. With `cache_key = "request"`
+//! (the default) the key is a SHA-256 over the method, Host, normalised path and query, the
+//! forwarded header names and values, and the client IP: everything the service saw. With
+//! `"credential"` it is the forwarded headers alone, for services that decide on the credential
+//! only (Keptn's api-service). Either way the cache holds hashes, never a raw credential.
+//! Allows live `cache_ttl`, 401/403 denials `negative_cache_ttl`; 429, unavailable and unexpected
+//! answers are never cached. Allows and denials are kept in separate bounded maps, each evicting
+//! its oldest entry when full, so a flood of unknown credentials (all denials) never evicts a live
+//! allow. [`ExternalAuth::clear`] empties both; every reload calls it, changed or not. Concurrent
+//! checks with the same key share one auth call (single flight), so a burst of identical new
+//! requests costs the auth service one call.
+//!
+//! # Credentials in the URL
+//! `url = "http://user:password@auth/check"` authenticates gatehouse itself to the auth service:
+//! the userinfo is removed from the URL and sent as `Authorization: Basic` (percent-decoded,
+//! as a browser does). When the configured `forward_headers` carry the client's own
+//! `Authorization`, that one is what the service must judge, so it is sent instead and the Basic
+//! credential is left out of that call. The password never appears in `Debug` output, logs or
+//! errors.
 //!
 //! No header value (credential or not) ever reaches a log line, an error or `Debug` output.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +52,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
@@ -44,7 +69,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::{AuthMethod, Identity};
-use crate::config::ExternalSettings;
+use crate::config::{CacheKey, ExternalSettings};
 use crate::http::body::{self, Body};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 
@@ -52,11 +77,20 @@ use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 /// `x-forwarded-uri`: the client's normalised path and query, for the auth service.
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// `x-forwarded-host`: the Host the client asked for, for the auth service.
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Most bytes of a denial body passed through to the client.
 const MAX_DENY_BODY: usize = 64 * 1024;
-/// Most cached decisions; past it expired entries go, then everything.
-const MAX_CACHE_ENTRIES: usize = 10_000;
+/// Most cached allows; past it expired entries go, then the oldest.
+const MAX_ALLOWS: usize = 10_000;
+/// Most cached denials, kept apart from the allows so a flood of unknown credentials only ever
+/// evicts other denials.
+const MAX_DENIALS: usize = 10_000;
+/// The subject of an allowed request that carried no credential.
+const ANONYMOUS: &str = "anonymous";
+/// Hex characters of the credential hash in an `external:` subject.
+const SUBJECT_HASH_CHARS: usize = 12;
 /// How many times a follower whose leader vanished (cancelled, panicked) tries to join or lead a
 /// new call before calling on its own.
 const MAX_ROUNDS: usize = 3;
@@ -69,7 +103,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Client headers that are never forwarded: framing, hop-by-hop, `Host`, and the headers this
 /// module sets itself.
-const NEVER_FORWARDED: [&str; 13] = [
+const NEVER_FORWARDED: [&str; 14] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -81,11 +115,12 @@ const NEVER_FORWARDED: [&str; 13] = [
     "host",
     "x-forwarded-method",
     "x-forwarded-uri",
+    "x-forwarded-host",
     "x-forwarded-for",
     "x-request-id",
 ];
 
-/// The cache key: SHA-256 over the forwarded credentials.
+/// The cache key: SHA-256 over what the decision may be reused for (see `cache_key`).
 type Key = [u8; 32];
 /// One in-flight auth call, as seen by the checks waiting for it.
 type Flight = watch::Receiver<Option<Decision>>;
@@ -96,6 +131,8 @@ pub struct AuthRequest<'a> {
     pub method: &'a Method,
     /// The client's normalised path and query, sent as `X-Forwarded-Uri`.
     pub uri: &'a str,
+    /// The Host the client asked for (with its port, as sent), sent as `X-Forwarded-Host`.
+    pub host: Option<&'a str>,
     /// The client's headers; only the configured `forward_headers` are passed on.
     pub headers: &'a HeaderMap,
     /// The client IP, sent as `X-Forwarded-For`.
@@ -111,6 +148,7 @@ impl fmt::Debug for AuthRequest<'_> {
         f.debug_struct("AuthRequest")
             .field("method", self.method)
             .field("path", &path)
+            .field("host", &self.host)
             .field("headers", &self.headers.len())
             .field("client_ip", &self.client_ip)
             .field("request_id", self.request_id)
@@ -124,10 +162,13 @@ pub enum Decision {
     /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
     /// values, in configuration order), to be set on the upstream request.
     Allow {
-        /// The caller: `subject` from the first configured copy header present, else `external`.
+        /// The caller: `subject` from the first configured copy header present, else
+        /// `external:` + a hash of the forwarded credential, else `anonymous`.
         identity: Identity,
         /// Auth response headers to set on the upstream request.
         copy: Arc<[(HeaderName, HeaderValue)]>,
+        /// No credential was sent and the service named nobody: rate limits key on the IP.
+        anonymous: bool,
     },
     /// 401, 403 or 429: returned to the client as the auth service sent it.
     Deny(Arc<DenyResponse>),
@@ -142,10 +183,15 @@ impl fmt::Debug for Decision {
     /// Copied header values are left out: an auth service may hand a credential to upstreams.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Allow { identity, copy } => f
+            Self::Allow {
+                identity,
+                copy,
+                anonymous,
+            } => f
                 .debug_struct("Allow")
                 .field("identity", identity)
                 .field("copy", &HeaderNames(copy))
+                .field("anonymous", anonymous)
                 .finish(),
             Self::Deny(deny) => f.debug_tuple("Deny").field(deny).finish(),
             Self::Unavailable => f.write_str("Unavailable"),
@@ -201,13 +247,16 @@ impl fmt::Debug for HeaderNames<'_> {
 
 /// The `[auth.external]` client: asks the auth service, caches and coalesces its decisions.
 ///
-/// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from the new
-/// settings, so every reload empties the cache (as SPEC §2 requires): a revoked credential is
-/// never allowed from a stale cache entry past a reload, and a changed auth URL never serves the
-/// old service's answers. Share it behind an `Arc`; every method takes `&self`.
+/// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from new
+/// settings, and a reload that changed nothing calls [`ExternalAuth::clear`], so every reload
+/// empties the cache (SPEC §8.2): a revoked credential is never allowed from a stale cache entry
+/// past a reload, and a changed auth URL never serves the old service's answers. Share it behind
+/// an `Arc`; every method takes `&self`.
 pub struct ExternalAuth {
     url: Uri,
     host: HeaderValue,
+    /// `Authorization: Basic` from the URL's userinfo, marked sensitive.
+    basic: Option<HeaderValue>,
     method: Method,
     content_length: bool,
     forward_headers: Vec<HeaderName>,
@@ -215,11 +264,12 @@ pub struct ExternalAuth {
     timeout: Duration,
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
+    cache_key: CacheKey,
     client: Client<HttpsConnector<HttpConnector>, Body>,
     state: Mutex<State>,
     calls: AtomicU64,
     coalesced: AtomicU64,
-    external_subject: Arc<str>,
+    anonymous_subject: Arc<str>,
     no_roles: Arc<[String]>,
 }
 
@@ -227,12 +277,14 @@ impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalAuth")
             .field("url", &self.url)
+            .field("basic_auth", &self.basic.is_some())
             .field("method", &self.method)
             .field("forward_headers", &self.forward_headers)
             .field("copy_headers", &self.copy_headers)
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
             .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("cache_key", &self.cache_key)
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
@@ -244,6 +296,9 @@ impl fmt::Debug for ExternalAuth {
 struct State {
     cache: Cache,
     in_flight: HashMap<Key, Flight>,
+    /// Bumped by every [`ExternalAuth::clear`]: a call that started before it does not cache its
+    /// answer after it.
+    epoch: u64,
 }
 
 /// What [`ExternalAuth::join`] found.
@@ -261,14 +316,15 @@ impl ExternalAuth {
     /// made; for an `https` URL the system CA roots are read, as for upstreams.
     ///
     /// # Errors
-    /// A URL that is not absolute `http`/`https` or carries `user:password@`, a forward header
-    /// that must never be forwarded (framing, hop-by-hop, `Host`, or one this module sets), or an
-    /// `https` URL on a system without CA roots.
+    /// A URL that is not absolute `http`/`https`, a forward header that must never be forwarded
+    /// (framing, hop-by-hop, `Host`, or one this module sets), or an `https` URL on a system
+    /// without CA roots. No error echoes the URL's userinfo.
     pub fn new(settings: &ExternalSettings) -> Result<Self, String> {
-        let host = host_header(&settings.url)?;
+        let (url, basic) = split_userinfo(&settings.url)?;
+        let host = host_header(&url)?;
         Ok(Self {
-            url: settings.url.clone(),
             host,
+            basic,
             content_length: method_has_body(&settings.method),
             method: settings.method.clone(),
             forward_headers: forward_headers(&settings.forward_headers)?,
@@ -276,22 +332,24 @@ impl ExternalAuth {
             timeout: settings.timeout,
             cache_ttl: settings.cache_ttl,
             negative_cache_ttl: settings.negative_cache_ttl,
-            client: client(settings)?,
+            cache_key: settings.cache_key,
+            client: client(&url, settings.timeout)?,
+            url,
             state: Mutex::new(State::default()),
             calls: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
-            external_subject: Arc::from("external"),
+            anonymous_subject: Arc::from(ANONYMOUS),
             no_roles: Arc::from(Vec::new()),
         })
     }
 
     /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
-    /// the cache or from a call already in flight for the same credentials when possible.
+    /// the cache or from a call already in flight for the same key when possible.
     pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
         if !self.caches() {
             return self.ask(request).await;
         }
-        let key = self.key(request.headers);
+        let key = self.key(request);
         for _ in 0..MAX_ROUNDS {
             match self.join(key) {
                 Turn::Hit(decision) => return decision,
@@ -308,9 +366,27 @@ impl ExternalAuth {
                 }
             }
         }
+        let epoch = self.lock().epoch;
         let decision = self.ask(request).await;
-        self.remember(key, &decision);
+        self.remember(key, &decision, epoch);
         decision
+    }
+
+    /// Whether the request carries a credential for the auth service: any configured forward
+    /// header. Only such requests count towards `failure_limit` when denied.
+    pub fn presented(&self, headers: &HeaderMap) -> bool {
+        self.forward_headers
+            .iter()
+            .any(|name| headers.contains_key(name))
+    }
+
+    /// Empties the decision cache and forgets the calls in flight (their answers are still
+    /// delivered to the checks waiting for them, but not cached). Every reload calls this.
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.cache.clear();
+        state.in_flight.clear();
+        state.epoch = state.epoch.wrapping_add(1);
     }
 
     /// Calls made to the auth service so far (for tests/metrics).
@@ -333,24 +409,70 @@ impl ExternalAuth {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The cache key: SHA-256 over each configured forward header the client sent, its name and
-    /// all its values, length-framed so no two different header sets hash alike.
-    fn key(&self, headers: &HeaderMap) -> Key {
+    /// The cache key for `cache_key`: the forwarded credentials, plus for `"request"` the
+    /// method, Host, normalised path and query and client IP. Every part is length-framed, so no
+    /// two different requests hash alike.
+    fn key(&self, request: &AuthRequest<'_>) -> Key {
         let mut hasher = Sha256::new();
-        hasher.update(b"gatehouse external auth v1\0");
+        match self.cache_key {
+            CacheKey::Credential => hasher.update(b"gatehouse external auth v1\0"),
+            CacheKey::Request => {
+                hasher.update(b"gatehouse external auth request v2\0");
+                framed(&mut hasher, request.method.as_str().as_bytes());
+                match request.host {
+                    Some(host) => {
+                        hasher.update([1]);
+                        framed(&mut hasher, host.as_bytes());
+                    }
+                    None => hasher.update([0]),
+                }
+                framed(&mut hasher, request.uri.as_bytes());
+                framed(
+                    &mut hasher,
+                    request.client_ip.to_canonical().to_string().as_bytes(),
+                );
+            }
+        }
+        self.hash_credentials(&mut hasher, request.headers);
+        hasher.finalize().into()
+    }
+
+    /// Feeds each configured forward header the client sent, its name and all its values.
+    fn hash_credentials(&self, hasher: &mut Sha256, headers: &HeaderMap) {
         for name in &self.forward_headers {
             let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 continue;
             }
-            framed(&mut hasher, name.as_str().as_bytes());
+            framed(hasher, name.as_str().as_bytes());
             for value in values {
                 hasher.update([1]);
-                framed(&mut hasher, value.as_bytes());
+                framed(hasher, value.as_bytes());
             }
             hasher.update([0]);
         }
-        hasher.finalize().into()
+    }
+
+    /// The subject of an allow the service named nobody in: `external:` + 12 hex characters of
+    /// a SHA-256 over the forwarded header values, or `None` when none was sent (anonymous).
+    fn credential_subject(&self, headers: &HeaderMap) -> Option<Arc<str>> {
+        if !self.presented(headers) {
+            return None;
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(b"gatehouse external subject v1\0");
+        for name in &self.forward_headers {
+            for value in headers.get_all(name) {
+                framed(&mut hasher, value.as_bytes());
+            }
+            // Ends each header's values, so moving a value between headers changes the hash.
+            hasher.update([0]);
+        }
+        let digest = hex::encode(hasher.finalize());
+        Some(Arc::from(format!(
+            "external:{}",
+            &digest[..SUBJECT_HASH_CHARS]
+        )))
     }
 
     /// Under one lock: a cached decision, or the call in flight to wait for, or leadership.
@@ -371,6 +493,7 @@ impl ExternalAuth {
         Turn::Lead(Leader {
             auth: self,
             key,
+            epoch: state.epoch,
             sender,
             finished: false,
         })
@@ -389,11 +512,16 @@ impl ExternalAuth {
         }
     }
 
-    /// Caches `decision` if its kind is cacheable.
-    fn remember(&self, key: Key, decision: &Decision) {
+    /// Caches `decision` if its kind is cacheable and no [`clear`](Self::clear) happened since
+    /// `epoch`.
+    fn remember(&self, key: Key, decision: &Decision, epoch: u64) {
         let ttl = self.ttl(decision);
-        if !ttl.is_zero() {
-            self.lock()
+        if ttl.is_zero() {
+            return;
+        }
+        let mut state = self.lock();
+        if state.epoch == epoch {
+            state
                 .cache
                 .insert(key, decision.clone(), ttl, Instant::now());
         }
@@ -403,14 +531,7 @@ impl ExternalAuth {
     fn ttl(&self, decision: &Decision) -> Duration {
         match decision {
             Decision::Allow { .. } => self.cache_ttl,
-            Decision::Deny(deny)
-                if matches!(
-                    deny.status,
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                ) =>
-            {
-                self.negative_cache_ttl
-            }
+            Decision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
             Decision::Deny(_) | Decision::Unavailable | Decision::Unexpected(_) => Duration::ZERO,
         }
     }
@@ -422,7 +543,8 @@ impl ExternalAuth {
             tracing::warn!("external auth request could not be built");
             return Decision::Unavailable;
         };
-        match tokio::time::timeout(self.timeout, self.exchange(outgoing)).await {
+        let subject = self.credential_subject(request.headers);
+        match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
             Ok(decision) => decision,
             Err(_elapsed) => {
                 tracing::warn!(timeout = ?self.timeout, "external auth service timed out");
@@ -431,13 +553,19 @@ impl ExternalAuth {
         }
     }
 
-    /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set.
+    /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set, and
+    /// the URL's Basic credential unless a forwarded `Authorization` takes its place.
     fn build(&self, request: &AuthRequest<'_>) -> Option<Request<Body>> {
-        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 6);
+        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 8);
         for name in &self.forward_headers {
             for value in request.headers.get_all(name) {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        if let Some(basic) = &self.basic
+            && !headers.contains_key(AUTHORIZATION)
+        {
+            headers.insert(AUTHORIZATION, basic.clone());
         }
         headers.insert(HOST, self.host.clone());
         headers.insert(
@@ -445,6 +573,9 @@ impl ExternalAuth {
             HeaderValue::from_str(request.method.as_str()).ok()?,
         );
         headers.insert(X_FORWARDED_URI, HeaderValue::from_str(request.uri).ok()?);
+        if let Some(host) = request.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
         headers.insert(
             X_FORWARDED_FOR,
             HeaderValue::from_str(&request.client_ip.to_canonical().to_string()).ok()?,
@@ -462,8 +593,9 @@ impl ExternalAuth {
         Some(outgoing)
     }
 
-    /// Sends the request and classifies the answer.
-    async fn exchange(&self, outgoing: Request<Body>) -> Decision {
+    /// Sends the request and classifies the answer; `subject` names an allowed caller the
+    /// service does not name (`None`: no credential was sent).
+    async fn exchange(&self, outgoing: Request<Body>, subject: Option<Arc<str>>) -> Decision {
         let response = match self.client.request(outgoing).await {
             Ok(response) => response,
             Err(error) => {
@@ -475,7 +607,7 @@ impl ExternalAuth {
         match parts.status.as_u16() {
             200..=299 => {
                 drain_in_background(incoming, self.timeout);
-                self.allow(&parts.headers)
+                self.allow(&parts.headers, subject)
             }
             401 | 403 | 429 => deny(parts.status, &parts.headers, incoming).await,
             500..=599 => {
@@ -492,14 +624,15 @@ impl ExternalAuth {
         }
     }
 
-    /// An allow: the copy headers present and the identity they name.
-    fn allow(&self, headers: &HeaderMap) -> Decision {
+    /// An allow: the copy headers present and the identity they name, else the credential's
+    /// `external:` subject, else anonymous.
+    fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> Decision {
         let mut copy = Vec::new();
-        let mut subject = None;
+        let mut named = None;
         for name in &self.copy_headers {
             for value in headers.get_all(name) {
-                if subject.is_none() {
-                    subject = value
+                if named.is_none() {
+                    named = value
                         .to_str()
                         .ok()
                         .filter(|text| !text.is_empty())
@@ -508,15 +641,31 @@ impl ExternalAuth {
                 copy.push((name.clone(), value.clone()));
             }
         }
+        let anonymous = named.is_none() && credential_subject.is_none();
+        let subject = named
+            .or(credential_subject)
+            .unwrap_or_else(|| self.anonymous_subject.clone());
         Decision::Allow {
             identity: Identity {
-                subject: subject.unwrap_or_else(|| self.external_subject.clone()),
+                subject,
                 roles: self.no_roles.clone(),
                 method: AuthMethod::External,
                 expires: None,
             },
             copy: Arc::from(copy),
+            anonymous,
         }
+    }
+}
+
+impl DenyResponse {
+    /// 401 or 403: the service refused the credential (a failed attempt, cached negatively);
+    /// 429 is the service asking for patience, neither.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
     }
 }
 
@@ -526,18 +675,20 @@ impl ExternalAuth {
 struct Leader<'a> {
     auth: &'a ExternalAuth,
     key: Key,
+    /// The cache epoch when the call started.
+    epoch: u64,
     sender: watch::Sender<Option<Decision>>,
     finished: bool,
 }
 
 impl Leader<'_> {
-    /// Caches the decision, retires the in-flight entry (in one critical section, so a newcomer
-    /// sees one or the other) and wakes the followers.
+    /// Caches the decision (unless the cache was cleared meanwhile), retires the in-flight entry
+    /// (in one critical section, so a newcomer sees one or the other) and wakes the followers.
     fn finish(mut self, decision: &Decision) {
         let ttl = self.auth.ttl(decision);
         {
             let mut state = self.auth.lock();
-            if !ttl.is_zero() {
+            if !ttl.is_zero() && state.epoch == self.epoch {
                 state
                     .cache
                     .insert(self.key, decision.clone(), ttl, Instant::now());
@@ -575,13 +726,74 @@ struct Entry {
     expires: Instant,
 }
 
-/// The bounded decision cache.
-#[derive(Default)]
+/// The decision cache: allows and denials apart, each bounded on its own, so a flood of unknown
+/// credentials (denials) can only evict other denials, never a live allow.
 struct Cache {
-    entries: HashMap<Key, Entry>,
+    allows: Bounded,
+    denials: Bounded,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            allows: Bounded::new(MAX_ALLOWS),
+            denials: Bounded::new(MAX_DENIALS),
+        }
+    }
 }
 
 impl Cache {
+    /// The live decision for `key`.
+    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
+        self.allows
+            .get(key, now)
+            .or_else(|| self.denials.get(key, now))
+    }
+
+    /// Stores `decision` for `ttl` in the map of its kind.
+    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
+        match decision {
+            Decision::Allow { .. } => {
+                self.denials.remove(&key);
+                self.allows.insert(key, decision, ttl, now);
+            }
+            _ => {
+                self.allows.remove(&key);
+                self.denials.insert(key, decision, ttl, now);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.allows.clear();
+        self.denials.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.allows.entries.len() + self.denials.entries.len()
+    }
+}
+
+/// A map of at most `capacity` entries that evicts the oldest first. Its entries share one TTL,
+/// so insertion order is expiry order: the front of `order` is both the next to expire and the
+/// oldest. `order` may hold stale pairs (a key removed or stored again); a pair counts only while
+/// it matches the map's entry.
+struct Bounded {
+    entries: HashMap<Key, Entry>,
+    order: VecDeque<(Key, Instant)>,
+    capacity: usize,
+}
+
+impl Bounded {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// The live decision for `key`; an expired one is dropped.
     fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
         let entry = self.entries.get(key)?;
@@ -592,24 +804,61 @@ impl Cache {
         None
     }
 
-    /// Stores `decision` for `ttl`. When full, expired entries go first, then everything.
+    /// Stores `decision` for `ttl`: expired entries go first, then, while full, the oldest.
     fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
         let Some(expires) = now.checked_add(ttl) else {
             return;
         };
-        if self.entries.len() >= MAX_CACHE_ENTRIES && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, entry| entry.expires > now);
-            if self.entries.len() >= MAX_CACHE_ENTRIES {
-                tracing::debug!("external auth decision cache full; cleared");
-                self.entries.clear();
+        self.pop_while(|_, at| at <= now);
+        if !self.entries.contains_key(&key) {
+            let capacity = self.capacity;
+            let mut evicted = 0usize;
+            self.pop_while(|entries, _| entries.len() >= capacity && {
+                evicted += 1;
+                true
+            });
+            if evicted > 0 {
+                tracing::debug!(evicted, "external auth decision cache full; oldest evicted");
             }
         }
         self.entries.insert(key, Entry { decision, expires });
+        self.order.push_back((key, expires));
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            self.compact();
+        }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
+    fn remove(&mut self, key: &Key) {
+        self.entries.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
+    /// Pops the front of `order` (dropping its entry if the pair is current) while `pop` says so.
+    fn pop_while(&mut self, mut pop: impl FnMut(&HashMap<Key, Entry>, Instant) -> bool) {
+        while let Some(&(key, at)) = self.order.front() {
+            if !pop(&self.entries, at) {
+                return;
+            }
+            self.order.pop_front();
+            if self.entries.get(&key).is_some_and(|e| e.expires == at) {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Rebuilds `order` from the live entries, dropping stale pairs.
+    fn compact(&mut self) {
+        let mut order: Vec<(Key, Instant)> = self
+            .entries
+            .iter()
+            .map(|(key, entry)| (*key, entry.expires))
+            .collect();
+        order.sort_by_key(|(_, at)| *at);
+        self.order = order.into();
     }
 }
 
@@ -692,6 +941,75 @@ fn method_has_body(method: &Method) -> bool {
     )
 }
 
+/// The URL without its `user:password@`, and that userinfo as an `Authorization: Basic` value
+/// (marked sensitive). Errors never echo the userinfo.
+fn split_userinfo(url: &Uri) -> Result<(Uri, Option<HeaderValue>), String> {
+    let Some((userinfo, host)) = url.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
+        return Ok((url.clone(), None));
+    };
+    let mut parts = url.clone().into_parts();
+    parts.authority = Some(
+        host.parse()
+            .map_err(|_| "auth.external.url: invalid host".to_owned())?,
+    );
+    let stripped =
+        Uri::from_parts(parts).map_err(|_| "auth.external.url: invalid URL".to_owned())?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut credentials = percent_decode(user);
+    credentials.push(b':');
+    credentials.extend(percent_decode(password));
+    let mut basic = HeaderValue::from_str(&format!("Basic {}", base64(&credentials)))
+        .map_err(|_| "auth.external.url: invalid user:password".to_owned())?;
+    basic.set_sensitive(true);
+    Ok((stripped, Some(basic)))
+}
+
+/// `%XX` escapes decoded (RFC 3986 userinfo); a `%` not followed by two hex digits stays as is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Standard padded base64 (RFC 4648 §4), as `Authorization: Basic` wants it.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// `Host` for the auth request: the URL's host and, if written, its port.
 fn host_header(url: &Uri) -> Result<HeaderValue, String> {
     if !matches!(url.scheme_str(), Some("http" | "https")) {
@@ -733,13 +1051,14 @@ fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
 
 /// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
 fn client(
-    settings: &ExternalSettings,
+    url: &Uri,
+    timeout: Duration,
 ) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
     let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(settings.timeout));
+    http.set_connect_timeout(Some(timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
-    let tls = tls_config(settings.url.scheme_str() == Some("https"))?;
+    let tls = tls_config(url.scheme_str() == Some("https"))?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
