@@ -275,8 +275,16 @@ pub struct ExternalAuth {
 
 impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query may carry a key, like the userinfo already split off.
+        let query = if self.url.query().is_some() { "?***" } else { "" };
+        let url = format!(
+            "{}://{}{}{query}",
+            self.url.scheme_str().unwrap_or_default(),
+            self.url.authority().map_or("", http::uri::Authority::as_str),
+            self.url.path()
+        );
         f.debug_struct("ExternalAuth")
-            .field("url", &self.url)
+            .field("url", &url)
             .field("basic_auth", &self.basic.is_some())
             .field("method", &self.method)
             .field("forward_headers", &self.forward_headers)
@@ -1273,6 +1281,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             cache_ttl: Duration::ZERO,
             negative_cache_ttl: Duration::ZERO,
+            cache_key: CacheKey::Request,
         }
     }
 
@@ -1291,17 +1300,32 @@ mod tests {
     }
 
     async fn check_with(auth: &ExternalAuth, headers: &HeaderMap) -> Decision {
+        check_on(auth, &Method::PUT, "/api/v1/thing?x=1", headers).await
+    }
+
+    async fn check_on(auth: &ExternalAuth, method: &Method, uri: &str, headers: &HeaderMap) -> Decision {
         let request_id = HeaderValue::from_static("req-1");
-        let request = AuthRequest {
-            method: &Method::PUT,
-            uri: "/api/v1/thing?x=1",
-            headers,
-            client_ip: "203.0.113.7".parse().unwrap(),
-            request_id: &request_id,
-        };
+        let request = request(method, uri, headers, &request_id);
         tokio::time::timeout(WAIT, auth.check(&request))
             .await
             .expect("check finishes")
+    }
+
+    /// A request from 203.0.113.7 to `gateway.example`.
+    fn request<'a>(
+        method: &'a Method,
+        uri: &'a str,
+        headers: &'a HeaderMap,
+        request_id: &'a HeaderValue,
+    ) -> AuthRequest<'a> {
+        AuthRequest {
+            method,
+            uri,
+            host: Some("gateway.example"),
+            headers,
+            client_ip: "203.0.113.7".parse().unwrap(),
+            request_id,
+        }
     }
 
     async fn check(auth: &ExternalAuth, token: &str) -> Decision {
@@ -1334,27 +1358,79 @@ mod tests {
         })
         .await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let Decision::Allow { identity, copy } = check(&auth, "secret-token").await else {
+        let Decision::Allow {
+            identity,
+            copy,
+            anonymous,
+        } = check(&auth, "secret-token").await
+        else {
             panic!("expected allow");
         };
         assert_eq!(&*identity.subject, "alice");
         assert!(identity.roles.is_empty());
         assert_eq!(identity.method, AuthMethod::External);
         assert_eq!(identity.expires, None);
+        assert!(!anonymous);
         assert_eq!(header(&copy, "x-user"), ["alice"]);
         assert_eq!(header(&copy, "x-tenant"), ["t1"]);
         assert_eq!(copy.len(), 2, "only configured copy headers: {copy:?}");
     }
 
+    /// The allowed identity and its anonymity.
+    fn allowed(decision: &Decision) -> (String, bool) {
+        match decision {
+            Decision::Allow {
+                identity,
+                anonymous,
+                ..
+            } => (identity.subject.to_string(), *anonymous),
+            other => panic!("expected allow, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn allow_without_copy_headers_is_subject_external() {
+    async fn allow_without_copy_headers_is_subject_external_hash_of_the_credential() {
         let mock = Mock::start(|_| Reply::status(204)).await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let Decision::Allow { identity, copy } = check(&auth, "t").await else {
+        let decision = check(&auth, "t").await;
+        let Decision::Allow { copy, .. } = &decision else {
             panic!("expected allow");
         };
-        assert_eq!(&*identity.subject, "external");
         assert!(copy.is_empty());
+        let (subject, anonymous) = allowed(&decision);
+        assert!(!anonymous);
+        let hash = subject.strip_prefix("external:").expect("external: prefix");
+        assert_eq!(hash.len(), 12);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(!subject.contains('t') || !subject.ends_with(":t"), "never the credential");
+
+        // Same credential, same subject; another credential, another subject.
+        assert_eq!(allowed(&check(&auth, "t").await).0, subject);
+        let other = allowed(&check(&auth, "u").await).0;
+        assert_ne!(other, subject);
+        assert!(other.starts_with("external:"));
+        // The value moved to another forward header is another credential.
+        let mut as_authorization = HeaderMap::new();
+        as_authorization.insert("authorization", HeaderValue::from_static("t"));
+        assert_ne!(allowed(&check_with(&auth, &as_authorization).await).0, subject);
+    }
+
+    #[tokio::test]
+    async fn allow_without_a_credential_is_anonymous_unless_the_service_names_someone() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", HeaderValue::from_static("not a forward header"));
+        assert_eq!(
+            allowed(&check_with(&auth, &headers).await),
+            ("anonymous".to_owned(), true)
+        );
+        let mock = Mock::start(|_| Reply::status(200).header("x-user", "guest-7")).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        assert_eq!(
+            allowed(&check_with(&auth, &HeaderMap::new()).await),
+            ("guest-7".to_owned(), false)
+        );
     }
 
     #[tokio::test]
@@ -1525,10 +1601,7 @@ mod tests {
         assert_eq!(mock.count(), 1);
         assert_eq!(auth.calls(), 1);
         for decision in [first, second] {
-            let Decision::Allow { identity, .. } = decision else {
-                panic!("expected allow");
-            };
-            assert_eq!(&*identity.subject, "bob");
+            assert_eq!(allowed(&decision).0, "bob");
         }
         check(&auth, "token-b").await;
         assert_eq!(
@@ -1591,10 +1664,7 @@ mod tests {
         mock.release();
         for task in checks {
             let decision = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
-            let Decision::Allow { identity, .. } = decision else {
-                panic!("expected allow");
-            };
-            assert_eq!(&*identity.subject, "carol");
+            assert_eq!(allowed(&decision).0, "carol");
         }
         assert_eq!(mock.count(), 1);
         assert_eq!(auth.calls(), 1);
@@ -1654,87 +1724,277 @@ mod tests {
         assert_eq!(denial(&check(&auth, "t").await).body.len(), MAX_DENY_BODY);
     }
 
-    #[test]
-    fn keys_depend_on_names_and_values_not_on_other_headers() {
-        let auth = ExternalAuth::new(&settings("http://127.0.0.1:1/".parse().unwrap())).unwrap();
-        let a = client_headers("abc");
-        let mut b = client_headers("abc");
-        b.insert("cookie", HeaderValue::from_static("unrelated"));
-        assert_eq!(auth.key(&a), auth.key(&b));
-        assert_ne!(auth.key(&a), auth.key(&client_headers("abd")));
-        let mut as_bearer = HeaderMap::new();
-        as_bearer.insert("authorization", HeaderValue::from_static("abc"));
-        assert_ne!(auth.key(&a), auth.key(&as_bearer));
-        let mut split = client_headers("ab");
-        split.append("x-token", HeaderValue::from_static("c"));
-        assert_ne!(auth.key(&a), auth.key(&split));
-        assert_ne!(auth.key(&a), auth.key(&HeaderMap::new()));
+    /// The key of a GET /x from 203.0.113.7 to gateway.example with `headers`.
+    fn key_of(auth: &ExternalAuth, headers: &HeaderMap) -> Key {
+        let request_id = HeaderValue::from_static("rid");
+        auth.key(&request(&Method::GET, "/x", headers, &request_id))
     }
 
     #[test]
-    fn cache_is_bounded() {
+    fn keys_depend_on_names_and_values_not_on_other_headers() {
+        for cache_key in [CacheKey::Request, CacheKey::Credential] {
+            let auth = ExternalAuth::new(&ExternalSettings {
+                cache_key,
+                ..settings("http://127.0.0.1:1/".parse().unwrap())
+            })
+            .unwrap();
+            let key = |headers: &HeaderMap| key_of(&auth, headers);
+            let a = client_headers("abc");
+            let mut b = client_headers("abc");
+            b.insert("cookie", HeaderValue::from_static("unrelated"));
+            assert_eq!(key(&a), key(&b));
+            assert_ne!(key(&a), key(&client_headers("abd")));
+            let mut as_bearer = HeaderMap::new();
+            as_bearer.insert("authorization", HeaderValue::from_static("abc"));
+            assert_ne!(key(&a), key(&as_bearer));
+            let mut split = client_headers("ab");
+            split.append("x-token", HeaderValue::from_static("c"));
+            assert_ne!(key(&a), key(&split));
+            assert_ne!(key(&a), key(&HeaderMap::new()));
+        }
+    }
+
+    #[test]
+    fn request_keys_cover_everything_the_service_saw_and_credential_keys_only_the_credential() {
+        let url: Uri = "http://127.0.0.1:1/".parse().unwrap();
+        let by_request = ExternalAuth::new(&settings(url.clone())).unwrap();
+        let by_credential = ExternalAuth::new(&ExternalSettings {
+            cache_key: CacheKey::Credential,
+            ..settings(url)
+        })
+        .unwrap();
+        let headers = client_headers("abc");
+        let rid = HeaderValue::from_static("rid");
+        let base = request(&Method::GET, "/reports", &headers, &rid);
+        let variants = [
+            AuthRequest {
+                method: &Method::DELETE,
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+            request(&Method::GET, "/admin", &headers, &rid),
+            request(&Method::GET, "/reports?all=1", &headers, &rid),
+            AuthRequest {
+                host: Some("other.example"),
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+            AuthRequest {
+                host: None,
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+            AuthRequest {
+                client_ip: "198.51.100.1".parse().unwrap(),
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+        ];
+        for variant in &variants {
+            assert_ne!(by_request.key(&base), by_request.key(variant), "{variant:?}");
+            assert_eq!(
+                by_credential.key(&base),
+                by_credential.key(variant),
+                "{variant:?}"
+            );
+        }
+        let other_id = HeaderValue::from_static("another request id");
+        let same = request(&Method::GET, "/reports", &headers, &other_id);
+        assert_eq!(by_request.key(&base), by_request.key(&same), "request ids differ always");
+    }
+
+    #[tokio::test]
+    async fn request_mode_asks_again_for_another_method_or_path() {
+        let mock = Mock::start(|r| match r.headers.get("x-forwarded-method") {
+            Some(method) if method == "GET" => Reply::status(200),
+            _ => Reply::status(403),
+        })
+        .await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        let headers = client_headers("t");
+        let get = check_on(&auth, &Method::GET, "/reports", &headers).await;
+        assert!(matches!(get, Decision::Allow { .. }));
+        let delete = check_on(&auth, &Method::DELETE, "/admin", &headers).await;
+        assert_eq!(denial(&delete).status, StatusCode::FORBIDDEN);
+        check_on(&auth, &Method::GET, "/reports", &headers).await;
+        check_on(&auth, &Method::DELETE, "/admin", &headers).await;
+        assert_eq!(mock.count(), 2, "each decision cached for its own request");
+    }
+
+    #[tokio::test]
+    async fn clear_empties_the_cache_and_a_call_in_flight_does_not_refill_it() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        check(&auth, "t").await;
+        check(&auth, "t").await;
+        assert_eq!(mock.count(), 1);
+        auth.clear();
+        check(&auth, "t").await;
+        assert_eq!(mock.count(), 2, "cleared");
+
+        // A call that started before a clear delivers its answer but does not cache it.
+        let mut held = Mock::start(|_| Reply::status(200).held()).await;
+        let auth = Arc::new(ExternalAuth::new(&cached(held.url("/v1/auth"))).unwrap());
+        let first = tokio::spawn({
+            let auth = auth.clone();
+            async move { check(&auth, "t").await }
+        });
+        held.arrival().await;
+        auth.clear();
+        held.release();
+        let decision = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
+        assert!(matches!(decision, Decision::Allow { .. }));
+        assert_eq!(auth.lock().cache.len(), 0);
+        check(&auth, "t").await;
+        assert_eq!(held.count(), 2);
+    }
+
+    fn key(i: usize) -> Key {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        key
+    }
+
+    fn allow_decision() -> Decision {
+        Decision::Allow {
+            identity: Identity {
+                subject: Arc::from("alice"),
+                roles: Arc::from(Vec::new()),
+                method: AuthMethod::External,
+                expires: None,
+            },
+            copy: Arc::from(Vec::new()),
+            anonymous: false,
+        }
+    }
+
+    fn deny_decision() -> Decision {
+        Decision::Deny(Arc::new(DenyResponse {
+            status: StatusCode::UNAUTHORIZED,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }))
+    }
+
+    #[test]
+    fn bounded_map_drops_expired_entries_then_the_oldest() {
+        let now = Instant::now();
+        let mut map = Bounded::new(4);
+        let ttl = Duration::from_secs(60);
+        for i in 0..4 {
+            map.insert(key(i), deny_decision(), ttl, now + Duration::from_secs(i as u64));
+        }
+        assert_eq!(map.entries.len(), 4);
+        // Full of live entries: the oldest goes.
+        map.insert(key(4), deny_decision(), ttl, now + Duration::from_secs(4));
+        assert_eq!(map.entries.len(), 4);
+        let at = now + Duration::from_secs(5);
+        assert!(map.get(&key(0), at).is_none());
+        for i in 1..=4 {
+            assert!(map.get(&key(i), at).is_some(), "{i}");
+        }
+        // Later, expired entries go before any live one.
+        let later = now + Duration::from_secs(62);
+        map.insert(key(5), deny_decision(), ttl, later);
+        assert_eq!(map.entries.len(), 3, "keys 1 and 2 expired");
+        assert!(map.get(&key(3), later).is_some());
+        assert!(map.get(&key(5), later).is_some());
+        // Storing a key again many times keeps the order queue bounded.
+        for _ in 0..100 {
+            map.insert(key(5), deny_decision(), ttl, later);
+        }
+        assert!(map.order.len() <= 8, "{}", map.order.len());
+        assert!(map.get(&key(5), later).is_some());
+        assert!(map.get(&key(4), later).is_some());
+        // Expired entries are not served.
+        assert!(map.get(&key(5), later + ttl).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_denials_never_evicts_an_allow() {
         let now = Instant::now();
         let mut cache = Cache::default();
-        let key = |i: usize| {
-            let mut key = [0u8; 32];
-            key[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            key
-        };
-        for i in 0..MAX_CACHE_ENTRIES / 2 {
-            cache.insert(key(i), Decision::Unavailable, Duration::from_secs(1), now);
+        let ttl = Duration::from_secs(60);
+        cache.insert(key(usize::MAX), allow_decision(), ttl, now);
+        for i in 0..MAX_DENIALS * 2 + 1 {
+            cache.insert(key(i), deny_decision(), ttl, now);
         }
-        for i in MAX_CACHE_ENTRIES / 2..MAX_CACHE_ENTRIES {
-            cache.insert(key(i), Decision::Unavailable, Duration::from_secs(60), now);
-        }
-        assert_eq!(cache.len(), MAX_CACHE_ENTRIES);
-        // Full: the expired half goes.
-        let later = now + Duration::from_secs(2);
-        cache.insert(
-            key(usize::MAX),
-            Decision::Unavailable,
-            Duration::from_secs(60),
-            later,
-        );
-        assert_eq!(cache.len(), MAX_CACHE_ENTRIES / 2 + 1);
-        assert!(cache.get(&key(0), later).is_none());
-        assert!(cache.get(&key(MAX_CACHE_ENTRIES - 1), later).is_some());
-        // Full of live entries: everything goes.
-        let mut i = 0;
-        while cache.len() < MAX_CACHE_ENTRIES {
-            cache.insert(
-                key(i),
-                Decision::Unavailable,
-                Duration::from_secs(60),
-                later,
-            );
-            i += 1;
-        }
-        let fresh = key(usize::MAX - 1);
-        cache.insert(fresh, Decision::Unavailable, Duration::from_secs(60), later);
-        assert_eq!(cache.len(), 1);
-        assert!(cache.get(&fresh, later).is_some());
-        // Expired entries are not served.
-        assert!(cache.get(&fresh, later + Duration::from_secs(61)).is_none());
+        assert!(matches!(
+            cache.get(&key(usize::MAX), now),
+            Some(Decision::Allow { .. })
+        ));
+        assert_eq!(cache.len(), MAX_DENIALS + 1);
+        assert!(cache.get(&key(0), now).is_none(), "the oldest denials went");
+        assert!(cache.get(&key(MAX_DENIALS * 2), now).is_some());
+        cache.clear();
         assert_eq!(cache.len(), 0);
     }
 
     #[test]
-    fn new_refuses_unforwardable_headers_and_credentials_in_the_url() {
+    fn new_refuses_unforwardable_headers() {
         for bad in [
             "content-length",
             "host",
             "connection",
             "upgrade",
             "x-forwarded-for",
+            "x-forwarded-host",
         ] {
             let mut s = settings("http://127.0.0.1:1/".parse().unwrap());
             s.forward_headers.push(HeaderName::from_static(bad));
             let error = ExternalAuth::new(&s).unwrap_err();
             assert!(error.contains(bad), "{error}");
         }
-        let s = settings("http://user:pw@127.0.0.1:1/".parse().unwrap());
-        let error = ExternalAuth::new(&s).unwrap_err();
-        assert!(!error.contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn base64_and_percent_decoding() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(percent_decode("p%40ss%3Aw%2fd"), b"p@ss:w/d");
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+    }
+
+    #[tokio::test]
+    async fn url_userinfo_is_sent_as_basic_auth_unless_the_client_sends_authorization() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let url = format!("http://gate%40house:s3cr%3At@{}/v1/auth?x=1", mock.addr);
+        let auth = ExternalAuth::new(&settings(url.parse().unwrap())).unwrap();
+        check(&auth, "t").await;
+        let mut with_authorization = client_headers("t");
+        with_authorization.insert("authorization", HeaderValue::from_static("Bearer client"));
+        check_with(&auth, &with_authorization).await;
+
+        let seen = mock.requests();
+        assert_eq!(seen.len(), 2);
+        // base64("gate@house:s3cr:t")
+        assert_eq!(
+            seen[0].headers["authorization"],
+            format!("Basic {}", base64(b"gate@house:s3cr:t"))
+        );
+        assert_eq!(seen[0].uri, "/v1/auth?x=1");
+        assert_eq!(seen[0].headers["host"], mock.addr.to_string());
+        let authorizations: Vec<_> = seen[1].headers.get_all("authorization").iter().collect();
+        assert_eq!(authorizations, ["Bearer client"], "the client's credential is judged");
+
+        let text = format!("{auth:?}");
+        assert!(
+            !text.contains("s3cr") && !text.contains("gate") && !text.contains("x=1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn settings_debug_hides_the_url_userinfo_and_query() {
+        let s = settings("http://user:pw-secret@auth:9000/v1/auth?key=k3y".parse().unwrap());
+        let text = format!("{s:?}");
+        assert!(text.contains("http://***@auth:9000/v1/auth?***"), "{text}");
+        assert!(!text.contains("pw-secret") && !text.contains("k3y") && !text.contains("user:"), "{text}");
     }
 
     #[test]
@@ -1744,6 +2004,7 @@ mod tests {
         let request = AuthRequest {
             method: &Method::GET,
             uri: "/x?token=query-secret",
+            host: Some("gateway.example"),
             headers: &headers,
             client_ip: "127.0.0.1".parse().unwrap(),
             request_id: &request_id,
@@ -1764,6 +2025,7 @@ mod tests {
                 HeaderName::from_static("x-upstream-key"),
                 HeaderValue::from_static("copied-secret"),
             )]),
+            anonymous: false,
         };
         let text = format!("{allow:?}");
         assert!(
