@@ -97,8 +97,18 @@ async fn admin_refusal(
         client_ip: peer,
         request_id: &request_id,
     };
-    let error = match runtime.auth.authenticate(&[AuthKind::Token], &attempt).await {
-        Ok(caller) if caller.identity.roles.iter().any(|r| roles::satisfies(r, "admin")) => {
+    let error = match runtime
+        .auth
+        .authenticate(&[AuthKind::Token], &attempt)
+        .await
+    {
+        Ok(caller)
+            if caller
+                .identity
+                .roles
+                .iter()
+                .any(|r| roles::satisfies(r, "admin")) =>
+        {
             return None;
         }
         Ok(_) => GatewayError::RoleRequired("admin".to_owned()),

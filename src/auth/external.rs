@@ -276,11 +276,17 @@ pub struct ExternalAuth {
 impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The query may carry a key, like the userinfo already split off.
-        let query = if self.url.query().is_some() { "?***" } else { "" };
+        let query = if self.url.query().is_some() {
+            "?***"
+        } else {
+            ""
+        };
         let url = format!(
             "{}://{}{}{query}",
             self.url.scheme_str().unwrap_or_default(),
-            self.url.authority().map_or("", http::uri::Authority::as_str),
+            self.url
+                .authority()
+                .map_or("", http::uri::Authority::as_str),
             self.url.path()
         );
         f.debug_struct("ExternalAuth")
@@ -821,9 +827,11 @@ impl Bounded {
         if !self.entries.contains_key(&key) {
             let capacity = self.capacity;
             let mut evicted = 0usize;
-            self.pop_while(|entries, _| entries.len() >= capacity && {
-                evicted += 1;
-                true
+            self.pop_while(|entries, _| {
+                entries.len() >= capacity && {
+                    evicted += 1;
+                    true
+                }
             });
             if evicted > 0 {
                 tracing::debug!(evicted, "external auth decision cache full; oldest evicted");
@@ -999,8 +1007,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
 
 /// Standard padded base64 (RFC 4648 §4), as `Authorization: Basic` wants it.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -1303,7 +1310,12 @@ mod tests {
         check_on(auth, &Method::PUT, "/api/v1/thing?x=1", headers).await
     }
 
-    async fn check_on(auth: &ExternalAuth, method: &Method, uri: &str, headers: &HeaderMap) -> Decision {
+    async fn check_on(
+        auth: &ExternalAuth,
+        method: &Method,
+        uri: &str,
+        headers: &HeaderMap,
+    ) -> Decision {
         let request_id = HeaderValue::from_static("req-1");
         let request = request(method, uri, headers, &request_id);
         tokio::time::timeout(WAIT, auth.check(&request))
@@ -1401,8 +1413,14 @@ mod tests {
         assert!(!anonymous);
         let hash = subject.strip_prefix("external:").expect("external: prefix");
         assert_eq!(hash.len(), 12);
-        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert!(!subject.contains('t') || !subject.ends_with(":t"), "never the credential");
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert!(
+            !subject.contains('t') || !subject.ends_with(":t"),
+            "never the credential"
+        );
 
         // Same credential, same subject; another credential, another subject.
         assert_eq!(allowed(&check(&auth, "t").await).0, subject);
@@ -1412,7 +1430,10 @@ mod tests {
         // The value moved to another forward header is another credential.
         let mut as_authorization = HeaderMap::new();
         as_authorization.insert("authorization", HeaderValue::from_static("t"));
-        assert_ne!(allowed(&check_with(&auth, &as_authorization).await).0, subject);
+        assert_ne!(
+            allowed(&check_with(&auth, &as_authorization).await).0,
+            subject
+        );
     }
 
     #[tokio::test]
@@ -1787,7 +1808,11 @@ mod tests {
             },
         ];
         for variant in &variants {
-            assert_ne!(by_request.key(&base), by_request.key(variant), "{variant:?}");
+            assert_ne!(
+                by_request.key(&base),
+                by_request.key(variant),
+                "{variant:?}"
+            );
             assert_eq!(
                 by_credential.key(&base),
                 by_credential.key(variant),
@@ -1796,7 +1821,11 @@ mod tests {
         }
         let other_id = HeaderValue::from_static("another request id");
         let same = request(&Method::GET, "/reports", &headers, &other_id);
-        assert_eq!(by_request.key(&base), by_request.key(&same), "request ids differ always");
+        assert_eq!(
+            by_request.key(&base),
+            by_request.key(&same),
+            "request ids differ always"
+        );
     }
 
     #[tokio::test]
@@ -1878,7 +1907,12 @@ mod tests {
         let mut map = Bounded::new(4);
         let ttl = Duration::from_secs(60);
         for i in 0..4 {
-            map.insert(key(i), deny_decision(), ttl, now + Duration::from_secs(i as u64));
+            map.insert(
+                key(i),
+                deny_decision(),
+                ttl,
+                now + Duration::from_secs(i as u64),
+            );
         }
         assert_eq!(map.entries.len(), 4);
         // Full of live entries: the oldest goes.
@@ -1980,7 +2014,11 @@ mod tests {
         assert_eq!(seen[0].uri, "/v1/auth?x=1");
         assert_eq!(seen[0].headers["host"], mock.addr.to_string());
         let authorizations: Vec<_> = seen[1].headers.get_all("authorization").iter().collect();
-        assert_eq!(authorizations, ["Bearer client"], "the client's credential is judged");
+        assert_eq!(
+            authorizations,
+            ["Bearer client"],
+            "the client's credential is judged"
+        );
 
         let text = format!("{auth:?}");
         assert!(
@@ -1991,10 +2029,17 @@ mod tests {
 
     #[test]
     fn settings_debug_hides_the_url_userinfo_and_query() {
-        let s = settings("http://user:pw-secret@auth:9000/v1/auth?key=k3y".parse().unwrap());
+        let s = settings(
+            "http://user:pw-secret@auth:9000/v1/auth?key=k3y"
+                .parse()
+                .unwrap(),
+        );
         let text = format!("{s:?}");
         assert!(text.contains("http://***@auth:9000/v1/auth?***"), "{text}");
-        assert!(!text.contains("pw-secret") && !text.contains("k3y") && !text.contains("user:"), "{text}");
+        assert!(
+            !text.contains("pw-secret") && !text.contains("k3y") && !text.contains("user:"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -204,12 +204,19 @@ pub struct ExternalSettings {
 impl fmt::Debug for ExternalSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // scheme://host:port/path only: userinfo and query may both carry a secret.
-        let authority = self.url.authority().map_or("", http::uri::Authority::as_str);
+        let authority = self
+            .url
+            .authority()
+            .map_or("", http::uri::Authority::as_str);
         let (hidden, host) = match authority.rsplit_once('@') {
             Some((_, host)) => ("***@", host),
             None => ("", authority),
         };
-        let query = if self.url.query().is_some() { "?***" } else { "" };
+        let query = if self.url.query().is_some() {
+            "?***"
+        } else {
+            ""
+        };
         let shown = format!(
             "{}://{hidden}{host}{}{query}",
             self.url.scheme_str().unwrap_or(""),
