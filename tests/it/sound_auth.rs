@@ -518,3 +518,18 @@ async fn auth_url_with_userinfo_is_used_and_never_shown() {
     assert_eq!(config.status, 200);
     assert!(!config.text().contains("pw-s3cret"), "{}", config.text());
 }
+
+/// `cache_key` takes `"request"` or `"credential"`; anything else is a config error naming the
+/// key, so a typo never silently caches by credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_cache_key_is_refused() {
+    let config = "[auth.external]\nurl = \"http://127.0.0.1:9/check\"\ncache_key = \"token\"\n\
+                  \n[[upstreams]]\nname = \"api-service\"\ntargets = [\"127.0.0.1:9\"]\n\
+                  \n[[routes]]\npath = \"/api\"\nupstream = \"api-service\"\nauth = [\"external\"]\n";
+    let Err((error, _)) = TestGateway::try_start(config).await else {
+        panic!("cache_key = \"token\" was accepted");
+    };
+    let error = format!("{error:#}");
+    assert!(error.contains("auth.external.cache_key"), "{error}");
+    assert!(error.contains("\"request\" or \"credential\""), "{error}");
+}
