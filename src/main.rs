@@ -26,7 +26,13 @@ fn main() -> ExitCode {
 /// stderr for the demo and one-shot commands. `RUST_LOG` overrides the level.
 fn init_logging(command: Option<&Command>) {
     let serving = matches!(command, None | Some(Command::Run { .. }));
-    let default = if serving { "info" } else { "warn" };
+    // rustls logs through `log` at WARN for things any client can send (an IP address as SNI),
+    // once per handshake: quiet below ERROR unless RUST_LOG asks (SPEC §8.11).
+    let default = if serving {
+        "info,rustls=error"
+    } else {
+        "warn,rustls=error"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if serving {
         tracing_subscriber::fmt()

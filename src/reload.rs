@@ -4,8 +4,9 @@
 //! it in with one `ArcSwap` store. An invalid change is refused whole; the old runtime stays.
 //!
 //! Folders are watched, not files: editors replace files by rename and Kubernetes swaps a
-//! `..data` symlink, so the inode a file watch would follow is gone after the first update. Any
-//! event in a watched folder triggers a rebuild; the swap is skipped when the content hash of
+//! `..data` symlink, so the inode a file watch would follow is gone after the first update. A
+//! change in a watched folder (write, close-after-write, create, remove, rename — never an open or
+//! a read, see [`is_change`]) triggers a rebuild; the swap is skipped when the content hash of
 //! every file the runtime read is unchanged. The watch set follows the config: a reload that
 //! names new files starts watching their folders. The config's folder is watched before the
 //! first load, and one rescan runs once all folders are watched, so nothing written in between
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, oneshot};
 
@@ -132,10 +134,12 @@ struct FolderWatch {
 impl FolderWatch {
     fn new(events: mpsc::Sender<Trigger>) -> Self {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                // Capacity 1: a pending trigger already covers this event.
-                let _ = events.try_send(Trigger::Files);
+            // An error (a lost event, a queue overflow) may hide a change: rebuild to be safe.
+            if event.as_ref().is_ok_and(|e| !is_change(&e.kind)) {
+                return;
             }
+            // Capacity 1: a pending trigger already covers this event.
+            let _ = events.try_send(Trigger::Files);
         });
         match watcher {
             Ok(watcher) => Self {
@@ -180,6 +184,22 @@ impl FolderWatch {
             }
         }
         self.watched = wanted;
+    }
+}
+
+/// Whether a watcher event can mean a file's content changed (SPEC §8.1). Opening, reading and
+/// closing a file unwritten are not changes: every rebuild opens the config, the certificates and
+/// the store, so reacting to those made each rebuild trigger the next (a reload storm).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Modify(_) => true,
+        // Close(Any) may have been a write; inotify reports writes as Close(Write).
+        EventKind::Access(AccessKind::Close(AccessMode::Write | AccessMode::Any)) => true,
+        EventKind::Access(_) => false,
+        // Unknown kinds (a rescan request after a queue overflow among them) may hide a change.
+        EventKind::Any | EventKind::Other => true,
     }
 }
 
@@ -384,4 +404,38 @@ fn restart_needed(bound: &crate::runtime::Bound, new: &Runtime) -> Vec<String> {
         changes.push("limits.max_connections changed".to_owned());
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn opening_and_reading_are_not_changes() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!is_change(&kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn writes_creates_removes_and_renames_are_changes() {
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+            EventKind::Other,
+        ] {
+            assert!(is_change(&kind), "{kind:?}");
+        }
+    }
 }

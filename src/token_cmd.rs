@@ -155,12 +155,13 @@ impl StoreLock {
             std::fs::create_dir_all(folder)
                 .with_context(|| format!("{}: cannot create folder", folder.display()))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("{}: cannot open lock file", path.display()))?;
+        // Private like the store itself (SPEC §8.9): it sits beside it and names it.
+        let file = crate::files::with_mode(
+            OpenOptions::new().create(true).truncate(false).write(true),
+            STORE_MODE,
+        )
+        .open(&path)
+        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
         file.lock()
             .with_context(|| format!("{}: cannot lock", path.display()))?;
         Ok(Self(file))
@@ -409,6 +410,12 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&store).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            let lock = std::fs::metadata(lock_path(&store)).unwrap();
+            assert_eq!(
+                lock.permissions().mode() & 0o777,
+                0o600,
+                "the lock file too"
+            );
         }
     }
 

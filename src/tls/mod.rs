@@ -63,6 +63,9 @@ pub fn build(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // TLS 1.2: our cipher-suite order (AEAD, forward secrecy first) wins over the client's, so a
+    // client preferring a weaker suite cannot pick it (SPEC §8.11; testssl "server cipher order").
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 

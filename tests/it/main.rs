@@ -24,6 +24,8 @@ mod routing;
 mod secrets;
 mod shutdown;
 mod sound_auth;
+mod sound_reload;
+mod sound_tls;
 mod streaming;
 mod tls;
 mod websocket;

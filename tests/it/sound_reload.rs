@@ -1,0 +1,109 @@
+//! SPEC §8.1 (issue 9, fault 1): reload only on change. The watcher once reacted to open and
+//! access events, so every rebuild (which opens the config, the certificates and the store)
+//! triggered the next: an idle gateway reloaded ~85 times a second and a broken edit logged
+//! its error ~100 times a second. These tests watch what must *not* happen over a bounded
+//! window, each with a positive control showing the watcher is alive.
+
+use std::time::Duration;
+
+use gatehouse::token_cmd;
+use time::OffsetDateTime;
+
+use crate::support::gateway::compose_config;
+use crate::support::reload::{settle, wait_generation, wait_status};
+use crate::support::{TestGateway, certs, static_route_toml};
+
+/// Long enough for a storm to show many times over (it reloaded every ~12 ms), short for CI.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+
+/// A debounce (10 ms) plus a build, with slack for a loaded machine: a reload triggered by
+/// what happened before this window would have shown by its end.
+const QUIET_WINDOW: Duration = Duration::from_millis(500);
+
+/// A gateway over certificate files, a token store and a route, settled after its startup rescan.
+async fn watched_gateway() -> TestGateway {
+    let body = format!(
+        "[auth]\ntokens = \"tokens.toml\"\n{}",
+        static_route_toml("/ok", "respond = { status = 200, body = \"ok\" }")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    certs().write_into(dir.path());
+    token_cmd::create(
+        &dir.path().join("tokens.toml"),
+        "ci-bot",
+        &["viewer".to_owned()],
+        None,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, compose_config(&body)).unwrap();
+    let gw = TestGateway::start_in(dir, &config).await;
+    settle(&gw).await;
+    gw
+}
+
+fn attempts(gw: &TestGateway) -> u64 {
+    gw.gateway().shared().reload_status().borrow().attempts
+}
+
+#[tokio::test]
+async fn an_idle_gateway_never_reloads() {
+    let gw = watched_gateway().await;
+    let before = attempts(&gw);
+    tokio::time::sleep(IDLE_WINDOW).await;
+    assert_eq!(
+        attempts(&gw),
+        before,
+        "reload attempts while idle for {IDLE_WINDOW:?}"
+    );
+    // Control: a real change is still seen.
+    let config = gw.file("gateway.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("body = \"ok\"", "body = \"changed\"")).unwrap();
+    let generation = gw.gateway().shared().reload_status().borrow().generation;
+    wait_generation(&gw, generation).await;
+}
+
+#[tokio::test]
+async fn reading_every_watched_file_is_not_a_change() {
+    let gw = watched_gateway().await;
+    let before = attempts(&gw);
+    let files = gw.gateway().shared().runtime.load().files.clone();
+    assert!(
+        files.len() >= 4,
+        "config, cert, key and store are watched: {files:?}"
+    );
+    for _ in 0..20 {
+        for file in &files {
+            std::fs::read(file).unwrap();
+        }
+    }
+    tokio::time::sleep(QUIET_WINDOW).await;
+    assert_eq!(
+        attempts(&gw),
+        before,
+        "reads of {files:?} triggered reloads"
+    );
+    assert_eq!(gw.get("/ok").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_broken_edit_fails_once_not_in_a_loop() {
+    let gw = watched_gateway().await;
+    let before = attempts(&gw);
+    std::fs::write(gw.file("gateway.toml"), "[server\nbroken").unwrap();
+    let failed = wait_status(&gw, "the broken edit to be refused", |s| {
+        s.attempts > before && !s.ok
+    })
+    .await;
+    tokio::time::sleep(QUIET_WINDOW).await;
+    let after = attempts(&gw);
+    // One write may be seen as two events (modify, close-after-write) a debounce apart.
+    assert!(
+        after <= failed.attempts + 1,
+        "the failing state was retried in a loop: {} attempts after the first failure",
+        after - failed.attempts
+    );
+    assert_eq!(gw.get("/ok").await.status, 200, "the old runtime stays");
+}
