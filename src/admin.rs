@@ -4,6 +4,7 @@
 //! Bound to loopback by default.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode, header};
@@ -12,9 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::auth::authenticate::rfc3339 as rfc3339_utc;
-use crate::auth::token_store::Lookup;
-use crate::auth::{credentials, roles};
+use crate::auth::{Attempt, roles};
+use crate::config::AuthKind;
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
 use crate::reload::{ReloadHandle, ReloadOutcome};
@@ -24,7 +24,7 @@ use crate::runtime::Shared;
 /// `/readyz` can say 503 throughout it).
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let shared = shared.clone();
@@ -33,7 +33,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHan
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 let reload = reload.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &shared, &reload).await) }
+                async move { Ok::<_, Infallible>(handle(&req, &shared, &reload, peer.ip()).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -42,12 +42,17 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHan
     }
 }
 
-async fn handle(req: &Request<Incoming>, shared: &Shared, reload: &ReloadHandle) -> Response<Body> {
+async fn handle(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    reload: &ReloadHandle,
+    peer: IpAddr,
+) -> Response<Body> {
     let sensitive = matches!(
         (req.method(), req.uri().path()),
         (&Method::POST, "/reload") | (&Method::GET, "/config")
     );
-    if sensitive && let Some(refused) = admin_refusal(req, shared) {
+    if sensitive && let Some(refused) = admin_refusal(req, shared, peer).await {
         return refused;
     }
     match (req.method(), req.uri().path()) {
@@ -66,43 +71,54 @@ async fn handle(req: &Request<Incoming>, shared: &Shared, reload: &ReloadHandle)
     }
 }
 
-/// The refusal, if any. SPEC §6: on loopback anyone local may use `/config` and `/reload`; bound anywhere else they
-/// need a token from the store with the `admin` role (`Authorization: Bearer` or a token header).
-fn admin_refusal(req: &Request<Incoming>, shared: &Shared) -> Option<Response<Body>> {
+/// The refusal, if any. SPEC §6: on loopback anyone local may use `/config` and `/reload`; bound
+/// anywhere else they need a token from the store with the `admin` role (`Authorization: Bearer`
+/// or a token header). The token goes through the same [`Authenticator`] path as on the main
+/// listener, so `failure_limit` counts refused admin tokens per peer IP too and a peer over it
+/// gets 429 (SPEC §8.8).
+///
+/// [`Authenticator`]: crate::auth::Authenticator
+async fn admin_refusal(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    peer: IpAddr,
+) -> Option<Response<Body>> {
     if shared.bound().server.admin_listen.ip().is_loopback() {
         return None;
     }
-    let runtime = shared.runtime.load();
+    let runtime = shared.runtime.load_full();
     let request_id = crate::http::forwarded::request_id(req.headers());
-    let refuse = |error: GatewayError| {
-        let mut response = error.into_response(request_id.to_str().unwrap_or_default());
-        response
-            .headers_mut()
-            .insert(crate::http::forwarded::X_REQUEST_ID, request_id.clone());
-        response
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let attempt = Attempt {
+        method: req.method(),
+        uri: path,
+        host: None,
+        headers: req.headers(),
+        client_ip: peer,
+        request_id: &request_id,
     };
-    let Some(token) = credentials::credential(req.headers(), &runtime.auth.token_headers) else {
-        return Some(refuse(GatewayError::MissingCredentials));
-    };
-    match runtime
+    let error = match runtime
         .auth
-        .tokens
-        .lookup(token, time::OffsetDateTime::now_utc())
+        .authenticate(&[AuthKind::Token], &attempt)
+        .await
     {
-        Lookup::Valid(identity)
-            if identity
+        Ok(caller)
+            if caller
+                .identity
                 .roles
                 .iter()
-                .any(|role| roles::satisfies(role, "admin")) =>
+                .any(|r| roles::satisfies(r, "admin")) =>
         {
-            None
+            return None;
         }
-        Lookup::Valid(_) => Some(refuse(GatewayError::RoleRequired("admin".to_owned()))),
-        Lookup::Expired(at) => Some(refuse(GatewayError::TokenExpired(rfc3339_utc(at)))),
-        Lookup::Disabled | Lookup::Unknown | Lookup::BadChecksum => {
-            Some(refuse(GatewayError::InvalidToken))
-        }
-    }
+        Ok(_) => GatewayError::RoleRequired("admin".to_owned()),
+        Err(error) => error,
+    };
+    let mut response = error.into_response(request_id.to_str().unwrap_or_default());
+    response
+        .headers_mut()
+        .insert(crate::http::forwarded::X_REQUEST_ID, request_id.clone());
+    Some(response)
 }
 
 /// The effective configuration without secrets: names, paths and addresses only.

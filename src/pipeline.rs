@@ -176,7 +176,7 @@ async fn route_and_forward(
         ctx.identity = Some((caller.identity.subject.clone(), caller.identity.method));
     }
     if let Some(policy) = &route.rate_limit {
-        let identity = caller.as_ref().map(|c| &c.identity.subject);
+        let identity = caller.as_ref().and_then(Authenticated::rate_subject);
         limit_rate(policy, identity, &route.path, ctx, rt).await?;
     }
     let websocket = route.websocket && upgrade::is_websocket_handshake(req.method(), req.headers());
@@ -270,6 +270,7 @@ async fn authenticate(
     let attempt = Attempt {
         method: req.method(),
         uri: &uri,
+        host: host_with_port(req),
         headers: req.headers(),
         client_ip: ctx.client_ip,
         request_id: &ctx.request_id,

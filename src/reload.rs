@@ -315,7 +315,8 @@ fn collect(trigger: Trigger, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) 
     }
 }
 
-/// Builds, validates and (if anything changed) swaps in a new runtime. The caller records the
+/// Builds, validates and (if anything changed) swaps in a new runtime; the external auth cache
+/// is emptied whatever the outcome. The caller records the
 /// outcome ([`Shared::record_reload`]) once the watch set follows the new runtime.
 pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let previous = shared.runtime.load_full();
@@ -323,6 +324,12 @@ pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let built = tokio::task::spawn_blocking(move || build_stable(&base))
         .await
         .unwrap_or_else(|_| Err("reload build panicked".to_owned()));
+    // Every reload empties the external auth decision cache (SPEC §8.2), changed or not: an
+    // operator who revoked a credential at the auth service reloads to make it count now. A
+    // swapped-in runtime starts with an empty cache; the kept one is cleared here.
+    if let Some(external) = &previous.auth.external {
+        external.clear();
+    }
     match built {
         Err(error) => {
             tracing::error!(error = %error, "reload refused; keeping the running configuration");

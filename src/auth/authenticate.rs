@@ -5,7 +5,9 @@
 //! when the route accepts `jwt`, anything else against the token store when it accepts `token`.
 //! A route that accepts `external` asks the auth service whenever no local kind accepted the
 //! request, with or without a credential (NGINX `auth_request`: the service decides). Failed
-//! credential attempts count against the client IP's `failure_limit`.
+//! credential attempts count against the client IP's `failure_limit`: refused local credentials,
+//! and 401/403 from the auth service for a request that sent it a credential (one of its forward
+//! headers). A blocked IP gets 429 before any check, so the auth service is not asked either.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct Attempt<'a> {
     pub method: &'a Method,
     /// Normalised path and query, for `X-Forwarded-Uri`.
     pub uri: &'a str,
+    /// The Host the client asked for (with its port, as sent), for `X-Forwarded-Host`.
+    pub host: Option<&'a str>,
     /// The client's headers.
     pub headers: &'a HeaderMap,
     /// Client IP under the trusted-proxy rule.
@@ -61,6 +65,16 @@ pub struct Authenticated {
     pub identity: Identity,
     /// `copy_headers` from the external auth response.
     pub copy: Option<Arc<[(HeaderName, HeaderValue)]>>,
+    /// Allowed by the auth service without any credential: not a caller of its own.
+    pub anonymous: bool,
+}
+
+impl Authenticated {
+    /// The subject identity-keyed rate limits count against; `None` for an anonymous caller, who
+    /// is counted by client IP instead (SPEC §8.3).
+    pub fn rate_subject(&self) -> Option<&Arc<str>> {
+        (!self.anonymous).then_some(&self.identity.subject)
+    }
 }
 
 /// Why a local credential failed.
@@ -142,7 +156,12 @@ impl Authenticator {
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
         let credential = credentials::credential(attempt.headers, &self.token_headers);
-        if credential.is_some()
+        let external = self
+            .external
+            .as_ref()
+            .filter(|_| kinds.contains(&AuthKind::External));
+        let external_credential = external.is_some_and(|e| e.presented(attempt.headers));
+        if (credential.is_some() || external_credential)
             && let Some(failures) = &self.failures
         {
             failures.check(attempt.client_ip)?;
@@ -156,15 +175,23 @@ impl Authenticator {
                 return Ok(Authenticated {
                     identity,
                     copy: None,
+                    anonymous: false,
                 });
             }
             Err(LocalFailure::Refused(error)) => Some(error),
             Err(LocalFailure::NotApplicable) => None,
         };
-        if kinds.contains(&AuthKind::External)
-            && let Some(external) = &self.external
-        {
-            return external_decision(external.check(&external_request(attempt)).await);
+        if let Some(external) = external {
+            let decision = external.check(&external_request(attempt)).await;
+            let refused = matches!(&decision, Decision::Deny(deny) if deny.is_refusal());
+            return external_decision(decision).map_err(|error| {
+                if refused && external_credential {
+                    // Like an invalid token: a guess costs budget, cached answer or not.
+                    self.count_failure(attempt.client_ip, error)
+                } else {
+                    error
+                }
+            });
         }
         match (refusal, credential) {
             (Some(error), _) => Err(self.count_failure(attempt.client_ip, error)),
@@ -213,6 +240,7 @@ fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
     AuthRequest {
         method: attempt.method,
         uri: attempt.uri,
+        host: attempt.host,
         headers: attempt.headers,
         client_ip: attempt.client_ip,
         request_id: attempt.request_id,
@@ -221,9 +249,14 @@ fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
 
 fn external_decision(decision: Decision) -> Result<Authenticated, GatewayError> {
     match decision {
-        Decision::Allow { identity, copy } => Ok(Authenticated {
+        Decision::Allow {
+            identity,
+            copy,
+            anonymous,
+        } => Ok(Authenticated {
             identity,
             copy: Some(copy),
+            anonymous,
         }),
         Decision::Deny(response) => Err(GatewayError::AuthDenied(response)),
         Decision::Unavailable => Err(GatewayError::AuthUnavailable),

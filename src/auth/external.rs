@@ -4,7 +4,8 @@
 //! body-less request (the configured method to the configured URL, `Content-Length: 0` for methods
 //! that carry a body, never the client's framing, `Upgrade` or `Connection` headers) carrying only
 //! the configured `forward_headers` the client sent, plus `X-Forwarded-Method`, `X-Forwarded-Uri`,
-//! `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a [`Decision`]:
+//! `X-Forwarded-Host`, `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a
+//! [`Decision`]:
 //!
 //! | auth service answer | decision | the client sees |
 //! |---|---|---|
@@ -13,15 +14,37 @@
 //! | timeout, refused, broken, 5xx | [`Decision::Unavailable`] | 503 `auth service unavailable` |
 //! | anything else | [`Decision::Unexpected`] | 500 `unexpected auth service status` |
 //!
-//! Decisions are cached per credential: the key is a SHA-256 over the forwarded header names and
-//! values the client sent, so the cache never holds a raw credential. Allows live `cache_ttl`,
-//! 401/403 denials `negative_cache_ttl`; 429, unavailable and unexpected answers are never cached.
-//! Concurrent checks with the same key share one auth call (single flight), so a burst of identical
-//! new credentials costs the auth service one request.
+//! # Who an allowed caller is (SPEC §8.3)
+//! The value of the first `copy_headers` header present on the 2xx answer; without one,
+//! `external:` + the first 12 hex characters of a SHA-256 over the forwarded header values, so
+//! two callers with different credentials never share an identity (nor an identity-keyed rate
+//! limit). A request that sent none of the forward headers has no credential: it is allowed as
+//! `anonymous` and rate-limited by client IP ([`Decision::Allow`]'s `anonymous`).
+//!
+//! # The decision cache (SPEC §8.2)
+//! A decision is reused only for what the auth service decided on. With `cache_key = "request"`
+//! (the default) the key is a SHA-256 over the method, Host, normalised path and query, the
+//! forwarded header names and values, and the client IP: everything the service saw. With
+//! `"credential"` it is the forwarded headers alone, for services that decide on the credential
+//! only (Keptn's api-service). Either way the cache holds hashes, never a raw credential.
+//! Allows live `cache_ttl`, 401/403 denials `negative_cache_ttl`; 429, unavailable and unexpected
+//! answers are never cached. Allows and denials are kept in separate bounded maps, each evicting
+//! its oldest entry when full, so a flood of unknown credentials (all denials) never evicts a live
+//! allow. [`ExternalAuth::clear`] empties both; every reload calls it, changed or not. Concurrent
+//! checks with the same key share one auth call (single flight), so a burst of identical new
+//! requests costs the auth service one call.
+//!
+//! # Credentials in the URL
+//! `url = "http://user:password@auth/check"` authenticates gatehouse itself to the auth service:
+//! the userinfo is removed from the URL and sent as `Authorization: Basic` (percent-decoded,
+//! as a browser does). When the configured `forward_headers` carry the client's own
+//! `Authorization`, that one is what the service must judge, so it is sent instead and the Basic
+//! credential is left out of that call. The password never appears in `Debug` output, logs or
+//! errors.
 //!
 //! No header value (credential or not) ever reaches a log line, an error or `Debug` output.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +52,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
@@ -44,7 +69,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::{AuthMethod, Identity};
-use crate::config::ExternalSettings;
+use crate::config::{CacheKey, ExternalSettings};
 use crate::http::body::{self, Body};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 
@@ -52,11 +77,20 @@ use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 /// `x-forwarded-uri`: the client's normalised path and query, for the auth service.
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// `x-forwarded-host`: the Host the client asked for, for the auth service.
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Most bytes of a denial body passed through to the client.
 const MAX_DENY_BODY: usize = 64 * 1024;
-/// Most cached decisions; past it expired entries go, then everything.
-const MAX_CACHE_ENTRIES: usize = 10_000;
+/// Most cached allows; past it expired entries go, then the oldest.
+const MAX_ALLOWS: usize = 10_000;
+/// Most cached denials, kept apart from the allows so a flood of unknown credentials only ever
+/// evicts other denials.
+const MAX_DENIALS: usize = 10_000;
+/// The subject of an allowed request that carried no credential.
+const ANONYMOUS: &str = "anonymous";
+/// Hex characters of the credential hash in an `external:` subject.
+const SUBJECT_HASH_CHARS: usize = 12;
 /// How many times a follower whose leader vanished (cancelled, panicked) tries to join or lead a
 /// new call before calling on its own.
 const MAX_ROUNDS: usize = 3;
@@ -69,7 +103,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Client headers that are never forwarded: framing, hop-by-hop, `Host`, and the headers this
 /// module sets itself.
-const NEVER_FORWARDED: [&str; 13] = [
+const NEVER_FORWARDED: [&str; 14] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -81,11 +115,12 @@ const NEVER_FORWARDED: [&str; 13] = [
     "host",
     "x-forwarded-method",
     "x-forwarded-uri",
+    "x-forwarded-host",
     "x-forwarded-for",
     "x-request-id",
 ];
 
-/// The cache key: SHA-256 over the forwarded credentials.
+/// The cache key: SHA-256 over what the decision may be reused for (see `cache_key`).
 type Key = [u8; 32];
 /// One in-flight auth call, as seen by the checks waiting for it.
 type Flight = watch::Receiver<Option<Decision>>;
@@ -96,6 +131,8 @@ pub struct AuthRequest<'a> {
     pub method: &'a Method,
     /// The client's normalised path and query, sent as `X-Forwarded-Uri`.
     pub uri: &'a str,
+    /// The Host the client asked for (with its port, as sent), sent as `X-Forwarded-Host`.
+    pub host: Option<&'a str>,
     /// The client's headers; only the configured `forward_headers` are passed on.
     pub headers: &'a HeaderMap,
     /// The client IP, sent as `X-Forwarded-For`.
@@ -111,6 +148,7 @@ impl fmt::Debug for AuthRequest<'_> {
         f.debug_struct("AuthRequest")
             .field("method", self.method)
             .field("path", &path)
+            .field("host", &self.host)
             .field("headers", &self.headers.len())
             .field("client_ip", &self.client_ip)
             .field("request_id", self.request_id)
@@ -124,10 +162,13 @@ pub enum Decision {
     /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
     /// values, in configuration order), to be set on the upstream request.
     Allow {
-        /// The caller: `subject` from the first configured copy header present, else `external`.
+        /// The caller: `subject` from the first configured copy header present, else
+        /// `external:` + a hash of the forwarded credential, else `anonymous`.
         identity: Identity,
         /// Auth response headers to set on the upstream request.
         copy: Arc<[(HeaderName, HeaderValue)]>,
+        /// No credential was sent and the service named nobody: rate limits key on the IP.
+        anonymous: bool,
     },
     /// 401, 403 or 429: returned to the client as the auth service sent it.
     Deny(Arc<DenyResponse>),
@@ -142,10 +183,15 @@ impl fmt::Debug for Decision {
     /// Copied header values are left out: an auth service may hand a credential to upstreams.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Allow { identity, copy } => f
+            Self::Allow {
+                identity,
+                copy,
+                anonymous,
+            } => f
                 .debug_struct("Allow")
                 .field("identity", identity)
                 .field("copy", &HeaderNames(copy))
+                .field("anonymous", anonymous)
                 .finish(),
             Self::Deny(deny) => f.debug_tuple("Deny").field(deny).finish(),
             Self::Unavailable => f.write_str("Unavailable"),
@@ -201,13 +247,16 @@ impl fmt::Debug for HeaderNames<'_> {
 
 /// The `[auth.external]` client: asks the auth service, caches and coalesces its decisions.
 ///
-/// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from the new
-/// settings, so every reload empties the cache (as SPEC §2 requires): a revoked credential is
-/// never allowed from a stale cache entry past a reload, and a changed auth URL never serves the
-/// old service's answers. Share it behind an `Arc`; every method takes `&self`.
+/// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from new
+/// settings, and a reload that changed nothing calls [`ExternalAuth::clear`], so every reload
+/// empties the cache (SPEC §8.2): a revoked credential is never allowed from a stale cache entry
+/// past a reload, and a changed auth URL never serves the old service's answers. Share it behind
+/// an `Arc`; every method takes `&self`.
 pub struct ExternalAuth {
     url: Uri,
     host: HeaderValue,
+    /// `Authorization: Basic` from the URL's userinfo, marked sensitive.
+    basic: Option<HeaderValue>,
     method: Method,
     content_length: bool,
     forward_headers: Vec<HeaderName>,
@@ -215,24 +264,41 @@ pub struct ExternalAuth {
     timeout: Duration,
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
+    cache_key: CacheKey,
     client: Client<HttpsConnector<HttpConnector>, Body>,
     state: Mutex<State>,
     calls: AtomicU64,
     coalesced: AtomicU64,
-    external_subject: Arc<str>,
+    anonymous_subject: Arc<str>,
     no_roles: Arc<[String]>,
 }
 
 impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query may carry a key, like the userinfo already split off.
+        let query = if self.url.query().is_some() {
+            "?***"
+        } else {
+            ""
+        };
+        let url = format!(
+            "{}://{}{}{query}",
+            self.url.scheme_str().unwrap_or_default(),
+            self.url
+                .authority()
+                .map_or("", http::uri::Authority::as_str),
+            self.url.path()
+        );
         f.debug_struct("ExternalAuth")
-            .field("url", &self.url)
+            .field("url", &url)
+            .field("basic_auth", &self.basic.is_some())
             .field("method", &self.method)
             .field("forward_headers", &self.forward_headers)
             .field("copy_headers", &self.copy_headers)
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
             .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("cache_key", &self.cache_key)
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
@@ -244,6 +310,9 @@ impl fmt::Debug for ExternalAuth {
 struct State {
     cache: Cache,
     in_flight: HashMap<Key, Flight>,
+    /// Bumped by every [`ExternalAuth::clear`]: a call that started before it does not cache its
+    /// answer after it.
+    epoch: u64,
 }
 
 /// What [`ExternalAuth::join`] found.
@@ -261,14 +330,15 @@ impl ExternalAuth {
     /// made; for an `https` URL the system CA roots are read, as for upstreams.
     ///
     /// # Errors
-    /// A URL that is not absolute `http`/`https` or carries `user:password@`, a forward header
-    /// that must never be forwarded (framing, hop-by-hop, `Host`, or one this module sets), or an
-    /// `https` URL on a system without CA roots.
+    /// A URL that is not absolute `http`/`https`, a forward header that must never be forwarded
+    /// (framing, hop-by-hop, `Host`, or one this module sets), or an `https` URL on a system
+    /// without CA roots. No error echoes the URL's userinfo.
     pub fn new(settings: &ExternalSettings) -> Result<Self, String> {
-        let host = host_header(&settings.url)?;
+        let (url, basic) = split_userinfo(&settings.url)?;
+        let host = host_header(&url)?;
         Ok(Self {
-            url: settings.url.clone(),
             host,
+            basic,
             content_length: method_has_body(&settings.method),
             method: settings.method.clone(),
             forward_headers: forward_headers(&settings.forward_headers)?,
@@ -276,22 +346,24 @@ impl ExternalAuth {
             timeout: settings.timeout,
             cache_ttl: settings.cache_ttl,
             negative_cache_ttl: settings.negative_cache_ttl,
-            client: client(settings)?,
+            cache_key: settings.cache_key,
+            client: client(&url, settings.timeout)?,
+            url,
             state: Mutex::new(State::default()),
             calls: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
-            external_subject: Arc::from("external"),
+            anonymous_subject: Arc::from(ANONYMOUS),
             no_roles: Arc::from(Vec::new()),
         })
     }
 
     /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
-    /// the cache or from a call already in flight for the same credentials when possible.
+    /// the cache or from a call already in flight for the same key when possible.
     pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
         if !self.caches() {
             return self.ask(request).await;
         }
-        let key = self.key(request.headers);
+        let key = self.key(request);
         for _ in 0..MAX_ROUNDS {
             match self.join(key) {
                 Turn::Hit(decision) => return decision,
@@ -308,9 +380,27 @@ impl ExternalAuth {
                 }
             }
         }
+        let epoch = self.lock().epoch;
         let decision = self.ask(request).await;
-        self.remember(key, &decision);
+        self.remember(key, &decision, epoch);
         decision
+    }
+
+    /// Whether the request carries a credential for the auth service: any configured forward
+    /// header. Only such requests count towards `failure_limit` when denied.
+    pub fn presented(&self, headers: &HeaderMap) -> bool {
+        self.forward_headers
+            .iter()
+            .any(|name| headers.contains_key(name))
+    }
+
+    /// Empties the decision cache and forgets the calls in flight (their answers are still
+    /// delivered to the checks waiting for them, but not cached). Every reload calls this.
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.cache.clear();
+        state.in_flight.clear();
+        state.epoch = state.epoch.wrapping_add(1);
     }
 
     /// Calls made to the auth service so far (for tests/metrics).
@@ -333,24 +423,70 @@ impl ExternalAuth {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The cache key: SHA-256 over each configured forward header the client sent, its name and
-    /// all its values, length-framed so no two different header sets hash alike.
-    fn key(&self, headers: &HeaderMap) -> Key {
+    /// The cache key for `cache_key`: the forwarded credentials, plus for `"request"` the
+    /// method, Host, normalised path and query and client IP. Every part is length-framed, so no
+    /// two different requests hash alike.
+    fn key(&self, request: &AuthRequest<'_>) -> Key {
         let mut hasher = Sha256::new();
-        hasher.update(b"gatehouse external auth v1\0");
+        match self.cache_key {
+            CacheKey::Credential => hasher.update(b"gatehouse external auth v1\0"),
+            CacheKey::Request => {
+                hasher.update(b"gatehouse external auth request v2\0");
+                framed(&mut hasher, request.method.as_str().as_bytes());
+                match request.host {
+                    Some(host) => {
+                        hasher.update([1]);
+                        framed(&mut hasher, host.as_bytes());
+                    }
+                    None => hasher.update([0]),
+                }
+                framed(&mut hasher, request.uri.as_bytes());
+                framed(
+                    &mut hasher,
+                    request.client_ip.to_canonical().to_string().as_bytes(),
+                );
+            }
+        }
+        self.hash_credentials(&mut hasher, request.headers);
+        hasher.finalize().into()
+    }
+
+    /// Feeds each configured forward header the client sent, its name and all its values.
+    fn hash_credentials(&self, hasher: &mut Sha256, headers: &HeaderMap) {
         for name in &self.forward_headers {
             let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 continue;
             }
-            framed(&mut hasher, name.as_str().as_bytes());
+            framed(hasher, name.as_str().as_bytes());
             for value in values {
                 hasher.update([1]);
-                framed(&mut hasher, value.as_bytes());
+                framed(hasher, value.as_bytes());
             }
             hasher.update([0]);
         }
-        hasher.finalize().into()
+    }
+
+    /// The subject of an allow the service named nobody in: `external:` + 12 hex characters of
+    /// a SHA-256 over the forwarded header values, or `None` when none was sent (anonymous).
+    fn credential_subject(&self, headers: &HeaderMap) -> Option<Arc<str>> {
+        if !self.presented(headers) {
+            return None;
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(b"gatehouse external subject v1\0");
+        for name in &self.forward_headers {
+            for value in headers.get_all(name) {
+                framed(&mut hasher, value.as_bytes());
+            }
+            // Ends each header's values, so moving a value between headers changes the hash.
+            hasher.update([0]);
+        }
+        let digest = hex::encode(hasher.finalize());
+        Some(Arc::from(format!(
+            "external:{}",
+            &digest[..SUBJECT_HASH_CHARS]
+        )))
     }
 
     /// Under one lock: a cached decision, or the call in flight to wait for, or leadership.
@@ -371,6 +507,7 @@ impl ExternalAuth {
         Turn::Lead(Leader {
             auth: self,
             key,
+            epoch: state.epoch,
             sender,
             finished: false,
         })
@@ -389,11 +526,16 @@ impl ExternalAuth {
         }
     }
 
-    /// Caches `decision` if its kind is cacheable.
-    fn remember(&self, key: Key, decision: &Decision) {
+    /// Caches `decision` if its kind is cacheable and no [`clear`](Self::clear) happened since
+    /// `epoch`.
+    fn remember(&self, key: Key, decision: &Decision, epoch: u64) {
         let ttl = self.ttl(decision);
-        if !ttl.is_zero() {
-            self.lock()
+        if ttl.is_zero() {
+            return;
+        }
+        let mut state = self.lock();
+        if state.epoch == epoch {
+            state
                 .cache
                 .insert(key, decision.clone(), ttl, Instant::now());
         }
@@ -403,14 +545,7 @@ impl ExternalAuth {
     fn ttl(&self, decision: &Decision) -> Duration {
         match decision {
             Decision::Allow { .. } => self.cache_ttl,
-            Decision::Deny(deny)
-                if matches!(
-                    deny.status,
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                ) =>
-            {
-                self.negative_cache_ttl
-            }
+            Decision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
             Decision::Deny(_) | Decision::Unavailable | Decision::Unexpected(_) => Duration::ZERO,
         }
     }
@@ -422,7 +557,8 @@ impl ExternalAuth {
             tracing::warn!("external auth request could not be built");
             return Decision::Unavailable;
         };
-        match tokio::time::timeout(self.timeout, self.exchange(outgoing)).await {
+        let subject = self.credential_subject(request.headers);
+        match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
             Ok(decision) => decision,
             Err(_elapsed) => {
                 tracing::warn!(timeout = ?self.timeout, "external auth service timed out");
@@ -431,13 +567,19 @@ impl ExternalAuth {
         }
     }
 
-    /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set.
+    /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set, and
+    /// the URL's Basic credential unless a forwarded `Authorization` takes its place.
     fn build(&self, request: &AuthRequest<'_>) -> Option<Request<Body>> {
-        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 6);
+        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 8);
         for name in &self.forward_headers {
             for value in request.headers.get_all(name) {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        if let Some(basic) = &self.basic
+            && !headers.contains_key(AUTHORIZATION)
+        {
+            headers.insert(AUTHORIZATION, basic.clone());
         }
         headers.insert(HOST, self.host.clone());
         headers.insert(
@@ -445,6 +587,9 @@ impl ExternalAuth {
             HeaderValue::from_str(request.method.as_str()).ok()?,
         );
         headers.insert(X_FORWARDED_URI, HeaderValue::from_str(request.uri).ok()?);
+        if let Some(host) = request.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
         headers.insert(
             X_FORWARDED_FOR,
             HeaderValue::from_str(&request.client_ip.to_canonical().to_string()).ok()?,
@@ -462,8 +607,9 @@ impl ExternalAuth {
         Some(outgoing)
     }
 
-    /// Sends the request and classifies the answer.
-    async fn exchange(&self, outgoing: Request<Body>) -> Decision {
+    /// Sends the request and classifies the answer; `subject` names an allowed caller the
+    /// service does not name (`None`: no credential was sent).
+    async fn exchange(&self, outgoing: Request<Body>, subject: Option<Arc<str>>) -> Decision {
         let response = match self.client.request(outgoing).await {
             Ok(response) => response,
             Err(error) => {
@@ -475,7 +621,7 @@ impl ExternalAuth {
         match parts.status.as_u16() {
             200..=299 => {
                 drain_in_background(incoming, self.timeout);
-                self.allow(&parts.headers)
+                self.allow(&parts.headers, subject)
             }
             401 | 403 | 429 => deny(parts.status, &parts.headers, incoming).await,
             500..=599 => {
@@ -492,14 +638,15 @@ impl ExternalAuth {
         }
     }
 
-    /// An allow: the copy headers present and the identity they name.
-    fn allow(&self, headers: &HeaderMap) -> Decision {
+    /// An allow: the copy headers present and the identity they name, else the credential's
+    /// `external:` subject, else anonymous.
+    fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> Decision {
         let mut copy = Vec::new();
-        let mut subject = None;
+        let mut named = None;
         for name in &self.copy_headers {
             for value in headers.get_all(name) {
-                if subject.is_none() {
-                    subject = value
+                if named.is_none() {
+                    named = value
                         .to_str()
                         .ok()
                         .filter(|text| !text.is_empty())
@@ -508,15 +655,31 @@ impl ExternalAuth {
                 copy.push((name.clone(), value.clone()));
             }
         }
+        let anonymous = named.is_none() && credential_subject.is_none();
+        let subject = named
+            .or(credential_subject)
+            .unwrap_or_else(|| self.anonymous_subject.clone());
         Decision::Allow {
             identity: Identity {
-                subject: subject.unwrap_or_else(|| self.external_subject.clone()),
+                subject,
                 roles: self.no_roles.clone(),
                 method: AuthMethod::External,
                 expires: None,
             },
             copy: Arc::from(copy),
+            anonymous,
         }
+    }
+}
+
+impl DenyResponse {
+    /// 401 or 403: the service refused the credential (a failed attempt, cached negatively);
+    /// 429 is the service asking for patience, neither.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
     }
 }
 
@@ -526,18 +689,20 @@ impl ExternalAuth {
 struct Leader<'a> {
     auth: &'a ExternalAuth,
     key: Key,
+    /// The cache epoch when the call started.
+    epoch: u64,
     sender: watch::Sender<Option<Decision>>,
     finished: bool,
 }
 
 impl Leader<'_> {
-    /// Caches the decision, retires the in-flight entry (in one critical section, so a newcomer
-    /// sees one or the other) and wakes the followers.
+    /// Caches the decision (unless the cache was cleared meanwhile), retires the in-flight entry
+    /// (in one critical section, so a newcomer sees one or the other) and wakes the followers.
     fn finish(mut self, decision: &Decision) {
         let ttl = self.auth.ttl(decision);
         {
             let mut state = self.auth.lock();
-            if !ttl.is_zero() {
+            if !ttl.is_zero() && state.epoch == self.epoch {
                 state
                     .cache
                     .insert(self.key, decision.clone(), ttl, Instant::now());
@@ -575,13 +740,74 @@ struct Entry {
     expires: Instant,
 }
 
-/// The bounded decision cache.
-#[derive(Default)]
+/// The decision cache: allows and denials apart, each bounded on its own, so a flood of unknown
+/// credentials (denials) can only evict other denials, never a live allow.
 struct Cache {
-    entries: HashMap<Key, Entry>,
+    allows: Bounded,
+    denials: Bounded,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            allows: Bounded::new(MAX_ALLOWS),
+            denials: Bounded::new(MAX_DENIALS),
+        }
+    }
 }
 
 impl Cache {
+    /// The live decision for `key`.
+    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
+        self.allows
+            .get(key, now)
+            .or_else(|| self.denials.get(key, now))
+    }
+
+    /// Stores `decision` for `ttl` in the map of its kind.
+    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
+        match decision {
+            Decision::Allow { .. } => {
+                self.denials.remove(&key);
+                self.allows.insert(key, decision, ttl, now);
+            }
+            _ => {
+                self.allows.remove(&key);
+                self.denials.insert(key, decision, ttl, now);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.allows.clear();
+        self.denials.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.allows.entries.len() + self.denials.entries.len()
+    }
+}
+
+/// A map of at most `capacity` entries that evicts the oldest first. Its entries share one TTL,
+/// so insertion order is expiry order: the front of `order` is both the next to expire and the
+/// oldest. `order` may hold stale pairs (a key removed or stored again); a pair counts only while
+/// it matches the map's entry.
+struct Bounded {
+    entries: HashMap<Key, Entry>,
+    order: VecDeque<(Key, Instant)>,
+    capacity: usize,
+}
+
+impl Bounded {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// The live decision for `key`; an expired one is dropped.
     fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
         let entry = self.entries.get(key)?;
@@ -592,24 +818,63 @@ impl Cache {
         None
     }
 
-    /// Stores `decision` for `ttl`. When full, expired entries go first, then everything.
+    /// Stores `decision` for `ttl`: expired entries go first, then, while full, the oldest.
     fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
         let Some(expires) = now.checked_add(ttl) else {
             return;
         };
-        if self.entries.len() >= MAX_CACHE_ENTRIES && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, entry| entry.expires > now);
-            if self.entries.len() >= MAX_CACHE_ENTRIES {
-                tracing::debug!("external auth decision cache full; cleared");
-                self.entries.clear();
+        self.pop_while(|_, at| at <= now);
+        if !self.entries.contains_key(&key) {
+            let capacity = self.capacity;
+            let mut evicted = 0usize;
+            self.pop_while(|entries, _| {
+                entries.len() >= capacity && {
+                    evicted += 1;
+                    true
+                }
+            });
+            if evicted > 0 {
+                tracing::debug!(evicted, "external auth decision cache full; oldest evicted");
             }
         }
         self.entries.insert(key, Entry { decision, expires });
+        self.order.push_back((key, expires));
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            self.compact();
+        }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
+    fn remove(&mut self, key: &Key) {
+        self.entries.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
+    /// Pops the front of `order` (dropping its entry if the pair is current) while `pop` says so.
+    fn pop_while(&mut self, mut pop: impl FnMut(&HashMap<Key, Entry>, Instant) -> bool) {
+        while let Some(&(key, at)) = self.order.front() {
+            if !pop(&self.entries, at) {
+                return;
+            }
+            self.order.pop_front();
+            if self.entries.get(&key).is_some_and(|e| e.expires == at) {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Rebuilds `order` from the live entries, dropping stale pairs.
+    fn compact(&mut self) {
+        let mut order: Vec<(Key, Instant)> = self
+            .entries
+            .iter()
+            .map(|(key, entry)| (*key, entry.expires))
+            .collect();
+        order.sort_by_key(|(_, at)| *at);
+        self.order = order.into();
     }
 }
 
@@ -692,6 +957,74 @@ fn method_has_body(method: &Method) -> bool {
     )
 }
 
+/// The URL without its `user:password@`, and that userinfo as an `Authorization: Basic` value
+/// (marked sensitive). Errors never echo the userinfo.
+fn split_userinfo(url: &Uri) -> Result<(Uri, Option<HeaderValue>), String> {
+    let Some((userinfo, host)) = url.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
+        return Ok((url.clone(), None));
+    };
+    let mut parts = url.clone().into_parts();
+    parts.authority = Some(
+        host.parse()
+            .map_err(|_| "auth.external.url: invalid host".to_owned())?,
+    );
+    let stripped =
+        Uri::from_parts(parts).map_err(|_| "auth.external.url: invalid URL".to_owned())?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut credentials = percent_decode(user);
+    credentials.push(b':');
+    credentials.extend(percent_decode(password));
+    let mut basic = HeaderValue::from_str(&format!("Basic {}", base64(&credentials)))
+        .map_err(|_| "auth.external.url: invalid user:password".to_owned())?;
+    basic.set_sensitive(true);
+    Ok((stripped, Some(basic)))
+}
+
+/// `%XX` escapes decoded (RFC 3986 userinfo); a `%` not followed by two hex digits stays as is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Standard padded base64 (RFC 4648 §4), as `Authorization: Basic` wants it.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// `Host` for the auth request: the URL's host and, if written, its port.
 fn host_header(url: &Uri) -> Result<HeaderValue, String> {
     if !matches!(url.scheme_str(), Some("http" | "https")) {
@@ -733,13 +1066,14 @@ fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
 
 /// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
 fn client(
-    settings: &ExternalSettings,
+    url: &Uri,
+    timeout: Duration,
 ) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
     let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(settings.timeout));
+    http.set_connect_timeout(Some(timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
-    let tls = tls_config(settings.url.scheme_str() == Some("https"))?;
+    let tls = tls_config(url.scheme_str() == Some("https"))?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -954,6 +1288,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             cache_ttl: Duration::ZERO,
             negative_cache_ttl: Duration::ZERO,
+            cache_key: CacheKey::Request,
         }
     }
 
@@ -972,17 +1307,37 @@ mod tests {
     }
 
     async fn check_with(auth: &ExternalAuth, headers: &HeaderMap) -> Decision {
+        check_on(auth, &Method::PUT, "/api/v1/thing?x=1", headers).await
+    }
+
+    async fn check_on(
+        auth: &ExternalAuth,
+        method: &Method,
+        uri: &str,
+        headers: &HeaderMap,
+    ) -> Decision {
         let request_id = HeaderValue::from_static("req-1");
-        let request = AuthRequest {
-            method: &Method::PUT,
-            uri: "/api/v1/thing?x=1",
-            headers,
-            client_ip: "203.0.113.7".parse().unwrap(),
-            request_id: &request_id,
-        };
+        let request = request(method, uri, headers, &request_id);
         tokio::time::timeout(WAIT, auth.check(&request))
             .await
             .expect("check finishes")
+    }
+
+    /// A request from 203.0.113.7 to `gateway.example`.
+    fn request<'a>(
+        method: &'a Method,
+        uri: &'a str,
+        headers: &'a HeaderMap,
+        request_id: &'a HeaderValue,
+    ) -> AuthRequest<'a> {
+        AuthRequest {
+            method,
+            uri,
+            host: Some("gateway.example"),
+            headers,
+            client_ip: "203.0.113.7".parse().unwrap(),
+            request_id,
+        }
     }
 
     async fn check(auth: &ExternalAuth, token: &str) -> Decision {
@@ -1015,27 +1370,88 @@ mod tests {
         })
         .await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let Decision::Allow { identity, copy } = check(&auth, "secret-token").await else {
+        let Decision::Allow {
+            identity,
+            copy,
+            anonymous,
+        } = check(&auth, "secret-token").await
+        else {
             panic!("expected allow");
         };
         assert_eq!(&*identity.subject, "alice");
         assert!(identity.roles.is_empty());
         assert_eq!(identity.method, AuthMethod::External);
         assert_eq!(identity.expires, None);
+        assert!(!anonymous);
         assert_eq!(header(&copy, "x-user"), ["alice"]);
         assert_eq!(header(&copy, "x-tenant"), ["t1"]);
         assert_eq!(copy.len(), 2, "only configured copy headers: {copy:?}");
     }
 
+    /// The allowed identity and its anonymity.
+    fn allowed(decision: &Decision) -> (String, bool) {
+        match decision {
+            Decision::Allow {
+                identity,
+                anonymous,
+                ..
+            } => (identity.subject.to_string(), *anonymous),
+            other => panic!("expected allow, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn allow_without_copy_headers_is_subject_external() {
+    async fn allow_without_copy_headers_is_subject_external_hash_of_the_credential() {
         let mock = Mock::start(|_| Reply::status(204)).await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let Decision::Allow { identity, copy } = check(&auth, "t").await else {
+        let decision = check(&auth, "t").await;
+        let Decision::Allow { copy, .. } = &decision else {
             panic!("expected allow");
         };
-        assert_eq!(&*identity.subject, "external");
         assert!(copy.is_empty());
+        let (subject, anonymous) = allowed(&decision);
+        assert!(!anonymous);
+        let hash = subject.strip_prefix("external:").expect("external: prefix");
+        assert_eq!(hash.len(), 12);
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert!(
+            !subject.contains('t') || !subject.ends_with(":t"),
+            "never the credential"
+        );
+
+        // Same credential, same subject; another credential, another subject.
+        assert_eq!(allowed(&check(&auth, "t").await).0, subject);
+        let other = allowed(&check(&auth, "u").await).0;
+        assert_ne!(other, subject);
+        assert!(other.starts_with("external:"));
+        // The value moved to another forward header is another credential.
+        let mut as_authorization = HeaderMap::new();
+        as_authorization.insert("authorization", HeaderValue::from_static("t"));
+        assert_ne!(
+            allowed(&check_with(&auth, &as_authorization).await).0,
+            subject
+        );
+    }
+
+    #[tokio::test]
+    async fn allow_without_a_credential_is_anonymous_unless_the_service_names_someone() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", HeaderValue::from_static("not a forward header"));
+        assert_eq!(
+            allowed(&check_with(&auth, &headers).await),
+            ("anonymous".to_owned(), true)
+        );
+        let mock = Mock::start(|_| Reply::status(200).header("x-user", "guest-7")).await;
+        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
+        assert_eq!(
+            allowed(&check_with(&auth, &HeaderMap::new()).await),
+            ("guest-7".to_owned(), false)
+        );
     }
 
     #[tokio::test]
@@ -1206,10 +1622,7 @@ mod tests {
         assert_eq!(mock.count(), 1);
         assert_eq!(auth.calls(), 1);
         for decision in [first, second] {
-            let Decision::Allow { identity, .. } = decision else {
-                panic!("expected allow");
-            };
-            assert_eq!(&*identity.subject, "bob");
+            assert_eq!(allowed(&decision).0, "bob");
         }
         check(&auth, "token-b").await;
         assert_eq!(
@@ -1272,10 +1685,7 @@ mod tests {
         mock.release();
         for task in checks {
             let decision = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
-            let Decision::Allow { identity, .. } = decision else {
-                panic!("expected allow");
-            };
-            assert_eq!(&*identity.subject, "carol");
+            assert_eq!(allowed(&decision).0, "carol");
         }
         assert_eq!(mock.count(), 1);
         assert_eq!(auth.calls(), 1);
@@ -1335,87 +1745,301 @@ mod tests {
         assert_eq!(denial(&check(&auth, "t").await).body.len(), MAX_DENY_BODY);
     }
 
-    #[test]
-    fn keys_depend_on_names_and_values_not_on_other_headers() {
-        let auth = ExternalAuth::new(&settings("http://127.0.0.1:1/".parse().unwrap())).unwrap();
-        let a = client_headers("abc");
-        let mut b = client_headers("abc");
-        b.insert("cookie", HeaderValue::from_static("unrelated"));
-        assert_eq!(auth.key(&a), auth.key(&b));
-        assert_ne!(auth.key(&a), auth.key(&client_headers("abd")));
-        let mut as_bearer = HeaderMap::new();
-        as_bearer.insert("authorization", HeaderValue::from_static("abc"));
-        assert_ne!(auth.key(&a), auth.key(&as_bearer));
-        let mut split = client_headers("ab");
-        split.append("x-token", HeaderValue::from_static("c"));
-        assert_ne!(auth.key(&a), auth.key(&split));
-        assert_ne!(auth.key(&a), auth.key(&HeaderMap::new()));
+    /// The key of a GET /x from 203.0.113.7 to gateway.example with `headers`.
+    fn key_of(auth: &ExternalAuth, headers: &HeaderMap) -> Key {
+        let request_id = HeaderValue::from_static("rid");
+        auth.key(&request(&Method::GET, "/x", headers, &request_id))
     }
 
     #[test]
-    fn cache_is_bounded() {
+    fn keys_depend_on_names_and_values_not_on_other_headers() {
+        for cache_key in [CacheKey::Request, CacheKey::Credential] {
+            let auth = ExternalAuth::new(&ExternalSettings {
+                cache_key,
+                ..settings("http://127.0.0.1:1/".parse().unwrap())
+            })
+            .unwrap();
+            let key = |headers: &HeaderMap| key_of(&auth, headers);
+            let a = client_headers("abc");
+            let mut b = client_headers("abc");
+            b.insert("cookie", HeaderValue::from_static("unrelated"));
+            assert_eq!(key(&a), key(&b));
+            assert_ne!(key(&a), key(&client_headers("abd")));
+            let mut as_bearer = HeaderMap::new();
+            as_bearer.insert("authorization", HeaderValue::from_static("abc"));
+            assert_ne!(key(&a), key(&as_bearer));
+            let mut split = client_headers("ab");
+            split.append("x-token", HeaderValue::from_static("c"));
+            assert_ne!(key(&a), key(&split));
+            assert_ne!(key(&a), key(&HeaderMap::new()));
+        }
+    }
+
+    #[test]
+    fn request_keys_cover_everything_the_service_saw_and_credential_keys_only_the_credential() {
+        let url: Uri = "http://127.0.0.1:1/".parse().unwrap();
+        let by_request = ExternalAuth::new(&settings(url.clone())).unwrap();
+        let by_credential = ExternalAuth::new(&ExternalSettings {
+            cache_key: CacheKey::Credential,
+            ..settings(url)
+        })
+        .unwrap();
+        let headers = client_headers("abc");
+        let rid = HeaderValue::from_static("rid");
+        let base = request(&Method::GET, "/reports", &headers, &rid);
+        let variants = [
+            AuthRequest {
+                method: &Method::DELETE,
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+            request(&Method::GET, "/admin", &headers, &rid),
+            request(&Method::GET, "/reports?all=1", &headers, &rid),
+            AuthRequest {
+                host: Some("other.example"),
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+            AuthRequest {
+                host: None,
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+            AuthRequest {
+                client_ip: "198.51.100.1".parse().unwrap(),
+                ..request(&Method::GET, "/reports", &headers, &rid)
+            },
+        ];
+        for variant in &variants {
+            assert_ne!(
+                by_request.key(&base),
+                by_request.key(variant),
+                "{variant:?}"
+            );
+            assert_eq!(
+                by_credential.key(&base),
+                by_credential.key(variant),
+                "{variant:?}"
+            );
+        }
+        let other_id = HeaderValue::from_static("another request id");
+        let same = request(&Method::GET, "/reports", &headers, &other_id);
+        assert_eq!(
+            by_request.key(&base),
+            by_request.key(&same),
+            "request ids differ always"
+        );
+    }
+
+    #[tokio::test]
+    async fn request_mode_asks_again_for_another_method_or_path() {
+        let mock = Mock::start(|r| match r.headers.get("x-forwarded-method") {
+            Some(method) if method == "GET" => Reply::status(200),
+            _ => Reply::status(403),
+        })
+        .await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        let headers = client_headers("t");
+        let get = check_on(&auth, &Method::GET, "/reports", &headers).await;
+        assert!(matches!(get, Decision::Allow { .. }));
+        let delete = check_on(&auth, &Method::DELETE, "/admin", &headers).await;
+        assert_eq!(denial(&delete).status, StatusCode::FORBIDDEN);
+        check_on(&auth, &Method::GET, "/reports", &headers).await;
+        check_on(&auth, &Method::DELETE, "/admin", &headers).await;
+        assert_eq!(mock.count(), 2, "each decision cached for its own request");
+    }
+
+    #[tokio::test]
+    async fn clear_empties_the_cache_and_a_call_in_flight_does_not_refill_it() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
+        check(&auth, "t").await;
+        check(&auth, "t").await;
+        assert_eq!(mock.count(), 1);
+        auth.clear();
+        check(&auth, "t").await;
+        assert_eq!(mock.count(), 2, "cleared");
+
+        // A call that started before a clear delivers its answer but does not cache it.
+        let mut held = Mock::start(|_| Reply::status(200).held()).await;
+        let auth = Arc::new(ExternalAuth::new(&cached(held.url("/v1/auth"))).unwrap());
+        let first = tokio::spawn({
+            let auth = auth.clone();
+            async move { check(&auth, "t").await }
+        });
+        held.arrival().await;
+        auth.clear();
+        held.release();
+        let decision = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
+        assert!(matches!(decision, Decision::Allow { .. }));
+        assert_eq!(auth.lock().cache.len(), 0);
+        check(&auth, "t").await;
+        assert_eq!(held.count(), 2);
+    }
+
+    fn key(i: usize) -> Key {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        key
+    }
+
+    fn allow_decision() -> Decision {
+        Decision::Allow {
+            identity: Identity {
+                subject: Arc::from("alice"),
+                roles: Arc::from(Vec::new()),
+                method: AuthMethod::External,
+                expires: None,
+            },
+            copy: Arc::from(Vec::new()),
+            anonymous: false,
+        }
+    }
+
+    fn deny_decision() -> Decision {
+        Decision::Deny(Arc::new(DenyResponse {
+            status: StatusCode::UNAUTHORIZED,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }))
+    }
+
+    #[test]
+    fn bounded_map_drops_expired_entries_then_the_oldest() {
+        let now = Instant::now();
+        let mut map = Bounded::new(4);
+        let ttl = Duration::from_secs(60);
+        for i in 0..4 {
+            map.insert(
+                key(i),
+                deny_decision(),
+                ttl,
+                now + Duration::from_secs(i as u64),
+            );
+        }
+        assert_eq!(map.entries.len(), 4);
+        // Full of live entries: the oldest goes.
+        map.insert(key(4), deny_decision(), ttl, now + Duration::from_secs(4));
+        assert_eq!(map.entries.len(), 4);
+        let at = now + Duration::from_secs(5);
+        assert!(map.get(&key(0), at).is_none());
+        for i in 1..=4 {
+            assert!(map.get(&key(i), at).is_some(), "{i}");
+        }
+        // Later, expired entries go before any live one.
+        let later = now + Duration::from_secs(62);
+        map.insert(key(5), deny_decision(), ttl, later);
+        assert_eq!(map.entries.len(), 3, "keys 1 and 2 expired");
+        assert!(map.get(&key(3), later).is_some());
+        assert!(map.get(&key(5), later).is_some());
+        // Storing a key again many times keeps the order queue bounded.
+        for _ in 0..100 {
+            map.insert(key(5), deny_decision(), ttl, later);
+        }
+        assert!(map.order.len() <= 8, "{}", map.order.len());
+        assert!(map.get(&key(5), later).is_some());
+        assert!(map.get(&key(4), later).is_some());
+        // Expired entries are not served.
+        assert!(map.get(&key(5), later + ttl).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_denials_never_evicts_an_allow() {
         let now = Instant::now();
         let mut cache = Cache::default();
-        let key = |i: usize| {
-            let mut key = [0u8; 32];
-            key[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            key
-        };
-        for i in 0..MAX_CACHE_ENTRIES / 2 {
-            cache.insert(key(i), Decision::Unavailable, Duration::from_secs(1), now);
+        let ttl = Duration::from_secs(60);
+        cache.insert(key(usize::MAX), allow_decision(), ttl, now);
+        for i in 0..MAX_DENIALS * 2 + 1 {
+            cache.insert(key(i), deny_decision(), ttl, now);
         }
-        for i in MAX_CACHE_ENTRIES / 2..MAX_CACHE_ENTRIES {
-            cache.insert(key(i), Decision::Unavailable, Duration::from_secs(60), now);
-        }
-        assert_eq!(cache.len(), MAX_CACHE_ENTRIES);
-        // Full: the expired half goes.
-        let later = now + Duration::from_secs(2);
-        cache.insert(
-            key(usize::MAX),
-            Decision::Unavailable,
-            Duration::from_secs(60),
-            later,
-        );
-        assert_eq!(cache.len(), MAX_CACHE_ENTRIES / 2 + 1);
-        assert!(cache.get(&key(0), later).is_none());
-        assert!(cache.get(&key(MAX_CACHE_ENTRIES - 1), later).is_some());
-        // Full of live entries: everything goes.
-        let mut i = 0;
-        while cache.len() < MAX_CACHE_ENTRIES {
-            cache.insert(
-                key(i),
-                Decision::Unavailable,
-                Duration::from_secs(60),
-                later,
-            );
-            i += 1;
-        }
-        let fresh = key(usize::MAX - 1);
-        cache.insert(fresh, Decision::Unavailable, Duration::from_secs(60), later);
-        assert_eq!(cache.len(), 1);
-        assert!(cache.get(&fresh, later).is_some());
-        // Expired entries are not served.
-        assert!(cache.get(&fresh, later + Duration::from_secs(61)).is_none());
+        assert!(matches!(
+            cache.get(&key(usize::MAX), now),
+            Some(Decision::Allow { .. })
+        ));
+        assert_eq!(cache.len(), MAX_DENIALS + 1);
+        assert!(cache.get(&key(0), now).is_none(), "the oldest denials went");
+        assert!(cache.get(&key(MAX_DENIALS * 2), now).is_some());
+        cache.clear();
         assert_eq!(cache.len(), 0);
     }
 
     #[test]
-    fn new_refuses_unforwardable_headers_and_credentials_in_the_url() {
+    fn new_refuses_unforwardable_headers() {
         for bad in [
             "content-length",
             "host",
             "connection",
             "upgrade",
             "x-forwarded-for",
+            "x-forwarded-host",
         ] {
             let mut s = settings("http://127.0.0.1:1/".parse().unwrap());
             s.forward_headers.push(HeaderName::from_static(bad));
             let error = ExternalAuth::new(&s).unwrap_err();
             assert!(error.contains(bad), "{error}");
         }
-        let s = settings("http://user:pw@127.0.0.1:1/".parse().unwrap());
-        let error = ExternalAuth::new(&s).unwrap_err();
-        assert!(!error.contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn base64_and_percent_decoding() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(percent_decode("p%40ss%3Aw%2fd"), b"p@ss:w/d");
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+    }
+
+    #[tokio::test]
+    async fn url_userinfo_is_sent_as_basic_auth_unless_the_client_sends_authorization() {
+        let mock = Mock::start(|_| Reply::status(200)).await;
+        let url = format!("http://gate%40house:s3cr%3At@{}/v1/auth?x=1", mock.addr);
+        let auth = ExternalAuth::new(&settings(url.parse().unwrap())).unwrap();
+        check(&auth, "t").await;
+        let mut with_authorization = client_headers("t");
+        with_authorization.insert("authorization", HeaderValue::from_static("Bearer client"));
+        check_with(&auth, &with_authorization).await;
+
+        let seen = mock.requests();
+        assert_eq!(seen.len(), 2);
+        // base64("gate@house:s3cr:t")
+        assert_eq!(
+            seen[0].headers["authorization"],
+            format!("Basic {}", base64(b"gate@house:s3cr:t"))
+        );
+        assert_eq!(seen[0].uri, "/v1/auth?x=1");
+        assert_eq!(seen[0].headers["host"], mock.addr.to_string());
+        let authorizations: Vec<_> = seen[1].headers.get_all("authorization").iter().collect();
+        assert_eq!(
+            authorizations,
+            ["Bearer client"],
+            "the client's credential is judged"
+        );
+
+        let text = format!("{auth:?}");
+        assert!(
+            !text.contains("s3cr") && !text.contains("gate") && !text.contains("x=1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn settings_debug_hides_the_url_userinfo_and_query() {
+        let s = settings(
+            "http://user:pw-secret@auth:9000/v1/auth?key=k3y"
+                .parse()
+                .unwrap(),
+        );
+        let text = format!("{s:?}");
+        assert!(text.contains("http://***@auth:9000/v1/auth?***"), "{text}");
+        assert!(
+            !text.contains("pw-secret") && !text.contains("k3y") && !text.contains("user:"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1425,6 +2049,7 @@ mod tests {
         let request = AuthRequest {
             method: &Method::GET,
             uri: "/x?token=query-secret",
+            host: Some("gateway.example"),
             headers: &headers,
             client_ip: "127.0.0.1".parse().unwrap(),
             request_id: &request_id,
@@ -1445,6 +2070,7 @@ mod tests {
                 HeaderName::from_static("x-upstream-key"),
                 HeaderValue::from_static("copied-secret"),
             )]),
+            anonymous: false,
         };
         let text = format!("{allow:?}");
         assert!(

@@ -180,6 +180,8 @@ pub struct ExternalFile {
     pub cache_ttl: Option<String>,
     /// Deny decision cache lifetime.
     pub negative_cache_ttl: Option<String>,
+    /// `"request"` (default) or `"credential"`.
+    pub cache_key: Option<String>,
 }
 
 /// `[auth.session]`

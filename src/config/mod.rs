@@ -187,9 +187,10 @@ pub struct JwtSettings {
 }
 
 /// `[auth.external]`
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExternalSettings {
-    /// Auth endpoint (http or https).
+    /// Auth endpoint (http or https). May carry `user:password@` (sent as `Authorization: Basic`),
+    /// so it is never printed whole: `Debug` shows it without the userinfo.
     pub url: http::Uri,
     /// Method of the auth request.
     pub method: Method,
@@ -203,6 +204,55 @@ pub struct ExternalSettings {
     pub cache_ttl: Duration,
     /// Deny-decision cache lifetime.
     pub negative_cache_ttl: Duration,
+    /// What a cached decision is reused for.
+    pub cache_key: CacheKey,
+}
+
+/// The URL's userinfo (a password) never reaches a log through `{:?}`.
+impl fmt::Debug for ExternalSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // scheme://host:port/path only: userinfo and query may both carry a secret.
+        let authority = self
+            .url
+            .authority()
+            .map_or("", http::uri::Authority::as_str);
+        let (hidden, host) = match authority.rsplit_once('@') {
+            Some((_, host)) => ("***@", host),
+            None => ("", authority),
+        };
+        let query = if self.url.query().is_some() {
+            "?***"
+        } else {
+            ""
+        };
+        let shown = format!(
+            "{}://{hidden}{host}{}{query}",
+            self.url.scheme_str().unwrap_or(""),
+            self.url.path()
+        );
+        f.debug_struct("ExternalSettings")
+            .field("url", &shown)
+            .field("method", &self.method)
+            .field("forward_headers", &self.forward_headers)
+            .field("copy_headers", &self.copy_headers)
+            .field("timeout", &self.timeout)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("cache_key", &self.cache_key)
+            .finish()
+    }
+}
+
+/// `[auth.external] cache_key`: what an external auth decision is reused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheKey {
+    /// Same method, Host, normalised path + query, forwarded headers and client IP: everything
+    /// the auth service saw.
+    #[default]
+    Request,
+    /// Same forwarded headers, whatever the request: for services that decide on the credential
+    /// alone.
+    Credential,
 }
 
 /// `[auth.session]`

@@ -583,8 +583,25 @@ fn external_settings(check: &mut Checker, raw: &file::ExternalFile) -> Option<Ex
             raw.negative_cache_ttl.as_ref(),
             Duration::from_secs(2),
         ),
+        cache_key: cache_key(check, raw.cache_key.as_deref()),
     };
     Some(settings)
+}
+
+/// `[auth.external] cache_key`: `"request"` (the default) or `"credential"`.
+fn cache_key(check: &mut Checker, raw: Option<&str>) -> super::CacheKey {
+    use super::CacheKey;
+    match raw {
+        None | Some("request") => CacheKey::Request,
+        Some("credential") => CacheKey::Credential,
+        Some(other) => {
+            check.error(
+                "auth.external.cache_key",
+                format!("unknown value {other:?}: expected \"request\" or \"credential\""),
+            );
+            CacheKey::Request
+        }
+    }
 }
 
 fn session_settings(check: &mut Checker, raw: &file::SessionFile) -> SessionSettings {

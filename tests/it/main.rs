@@ -23,6 +23,7 @@ mod reload_auth;
 mod routing;
 mod secrets;
 mod shutdown;
+mod sound_auth;
 mod sound_config;
 mod sound_reload;
 mod sound_tls;
