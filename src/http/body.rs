@@ -332,6 +332,54 @@ mod tests {
         assert_eq!(body.collect().await.unwrap().to_bytes(), "0123");
     }
 
+    /// A body whose stream fails after one chunk, as a client's broken chunked body does.
+    fn failing_body() -> impl HttpBody<Data = Bytes, Error = BoxError> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"hello"))),
+            Err("invalid chunk size".into()),
+        ];
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn client_body_errors_are_told_apart() {
+        let error = Limited::new(ClientBody::new(failing_body()), 1024)
+            .collect()
+            .await
+            .expect_err("the body fails");
+        assert!(ClientBodyError::is_cause_of(error.as_ref()));
+        assert!(!BodyLimitExceeded::is_cause_of(error.as_ref()));
+        assert_eq!(error.to_string(), "malformed request body");
+    }
+
+    #[tokio::test]
+    async fn discard_reads_a_small_body_to_its_end() {
+        let small = Full::new(Bytes::from(vec![0u8; 1000]));
+        assert!(discard(small, 1024, Duration::from_secs(1)).await);
+        assert!(discard(Empty::<Bytes>::new(), 0, Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn discard_gives_up_on_large_broken_or_slow_bodies() {
+        let large = Full::new(Bytes::from(vec![0u8; 2000]));
+        assert!(!discard(large, 1024, Duration::from_secs(1)).await);
+        assert!(!discard(failing_body(), 1024, Duration::from_secs(1)).await);
+        let (_keep_open, slow) = slow_body();
+        assert!(!discard(slow, 1024, Duration::from_millis(20)).await);
+    }
+
+    /// A body that never ends while the returned sender lives.
+    fn slow_body() -> (
+        tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+        impl HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|frame| (frame, rx))
+        });
+        (tx, http_body_util::StreamBody::new(Box::pin(stream)))
+    }
+
     #[tokio::test]
     async fn replayable_retries_only_while_unread() {
         let first = Replayable::new(full("hello"));
