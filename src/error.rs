@@ -22,6 +22,10 @@ pub enum GatewayError {
     /// Request body larger than `max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client's body broke its framing (bad chunk size, chunk data without its CRLF, fewer
+    /// bytes than `Content-Length`) while it streamed upstream; the upstream request was aborted.
+    #[error("malformed request body")]
+    MalformedBody,
     /// No route matches the (normalised) path.
     #[error("no route for {0}")]
     NoRoute(String),
@@ -90,7 +94,7 @@ impl GatewayError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::MalformedBody => StatusCode::BAD_REQUEST,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
@@ -136,6 +140,7 @@ impl GatewayError {
             Self::BadRequest(_)
             | Self::HeadersTooLarge
             | Self::BodyTooLarge
+            | Self::MalformedBody
             | Self::NoRoute(_)
             | Self::RoleRequired(_)
             | Self::WritesDisabled
@@ -154,7 +159,7 @@ impl GatewayError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            Self::BadRequest(_) | Self::BodyTooLarge | Self::HeadersTooLarge
+            Self::BadRequest(_) | Self::BodyTooLarge | Self::HeadersTooLarge | Self::MalformedBody
         )
     }
 
@@ -213,6 +218,7 @@ mod tests {
                 429,
             ),
             (GatewayError::BodyTooLarge, 413),
+            (GatewayError::MalformedBody, 400),
             (GatewayError::HeadersTooLarge, 431),
             (GatewayError::AuthUnavailable, 503),
             (GatewayError::UpstreamUnavailable(name.clone()), 502),
@@ -236,6 +242,17 @@ mod tests {
             GatewayError::TokenExpired("2027-02-21T10:00:00Z".into()).to_string(),
             "token expired at 2027-02-21T10:00:00Z"
         );
+        assert_eq!(
+            GatewayError::MalformedBody.to_string(),
+            "malformed request body"
+        );
+    }
+
+    #[test]
+    fn malformed_body_closes_the_connection() {
+        let response = GatewayError::MalformedBody.into_response("id");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
     }
 
     #[test]

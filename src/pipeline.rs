@@ -2,6 +2,12 @@
 //! [`route_and_forward`] — one `?` step per concern — turns any [`GatewayError`] into its JSON
 //! response, and finishes the response (request id, access log) exactly once.
 //!
+//! The request body is kept apart from the head: only `proxy::forward` takes it. When gatehouse
+//! answers without reading it (a refusal, a redirect, a route that does not pass bodies), `handle`
+//! settles it on HTTP/1.1 as SPEC §8.13 says: a small rest is read and discarded so the connection
+//! stays usable, anything else gets `Connection: close`. A HEAD response never carries a body
+//! (§8.10), gatehouse's own errors included.
+//!
 //! Steps, in order:
 //! 1. plain-listener redirect (cleartext listener in `redirect` mode)
 //! 2. `http::sanitize` — smuggling shapes 400, header size 431
@@ -17,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
 use crate::auth::roles::{self, Requirement};
@@ -102,7 +108,19 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
     let mut ctx = RequestCtx::new(&req, conn, &rt);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut response = match route_and_forward(req, conn, &mut ctx, &rt).await {
+    let framing = BodyFraming::of(&req);
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body);
+    let result = route_and_forward(
+        Request::from_parts(parts, ()),
+        &mut body,
+        conn,
+        &mut ctx,
+        &rt,
+    )
+    .await;
+    let failed = result.is_err();
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = ctx.request_id_str(), %error, "request refused");
@@ -111,6 +129,10 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
             error.into_response(ctx.request_id_str())
         }
     };
+    framing.settle(body, failed, &mut response).await;
+    if method == Method::HEAD {
+        strip_head_body(&mut response);
+    }
     finish(&ctx, &rt, &mut response);
     let label = &rt.route_labels[ctx.route.unwrap_or(rt.route_labels.len() - 1)];
     let upstream = ctx.upstream.as_ref().map(|(name, took)| (name, *took));
@@ -125,9 +147,93 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
     response
 }
 
+/// What SPEC §8.13 needs to know about the request body once the response is chosen.
+#[derive(Debug, Clone, Copy)]
+struct BodyFraming {
+    /// HTTP/1.x: the next request on the connection follows this body on the same byte stream.
+    /// (On h2 a body left unread only resets its own stream.)
+    http1: bool,
+    /// `Expect: 100-continue`: the client waits for a go-ahead before sending the body.
+    expects_continue: bool,
+    /// The request announced a body (`Content-Length` > 0 or chunked).
+    has_body: bool,
+}
+
+impl BodyFraming {
+    fn of(req: &Request<Incoming>) -> Self {
+        Self {
+            http1: req.version() < Version::HTTP_2,
+            expects_continue: req
+                .headers()
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+            has_body: !http_body::Body::is_end_stream(req.body()),
+        }
+    }
+
+    /// Keeps an HTTP/1.1 connection in step after the response is chosen. `unread` is the body
+    /// when gatehouse answered without forwarding it; `failed` says the response is an error.
+    ///
+    /// - An unread body is discarded like NGINX does (at most [`body::DISCARD_MAX_BYTES`] within
+    ///   [`body::DISCARD_MAX_TIME`]) and the connection kept; a larger, slower or broken one — or
+    ///   one the client holds back for `100 Continue` — gets `Connection: close`, so the client
+    ///   never sends its next request into a connection about to close.
+    /// - A body handed upstream whose forwarding failed (502/504) may be partly unread: close.
+    /// - A response that already closes (smuggling shapes, 413, 431) is left alone: its body's
+    ///   framing is not to be trusted, so nothing is read.
+    async fn settle(self, unread: Option<Incoming>, failed: bool, response: &mut Response<Body>) {
+        if !self.http1 || !self.has_body || closes(response) {
+            return;
+        }
+        let keep = match unread {
+            Some(_) if self.expects_continue => false,
+            Some(rest) => {
+                body::discard(rest, body::DISCARD_MAX_BYTES, body::DISCARD_MAX_TIME).await
+            }
+            None => !failed,
+        };
+        if !keep {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+}
+
+/// Whether the response already announces `Connection: close`.
+fn closes(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+/// SPEC §8.10: a HEAD response has no body. gatehouse's own bodies (errors, `respond` routes) are
+/// dropped, keeping the `Content-Length` a GET would have had; an upstream's answer to HEAD is
+/// already empty and keeps its headers untouched.
+fn strip_head_body(response: &mut Response<Body>) {
+    let body = response.body();
+    if http_body::Body::is_end_stream(body) {
+        return;
+    }
+    if let Some(length) = http_body::Body::size_hint(body).exact()
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    *response.body_mut() = body::empty();
+}
+
 /// The steps, in order; each `?` may end the request with an error response.
+///
+/// `body` is the client's body; only forwarding takes it, so whatever answers earlier leaves it
+/// for [`BodyFraming::settle`].
 async fn route_and_forward(
-    mut req: Request<Incoming>,
+    mut req: Request<()>,
+    body: &mut Option<Incoming>,
     conn: &ConnInfo,
     ctx: &mut RequestCtx,
     rt: &Runtime,
@@ -212,13 +318,18 @@ async fn route_and_forward(
             request_id: &ctx.request_id,
         },
         websocket,
-        pass_body: action.pass_request_body,
         max_body_bytes: rt.config.limits.max_body_bytes,
     };
     req.headers_mut().remove(X_REQUEST_ID);
     let name = rt.upstreams[action.upstream].name.clone();
     let started = Instant::now();
-    let result = proxy::forward(req, plan).await;
+    // A route that does not pass the body leaves it to `settle`, like a refusal.
+    let body = if action.pass_request_body {
+        body.take()
+    } else {
+        None
+    };
+    let result = proxy::forward(req, body, plan).await;
     ctx.upstream = Some((name, started.elapsed()));
     result
 }
@@ -254,7 +365,7 @@ async fn limit_rate(
 
 /// Runs the route's credential kinds; `None` on a public route.
 async fn authenticate(
-    req: &Request<Incoming>,
+    req: &Request<()>,
     route: &RouteConfig,
     path: &str,
     ctx: &RequestCtx,

@@ -1,7 +1,8 @@
 //! Forwarding: turns the client's request into the upstream request (hop-by-hop headers removed,
 //! forwarded headers set, body size enforced while streaming), sends it through the upstream's
 //! pool, and streams the response back — or, for a WebSocket handshake, bridges the two upgraded
-//! connections. Failures become 502/504 naming the upstream.
+//! connections. Failures become 502/504 naming the upstream; a client body that breaks its framing
+//! mid-stream becomes 400 and aborts the upstream request (SPEC §8.6).
 
 pub mod upgrade;
 pub mod upstream;
@@ -11,7 +12,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
-use crate::http::body::{self, Body, Limited};
+use crate::http::body::{self, Body, ClientBody, Limited};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
 use upstream::Outgoing;
@@ -30,23 +31,24 @@ pub struct ForwardPlan<'a> {
     pub forwarded: Forwarded<'a>,
     /// The request is a WebSocket handshake on a route that allows it.
     pub websocket: bool,
-    /// Send the client's body (false: an empty body).
-    pub pass_body: bool,
     /// Request body limit.
     pub max_body_bytes: u64,
 }
 
-/// Sends `req` upstream as planned and returns the response to give the client.
+/// Sends `req` upstream as planned, with the client's `body` (`None`: the route does not pass
+/// it, and an empty body goes upstream), and returns the response to give the client.
 ///
 /// # Errors
-/// 413 for an oversized body, 502 when the upstream cannot be reached, 504 when it is too slow.
+/// 413 for an oversized body, 400 for a client body that breaks its framing, 502 when the
+/// upstream cannot be reached, 504 when it is too slow.
 pub async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<()>,
+    body: Option<Incoming>,
     plan: ForwardPlan<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     check_declared_length(req.headers(), plan.max_body_bytes)?;
     let client_upgrade = plan.websocket.then(|| hyper::upgrade::on(&mut req));
-    let (parts, incoming) = req.into_parts();
+    let (parts, ()) = req.into_parts();
     let mut headers = parts.headers;
     remove_hop_by_hop(&mut headers);
     if plan.websocket {
@@ -60,8 +62,8 @@ pub async fn forward(
     {
         headers.insert(header::HOST, host);
     }
-    let body = if plan.pass_body {
-        body::boxed(Limited::new(incoming, plan.max_body_bytes))
+    let body = if let Some(incoming) = body {
+        body::boxed(Limited::new(ClientBody::new(incoming), plan.max_body_bytes))
     } else {
         headers.remove(header::CONTENT_LENGTH);
         if matches!(plan.method, Method::POST | Method::PUT | Method::PATCH) {
@@ -84,6 +86,7 @@ pub async fn forward(
             UpstreamError::Unavailable => GatewayError::UpstreamUnavailable(name.clone()),
             UpstreamError::Timeout => GatewayError::UpstreamTimeout(name.clone()),
             UpstreamError::BodyTooLarge => GatewayError::BodyTooLarge,
+            UpstreamError::ClientBody => GatewayError::MalformedBody,
         })?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(switch_protocols(response, client_upgrade, name));

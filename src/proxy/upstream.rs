@@ -4,8 +4,20 @@
 //! Host names are resolved by the connector each time it opens a connection, so a name that does
 //! not resolve at start is never fatal (requests get 502 naming the upstream) and a changed DNS
 //! answer is picked up by the next new connection. A target that refuses a connection is skipped
-//! for `fail_cooldown`; a request whose attempt failed before its body was read is retried once on
-//! another target.
+//! for `fail_cooldown`.
+//!
+//! # Retries (SPEC §8.5)
+//!
+//! A request is retried once on another target only when no byte of it was written to the first:
+//! the attempt failed while *connecting* (refused, unresolvable, connect or TLS handshake timed
+//! out). hyper-util reports exactly that as `is_connect()`: the connector's future failed, so the
+//! request never met a connection. A pooled connection found closed before the request was
+//! written is already retried inside hyper-util (it hands the unsent request back and opens a new
+//! connection to the same target; if that connect fails, it is again `is_connect()`). Every other
+//! failure — reset, hang-up, a connection closed after the head went out — may have delivered the
+//! request, so it is never sent again, whatever its method or body. Whether the body was polled
+//! says nothing here: hyper never polls an empty body, so a DELETE whose head went out would look
+//! unsent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
-use crate::http::body::{self, Body, BodyLimitExceeded, Replayable};
+use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -31,6 +43,16 @@ pub enum UpstreamError {
     Timeout,
     /// The client's body exceeded `max_body_bytes` while streaming upstream.
     BodyTooLarge,
+    /// The client's body broke its framing (or the client went away) while streaming upstream;
+    /// the upstream request was aborted.
+    ClientBody,
+}
+
+/// A failed attempt, and whether the request may go to another target.
+struct Failed {
+    error: UpstreamError,
+    /// No byte of the request was written: the attempt failed while connecting.
+    unsent: bool,
 }
 
 /// What to send: everything but the target, so a retry can rebuild it.
@@ -169,8 +191,8 @@ impl Upstream {
         Some(request)
     }
 
-    /// Sends the request to a target, retrying once on another target if the first attempt failed
-    /// before reading the body.
+    /// Sends the request to a target, retrying once on another target if the first attempt could
+    /// not connect (no byte of the request was written).
     ///
     /// # Errors
     /// [`UpstreamError`] classified by predicate, never by message text.
@@ -182,7 +204,10 @@ impl Upstream {
         let first = self.pick(None);
         if self.targets.len() == 1 {
             let headers = outgoing.headers.clone();
-            return self.attempt(first, &outgoing, headers, body).await;
+            return self
+                .attempt(first, &outgoing, headers, body)
+                .await
+                .map_err(|failed| failed.error);
         }
         let replayable = Replayable::new(body);
         let spare = replayable.retry();
@@ -194,22 +219,27 @@ impl Upstream {
                 body::boxed(replayable),
             )
             .await;
-        match result {
-            Err(UpstreamError::Unavailable) => match spare.and_then(|spare| spare.retry()) {
-                Some(again) => {
-                    let second = self.pick(Some(first));
-                    tracing::debug!(upstream = %self.name, "retrying on another target");
-                    self.attempt(
-                        second,
-                        &outgoing,
-                        outgoing.headers.clone(),
-                        body::boxed(again),
-                    )
-                    .await
-                }
-                None => Err(UpstreamError::Unavailable),
-            },
-            other => other,
+        let failed = match result {
+            Ok(response) => return Ok(response),
+            Err(failed) => failed,
+        };
+        // The spare is there whenever the attempt never connected (nothing polled the body); the
+        // check stays as a second guard that a body is never sent twice.
+        let again = spare.and_then(|spare| spare.retry());
+        match (failed.unsent, again) {
+            (true, Some(again)) => {
+                let second = self.pick(Some(first));
+                tracing::debug!(upstream = %self.name, "retrying on another target");
+                self.attempt(
+                    second,
+                    &outgoing,
+                    outgoing.headers.clone(),
+                    body::boxed(again),
+                )
+                .await
+                .map_err(|failed| failed.error)
+            }
+            _ => Err(failed.error),
         }
     }
 
@@ -219,24 +249,46 @@ impl Upstream {
         outgoing: &Outgoing,
         headers: HeaderMap,
         body: Body,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let request = self
-            .request(index, outgoing, headers, body)
-            .ok_or(UpstreamError::Unavailable)?;
-        match tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await
-        {
-            Err(_elapsed) => Err(UpstreamError::Timeout),
+    ) -> Result<Response<Incoming>, Failed> {
+        let request = self.request(index, outgoing, headers, body).ok_or(Failed {
+            error: UpstreamError::Unavailable,
+            unsent: true,
+        })?;
+        let sent =
+            tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await;
+        match sent {
+            Err(_elapsed) => Err(Failed {
+                error: UpstreamError::Timeout,
+                unsent: false,
+            }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => {
-                if BodyLimitExceeded::is_cause_of(&error) {
-                    return Err(UpstreamError::BodyTooLarge);
-                }
-                if error.is_connect() {
-                    self.mark_down(index);
-                }
-                tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, error = %error, "upstream request failed");
-                Err(UpstreamError::Unavailable)
-            }
+            Ok(Err(error)) => Err(self.classify(index, &error)),
+        }
+    }
+
+    /// What a failed upstream call means: whose fault, and whether the request may have left.
+    fn classify(&self, index: usize, error: &hyper_util::client::legacy::Error) -> Failed {
+        if BodyLimitExceeded::is_cause_of(error) {
+            return Failed {
+                error: UpstreamError::BodyTooLarge,
+                unsent: false,
+            };
+        }
+        if ClientBodyError::is_cause_of(error) {
+            tracing::debug!(upstream = %self.name, "client body failed; upstream request aborted");
+            return Failed {
+                error: UpstreamError::ClientBody,
+                unsent: false,
+            };
+        }
+        let unsent = error.is_connect();
+        if unsent {
+            self.mark_down(index);
+        }
+        tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, error = %error, "upstream request failed");
+        Failed {
+            error: UpstreamError::Unavailable,
+            unsent,
         }
     }
 }
