@@ -2,11 +2,15 @@
 //! binds every listener (port 0 allowed) and serves until [`Gateway::shutdown`]; then it drains
 //! as SPEC §6 says — `/readyz` 503, keep accepting for `drain_delay`, close keep-alive
 //! connections gracefully (`Connection: close`, HTTP/2 GOAWAY), let in-flight requests finish
-//! within `shutdown_grace`.
+//! within `shutdown_grace`, then drop whatever is left, WebSocket tunnels included (§8.7).
 //!
-//! Each accepted connection takes a `max_connections` permit, gets an idle deadline, completes
-//! its TLS handshake with the runtime's *current* `ServerConfig` (so a reload changes certificates
-//! for new handshakes only), and is served by hyper-util's auto builder (HTTP/1.1 or h2 by ALPN).
+//! Each accepted connection takes a `max_connections` permit, held by its socket's IO wrapper
+//! until the socket is dropped (so a WebSocket tunnel keeps it), completes its TLS handshake
+//! with the runtime's *current* `ServerConfig` (so a reload changes certificates for new
+//! handshakes only), and is served by hyper-util's auto builder (HTTP/1.1 or h2 by ALPN).
+//! Idle is counted in requests, not bytes ([`crate::http::idle`]): a connection with no open
+//! request for `idle_timeout` is closed gracefully, keep-alive PINGs notwithstanding. On h2,
+//! [`crate::http::h2_trailers`] makes a pseudo-header in request trailers a stream error.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -23,6 +23,7 @@ mod reload_auth;
 mod routing;
 mod secrets;
 mod shutdown;
+mod sound_conn;
 mod streaming;
 mod tls;
 mod websocket;
