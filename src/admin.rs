@@ -10,36 +10,77 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::auth::{Attempt, roles};
-use crate::config::AuthKind;
+use crate::config::{AuthKind, Limits};
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
 use crate::reload::{ReloadHandle, ReloadOutcome};
 use crate::runtime::Shared;
 
+/// Most admin connections served at once (SPEC §8.8); more wait in the listen backlog.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
 /// Serves admin requests until the process stops (the admin listener outlives the drain so
-/// `/readyz` can say 503 throughout it).
+/// `/readyz` can say 503 throughout it). Each connection holds one of
+/// [`MAX_ADMIN_CONNECTIONS`] permits and gets the main listener's header read timeout and
+/// header size limit; a failed `accept` backs off instead of spinning.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
+    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(crate::server::ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let shared = shared.clone();
         let reload = reload.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                let reload = reload.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &shared, &reload, peer.ip()).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            serve_connection(stream, peer.ip(), shared, reload).await;
+            drop(permit);
         });
     }
+}
+
+/// One admin connection, HTTP/1.1 only, with the current runtime's header limits.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: IpAddr,
+    shared: Arc<Shared>,
+    reload: ReloadHandle,
+) {
+    let builder = admin_builder(&shared.runtime.load().config.limits);
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        let reload = reload.clone();
+        async move { Ok::<_, Infallible>(handle(&req, &shared, &reload, peer).await) }
+    });
+    if let Err(error) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%error, "admin connection ended with an error");
+    }
+}
+
+/// The main listener's HTTP/1 limits: `header_read_timeout` (which also bounds an idle
+/// keep-alive connection) and `max_header_bytes`.
+fn admin_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(crate::server::http1_buffer(limits));
+    builder
 }
 
 async fn handle(

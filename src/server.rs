@@ -2,11 +2,15 @@
 //! binds every listener (port 0 allowed) and serves until [`Gateway::shutdown`]; then it drains
 //! as SPEC §6 says — `/readyz` 503, keep accepting for `drain_delay`, close keep-alive
 //! connections gracefully (`Connection: close`, HTTP/2 GOAWAY), let in-flight requests finish
-//! within `shutdown_grace`.
+//! within `shutdown_grace`, then drop whatever is left, WebSocket tunnels included (§8.7).
 //!
-//! Each accepted connection takes a `max_connections` permit, gets an idle deadline, completes
-//! its TLS handshake with the runtime's *current* `ServerConfig` (so a reload changes certificates
-//! for new handshakes only), and is served by hyper-util's auto builder (HTTP/1.1 or h2 by ALPN).
+//! Each accepted connection takes a `max_connections` permit, held by its socket's IO wrapper
+//! until the socket is dropped (so a WebSocket tunnel keeps it), completes its TLS handshake
+//! with the runtime's *current* `ServerConfig` (so a reload changes certificates for new
+//! handshakes only), and is served by hyper-util's auto builder (HTTP/1.1 or h2 by ALPN).
+//! Idle is counted in requests, not bytes ([`crate::http::idle`]): a connection with no open
+//! request for `idle_timeout` is closed gracefully, keep-alive PINGs notwithstanding. On h2,
+//! [`crate::http::h2_trailers`] makes a pseudo-header in request trailers a stream error.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,19 +19,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+use http::Response;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Limits, PlainMode};
+use crate::http::body::{Body, BoxError};
+use crate::http::h2_trailers::TrailerGuard;
 use crate::http::head_scan::ScanIo;
-use crate::http::idle::IdleTimeout;
+use crate::http::idle::{Activity, IdleTimeout, RequestGuard};
 use crate::http::sanitize::SmugglingShape;
 use crate::pipeline::{self, ConnInfo};
+use crate::proxy::upgrade::TunnelScope;
 use crate::reload::{ReloadHandle, ReloadOutcome, Reloader};
 use crate::runtime::{Runtime, Shared};
 
@@ -158,6 +165,16 @@ struct Listeners {
     redirect_port: Option<u16>,
 }
 
+/// The signals every connection follows while the gateway shuts down.
+#[derive(Clone)]
+struct Lifecycle {
+    /// Turns true once `drain_delay` is over: stop accepting, close connections gracefully.
+    stop: watch::Receiver<bool>,
+    /// Turns true (or its sender goes) once `shutdown_grace` is over: whatever is still open,
+    /// WebSocket tunnels included, is dropped.
+    kill: watch::Receiver<bool>,
+}
+
 /// Serves until shutdown is requested, then drains.
 async fn serve(
     listeners: Listeners,
@@ -168,8 +185,12 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let limits = shared.runtime.load().config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_accepting, accepting) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
+    let (kill, kill_rx) = watch::channel(false);
+    let lifecycle = Lifecycle {
+        stop: stop_rx,
+        kill: kill_rx,
+    };
     let mut acceptors = vec![tokio::spawn(accept_loop(
         listeners.https,
         Acceptor {
@@ -178,8 +199,7 @@ async fn serve(
         },
         shared.clone(),
         permits.clone(),
-        graceful.clone(),
-        accepting.clone(),
+        lifecycle.clone(),
     ))];
     if let Some(plain) = listeners.plain {
         let kind = Acceptor {
@@ -190,16 +210,16 @@ async fn serve(
             plain,
             kind,
             shared.clone(),
-            permits,
-            graceful.clone(),
-            accepting.clone(),
+            permits.clone(),
+            lifecycle.clone(),
         )));
     }
-    drop(accepting);
+    drop(lifecycle);
     let purger = tokio::spawn(purge_rate_limits(shared.clone()));
     let admin = tokio::spawn(crate::admin::serve(listeners.admin, shared.clone(), reload));
     stopped(&mut shutdown).await;
-    drain(&shared, &limits, stop_accepting, acceptors, graceful).await;
+    drain(&shared, &limits, stop, acceptors, &permits).await;
+    let _ = kill.send(true);
     admin.abort();
     reload_task.abort();
     purger.abort();
@@ -207,30 +227,25 @@ async fn serve(
 }
 
 /// SPEC §6: readyz 503, accept for `drain_delay`, stop accepting, graceful close bounded by
-/// `shutdown_grace`.
+/// `shutdown_grace`. Every connection, a WebSocket tunnel included, holds a permit until its
+/// socket is dropped, so holding all permits again means everything has closed.
 async fn drain(
     shared: &Shared,
     limits: &Limits,
-    stop_accepting: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
     acceptors: Vec<JoinHandle<()>>,
-    graceful: Arc<GracefulShutdown>,
+    permits: &Semaphore,
 ) {
     shared.start_draining();
     tracing::info!(drain_delay = ?limits.drain_delay, "draining: /readyz now 503");
     tokio::time::sleep(limits.drain_delay).await;
-    let _ = stop_accepting.send(true);
+    let _ = stop.send(true);
     for acceptor in acceptors {
         let _ = acceptor.await;
     }
-    // The accept loops held the other references; they have ended.
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        tracing::warn!(
-            "connections still referenced after the accept loops ended; not waiting for them"
-        );
-        return;
-    };
-    match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections closed; stopped"),
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections closed; stopped"),
         Err(_) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "shutdown_grace elapsed; closing remaining connections")
         }
@@ -243,14 +258,20 @@ struct Acceptor {
     redirect_to_port: Option<u16>,
 }
 
+/// Held by a connection's IO until the socket is dropped (after a WebSocket tunnel, if any).
+struct Lease {
+    _permit: OwnedSemaphorePermit,
+    _open: OpenConnection,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     kind: Acceptor,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
-    graceful: Arc<GracefulShutdown>,
-    mut stop: watch::Receiver<bool>,
+    lifecycle: Lifecycle,
 ) {
+    let mut stop = lifecycle.stop.clone();
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -265,20 +286,30 @@ async fn accept_loop(
                 Err(error) => {
                     // Usually EMFILE/ENFILE: back off briefly instead of spinning.
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
             () = stopped(&mut stop) => return,
         };
-        let shared = shared.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, kind, shared, watcher).await;
-            drop(permit);
-        });
+        shared.metrics.connections(1);
+        let lease = Lease {
+            _permit: permit,
+            _open: OpenConnection(shared.clone()),
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            kind,
+            shared.clone(),
+            lease,
+            lifecycle.clone(),
+        ));
     }
 }
+
+/// How long an accept loop pauses after a failed `accept` (usually out of file descriptors).
+pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often stale rate-limit keys are dropped (bounded memory between bursts of new clients).
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -293,7 +324,8 @@ async fn purge_rate_limits(shared: Arc<Shared>) {
     }
 }
 
-/// Decrements `gatehouse_active_connections` when the connection task ends, however it ends.
+/// Decrements `gatehouse_active_connections` when the connection's socket is dropped, however it
+/// ends.
 struct OpenConnection(Arc<Shared>);
 
 impl Drop for OpenConnection {
@@ -312,32 +344,56 @@ async fn serve_connection(
     peer: SocketAddr,
     kind: Acceptor,
     shared: Arc<Shared>,
-    watcher: hyper_util::server::graceful::Watcher,
+    lease: Lease,
+    lifecycle: Lifecycle,
 ) {
     let _ = stream.set_nodelay(true);
-    shared.metrics.connections(1);
-    let _open = OpenConnection(shared.clone());
     let runtime = shared.runtime.load_full();
     let limits = &runtime.config.limits;
-    let io = IdleTimeout::new(stream, limits.idle_timeout);
-    let conn = ConnInfo {
-        peer,
-        scheme: if kind.tls { "https" } else { "http" },
-        redirect_to_port: kind.redirect_to_port,
+    let activity = Activity::new();
+    let io = IdleTimeout::new(
+        stream,
+        limits.idle_timeout,
+        activity.clone(),
+        Box::new(lease),
+    );
+    let conn = Connection {
+        info: ConnInfo {
+            peer,
+            scheme: if kind.tls { "https" } else { "http" },
+            redirect_to_port: kind.redirect_to_port,
+        },
+        activity,
+        idle_timeout: limits.idle_timeout,
+        lifecycle,
     };
     let builder = http_builder(limits);
     if !kind.tls {
-        serve_http(io, conn, shared, &builder, watcher).await;
+        drop(runtime);
+        serve_http(io, conn, shared, &builder).await;
         return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
     let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
     drop(runtime);
     match handshake {
-        Ok(Ok(tls)) => serve_http(tls, conn, shared, &builder, watcher).await,
+        Ok(Ok(tls)) => serve_http(tls, conn, shared, &builder).await,
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
+}
+
+/// One accepted connection, past its TLS handshake.
+struct Connection {
+    info: ConnInfo,
+    activity: Arc<Activity>,
+    idle_timeout: std::time::Duration,
+    lifecycle: Lifecycle,
+}
+
+/// hyper's HTTP/1 read buffer: a head of `max_header_bytes` fits, a longer one gets 431.
+pub(crate) fn http1_buffer(limits: &Limits) -> usize {
+    limits.max_header_bytes.saturating_add(4096).max(8192)
 }
 
 /// hyper-util's auto builder (HTTP/1.1 or h2) with the configured limits.
@@ -347,7 +403,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.saturating_add(4096).max(8192));
+        .max_buf_size(http1_buffer(limits));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -358,29 +414,103 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 async fn serve_http<I>(
     io: I,
-    conn: ConnInfo,
+    conn: Connection,
     shared: Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = Arc::new(conn);
-    let (io, verdict) = ScanIo::new(io);
+    let Connection {
+        info,
+        activity,
+        idle_timeout,
+        lifecycle,
+    } = conn;
+    let info = Arc::new(info);
+    let kill = lifecycle.kill.clone();
+    let (io, verdict) = ScanIo::new(TrailerGuard::new(io));
     let requests = Arc::new(AtomicU64::new(0));
+    let counter = activity.clone();
     let service = service_fn(move |mut req| {
+        // Counts the request as open until its response body is dropped (SPEC §8.7).
+        let guard = counter.open_request();
         let shared = shared.clone();
-        let conn = conn.clone();
+        let info = info.clone();
         let index = requests.fetch_add(1, Ordering::Relaxed);
         if let Some(shape) = verdict.shape_of(index) {
             req.extensions_mut().insert(SmugglingShape(shape));
         }
-        async move { Ok::<_, Infallible>(pipeline::handle(req, &conn, &shared).await) }
+        async move {
+            let response = pipeline::handle(req, &info, &shared).await;
+            Ok::<_, Infallible>(hold_until_sent(response, guard))
+        }
     });
-    let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    if let Err(error) = watcher.watch(connection).await {
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    // Runs the connection to its end: closes it gracefully (HTTP/2 GOAWAY, HTTP/1 close) once it
+    // has had no open request for `idle_timeout` or the drain begins; drops it when the grace
+    // period is over.
+    let drive = async move {
+        let mut lifecycle = lifecycle;
+        tokio::pin!(connection);
+        let reason = tokio::select! {
+            result = connection.as_mut() => return report(result),
+            () = activity.idle(idle_timeout) => "idle",
+            () = stopped(&mut lifecycle.stop) => "draining",
+            () = stopped(&mut lifecycle.kill) => return,
+        };
+        tracing::debug!(reason, "closing connection gracefully");
+        connection.as_mut().graceful_shutdown();
+        tokio::select! {
+            result = connection => report(result),
+            () = stopped(&mut lifecycle.kill) => tracing::debug!("shutdown_grace over: connection dropped"),
+        }
+    };
+    TunnelScope::new(kill).run(drive).await;
+}
+
+fn report(result: Result<(), BoxError>) {
+    if let Err(error) = result {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Keeps `guard` until the response body is dropped; after a `101` the connection is a tunnel
+/// and only its byte clock applies.
+fn hold_until_sent(response: Response<Body>, guard: RequestGuard) -> Response<Guarded> {
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        guard.activity().became_tunnel();
+    }
+    response.map(|body| Guarded {
+        inner: body,
+        _guard: guard,
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that ends its request for [`Activity`] when dropped.
+    struct Guarded {
+        #[pin]
+        inner: Body,
+        _guard: RequestGuard,
+    }
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = crate::http::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -1,40 +1,160 @@
-//! [`IdleTimeout`]: an IO wrapper that fails a connection once no byte has moved in either
-//! direction for `idle_timeout`. Activity only stores an `Instant`; the timer is re-armed lazily
-//! when it fires, so the per-read cost is one clock read.
+//! Idle connections (SPEC §8.7: idle means idle). Two clocks, each for its own case:
+//!
+//! - [`Activity`] counts a connection's open requests (HTTP/1 requests, HTTP/2 streams): a
+//!   [`RequestGuard`] lives from the service call until the response body is dropped. While no
+//!   request is open, [`Activity::idle`] resolves `idle_timeout` after the last one ended, and the
+//!   server then closes the connection gracefully (HTTP/2 GOAWAY, HTTP/1 close). Bytes do not
+//!   reset this clock, so keep-alive PINGs or SETTINGS cannot keep an empty h2 connection open.
+//! - [`IdleTimeout`], an IO wrapper, fails the connection once no byte has moved in either
+//!   direction for `idle_timeout` *while a request is open or the connection became a tunnel*: a
+//!   stalled request or WebSocket ends, a slow-but-streaming one does not. Activity only stores
+//!   an `Instant`; the timer is re-armed lazily when it fires, so the per-read cost is one clock
+//!   read. The wrapper also holds a lease (the `max_connections` permit) for the IO's whole life,
+//!   which includes a WebSocket tunnel's, since hyper hands the IO to the tunnel on upgrade.
 
+use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+/// Stands in for "no timeout" when `idle_timeout` is zero.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn effective(idle: Duration) -> Duration {
+    if idle.is_zero() { NEVER } else { idle }
+}
+
+/// A connection's open requests and when the last one ended.
+#[derive(Debug)]
+pub struct Activity {
+    /// Reference point for `idle_since`.
+    base: Instant,
+    /// Requests (streams) whose response has not been dropped yet.
+    open: AtomicUsize,
+    /// Nanoseconds after `base` at which the latest request ended (0: none yet).
+    idle_since: AtomicU64,
+    /// The connection was handed to a WebSocket tunnel: only the byte clock applies now.
+    tunnel: AtomicBool,
+    /// Woken when the last open request ends.
+    quiet: Notify,
+}
+
+impl Activity {
+    /// A connection that just opened: idle from now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            open: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            tunnel: AtomicBool::new(false),
+            quiet: Notify::new(),
+        })
+    }
+
+    /// Counts a request as open until the returned guard is dropped.
+    pub fn open_request(self: &Arc<Self>) -> RequestGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        RequestGuard(self.clone())
+    }
+
+    /// Marks the connection as a tunnel (after a `101 Switching Protocols`).
+    pub fn became_tunnel(&self) {
+        self.tunnel.store(true, Ordering::Release);
+    }
+
+    /// True while the byte clock applies: a request is open or the connection is a tunnel.
+    fn busy(&self) -> bool {
+        self.open.load(Ordering::Acquire) > 0 || self.tunnel.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no request has been open for `idle` (never, if `idle` is zero, or once the
+    /// connection became a tunnel).
+    pub async fn idle(&self, idle: Duration) {
+        let idle = effective(idle);
+        loop {
+            if self.busy() {
+                // A stored permit from an earlier `notify_one` only costs one more turn.
+                self.quiet.notified().await;
+                continue;
+            }
+            let since = Duration::from_nanos(self.idle_since.load(Ordering::Acquire));
+            let deadline = self.base + since + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            // A request that opens meanwhile is seen when this wakes; one that also ended moved
+            // `idle_since`, so the next turn computes a later deadline.
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+
+    fn request_ended(&self) {
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Store the end time before the count drops, so `idle` never sees zero open requests
+        // with a stale time.
+        self.idle_since.fetch_max(now, Ordering::AcqRel);
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.quiet.notify_one();
+        }
+    }
+}
+
+/// One open request; dropping it (with the response body) ends the request for [`Activity`].
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Activity>);
+
+impl RequestGuard {
+    /// The connection this request belongs to.
+    pub fn activity(&self) -> &Activity {
+        &self.0
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// Wraps a connection's IO with an idle deadline.
+    /// Wraps a connection's IO with a byte-level idle deadline (only while [`Activity`] is busy)
+    /// and holds `lease` until the IO is dropped.
     pub struct IdleTimeout<T> {
         #[pin]
         inner: T,
         timer: Pin<Box<Sleep>>,
         idle: Duration,
         last_activity: Instant,
+        activity: Arc<Activity>,
+        lease: Box<dyn Any + Send + Sync>,
     }
 }
 
 impl<T> IdleTimeout<T> {
-    /// Wraps `inner`; a zero `idle` disables the timeout.
-    pub fn new(inner: T, idle: Duration) -> Self {
+    /// Wraps `inner`; a zero `idle` disables the timeout. `lease` is dropped with the IO.
+    pub fn new(
+        inner: T,
+        idle: Duration,
+        activity: Arc<Activity>,
+        lease: Box<dyn Any + Send + Sync>,
+    ) -> Self {
         let now = Instant::now();
-        let idle = if idle.is_zero() {
-            Duration::from_secs(365 * 24 * 3600)
-        } else {
-            idle
-        };
+        let idle = effective(idle);
         Self {
             inner,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             idle,
             last_activity: now,
+            activity,
+            lease,
         }
     }
 
@@ -42,9 +162,7 @@ impl<T> IdleTimeout<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
-}
 
-impl<T> IdleTimeout<T> {
     /// Called when the inner IO is pending: true if the idle deadline has really passed.
     fn expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let this = self.project();
@@ -53,15 +171,21 @@ impl<T> IdleTimeout<T> {
                 return false;
             }
             let deadline = *this.last_activity + *this.idle;
-            if deadline <= Instant::now() {
-                return true;
+            let now = Instant::now();
+            if deadline <= now {
+                if this.activity.busy() {
+                    return true;
+                }
+                // Between requests the connection-level clock decides (graceful close); the
+                // byte clock restarts so a request that opens later gets its full `idle`.
+                *this.last_activity = now;
+                this.timer.as_mut().reset(now + *this.idle);
+                continue;
             }
             this.timer.as_mut().reset(deadline);
         }
     }
 }
-
-use std::future::Future;
 
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "connection idle timeout")
@@ -132,5 +256,34 @@ impl<T: AsyncWrite> AsyncWrite for IdleTimeout<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn idle_waits_for_open_requests_then_counts_from_the_last_end() {
+        let activity = Activity::new();
+        let guard = activity.open_request();
+        let idle = activity.idle(IDLE);
+        tokio::pin!(idle);
+        let early = tokio::time::timeout(IDLE * 3, idle.as_mut()).await;
+        assert!(early.is_err(), "an open request is never idle");
+        drop(guard);
+        let ended = Instant::now();
+        assert!(tokio::time::timeout(IDLE * 20, idle).await.is_ok());
+        assert!(ended.elapsed() >= IDLE);
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_is_never_idle_at_connection_level() {
+        let activity = Activity::new();
+        activity.became_tunnel();
+        let waited = tokio::time::timeout(IDLE * 3, activity.idle(IDLE));
+        assert!(waited.await.is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod forwarded;
+pub mod h2_trailers;
 pub mod head_scan;
 pub mod idle;
 pub mod normalize;

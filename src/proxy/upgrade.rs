@@ -4,11 +4,13 @@
 //! Only `Upgrade: websocket` is ever tunnelled, and only on `websocket = true` routes; any other
 //! `Upgrade` (such as `h2c`) is dropped as a hop-by-hop header, so no tunnel can carry requests
 //! past the gateway's checks. The tunnel owns only the two sockets, so it lives on after a reload
-//! with whatever runtime it started under.
+//! with whatever runtime it started under. It keeps its connection's `max_connections` permit
+//! (held by the client socket's IO) and ends when `shutdown_grace` is over (SPEC §8.7).
 
 use http::{HeaderMap, HeaderValue, Method, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
 
 /// True for an HTTP/1.1 WebSocket handshake (`GET`, `Connection: upgrade`, `Upgrade: websocket`).
 pub fn is_websocket_handshake(method: &Method, headers: &HeaderMap) -> bool {
@@ -69,9 +71,40 @@ pub fn restore_upgrade_headers(headers: &mut HeaderMap) {
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
+tokio::task_local! {
+    /// The connection a WebSocket handshake arrived on; see [`TunnelScope`].
+    static TUNNEL_SCOPE: TunnelScope;
+}
+
+/// What a tunnel needs from the connection it came from: the signal that ends it when
+/// `shutdown_grace` is over. The `max_connections` permit needs no passing: it lives in the
+/// connection's IO, which the tunnel owns after the upgrade.
+///
+/// The server runs each connection's future inside [`TunnelScope::run`]. hyper polls an HTTP/1
+/// service inside the connection's own task, so [`spawn_tunnel`], which the service calls
+/// synchronously, finds the scope there. (HTTP/2 services run on tasks of their own, but a
+/// WebSocket handshake is only HTTP/1.1: h2 forbids `Connection: upgrade`.)
+#[derive(Clone, Debug)]
+pub struct TunnelScope {
+    closing: watch::Receiver<bool>,
+}
+
+impl TunnelScope {
+    /// A scope whose tunnels end once `closing` turns true (or its sender is gone).
+    pub fn new(closing: watch::Receiver<bool>) -> Self {
+        Self { closing }
+    }
+
+    /// Runs `connection` (a connection's whole future) with this scope.
+    pub async fn run<F: Future>(self, connection: F) -> F::Output {
+        TUNNEL_SCOPE.scope(self, connection).await
+    }
+}
+
 /// Waits for both sides to finish switching protocols, then copies bytes both ways until either
-/// side closes.
+/// side closes, or until the connection's [`TunnelScope`] says the grace period is over.
 pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, name: std::sync::Arc<str>) {
+    let closing = TUNNEL_SCOPE.try_with(|scope| scope.closing.clone()).ok();
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -82,7 +115,15 @@ pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, name: std::sync::Arc
         };
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        let outcome = tokio::select! {
+            outcome = copy => outcome,
+            () = closed(closing) => {
+                tracing::debug!(upstream = %name, "websocket closed: shutdown_grace is over");
+                return;
+            }
+        };
+        match outcome {
             Ok((to_upstream, to_client)) => {
                 tracing::debug!(upstream = %name, to_upstream, to_client, "websocket closed")
             }
@@ -91,6 +132,16 @@ pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, name: std::sync::Arc
             }
         }
     });
+}
+
+/// Resolves when the scope's signal turns true or its sender is gone; never without a scope.
+async fn closed(closing: Option<watch::Receiver<bool>>) {
+    match closing {
+        Some(mut closing) => {
+            let _ = closing.wait_for(|closed| *closed).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod secrets;
 mod shutdown;
 mod sound_auth;
 mod sound_config;
+mod sound_conn;
 mod sound_proxy;
 mod sound_reload;
 mod sound_tls;
