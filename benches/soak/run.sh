@@ -48,6 +48,10 @@ fi
 
 # ---- cleanup ---------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-soak.XXXXXX")
+# gateway.toml, tokens.toml and certs/ live in ETC; the log and the results one level up, because
+# gatehouse watches the folders of its files and a write there, even to another file, is an event.
+ETC=$WORK/etc
+mkdir "$ETC"
 PIDS=()
 GW_PID=
 cleanup() {
@@ -76,12 +80,12 @@ trap 'exit 130' INT TERM
 # ---- setup -----------------------------------------------------------------------------------
 read -r GW ADMIN UP < <("${PY[@]}" ports 3)
 umask 077
-"$GATEHOUSE_BIN" cert self-signed --host localhost --host 127.0.0.1 --out "$WORK/certs" >/dev/null
-TOKEN=$("$GATEHOUSE_BIN" token create --id soak-client --role viewer --store "$WORK/tokens.toml" 2>/dev/null)
+"$GATEHOUSE_BIN" cert self-signed --host localhost --host 127.0.0.1 --out "$ETC/certs" >/dev/null
+TOKEN=$("$GATEHOUSE_BIN" token create --id soak-client --role viewer --store "$ETC/tokens.toml" 2>/dev/null)
 printf '%s\n' "$TOKEN" >"$WORK/token"
 printf 'x-token: %s\n' "$TOKEN" >"$WORK/token.hdr"
 
-cat >"$WORK/gateway.toml" <<EOF
+cat >"$ETC/gateway.toml" <<EOF
 # Written by benches/soak/run.sh. The churn loop flips max_body_bytes between 10MiB and 11MiB.
 [server]
 listen = "127.0.0.1:$GW"
@@ -139,7 +143,7 @@ auth = ["public"]
 websocket = true
 EOF
 
-if ! "$GATEHOUSE_BIN" check -c "$WORK/gateway.toml" >"$WORK/check.txt" 2>&1; then
+if ! "$GATEHOUSE_BIN" check -c "$ETC/gateway.toml" >"$WORK/check.txt" 2>&1; then
     cat "$WORK/check.txt" >&2
     exit 1
 fi
@@ -148,11 +152,11 @@ START=$(date +%s)
 UNTIL=$((START + DURATION + 5))
 timeout $((DURATION + 120)) "${PY[@]}" upstream --port "$UP" --until $((UNTIL + 60)) &
 PIDS+=($!)
-(cd "$WORK" && exec timeout $((DURATION + 180)) "$GATEHOUSE_BIN" run -c "$WORK/gateway.toml") >"$WORK/gatehouse.log" 2>&1 &
+(cd "$ETC" && exec timeout $((DURATION + 180)) "$GATEHOUSE_BIN" run -c "$ETC/gateway.toml") >"$WORK/gatehouse.log" 2>&1 &
 PIDS+=($!)
 # `timeout` is the child we started; the gateway is its child: sample that one.
 for _ in $(seq 50); do
-    GW_PID=$(pgrep -P "${PIDS[-1]}" -x gatehouse || true)
+    GW_PID=$(pgrep -P "${PIDS[-1]}" || true)
     [[ -n $GW_PID ]] && curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && break
     sleep 0.2
 done
@@ -180,7 +184,7 @@ start_driver() {
 }
 start_driver "${PY[@]}" traffic --port "$GW" --token-file "$WORK/token" --until "$UNTIL" --out "$WORK/traffic.json"
 start_driver "${PY[@]}" h2curl --port "$GW" --header-file "$WORK/token.hdr" --until "$UNTIL" --out "$WORK/h2curl.json"
-start_driver "${PY[@]}" churn --bin "$GATEHOUSE_BIN" --dir "$WORK" --port "$GW" --admin "$ADMIN" --until "$UNTIL" --out "$WORK/churn.json"
+start_driver "${PY[@]}" churn --bin "$GATEHOUSE_BIN" --dir "$ETC" --port "$GW" --admin "$ADMIN" --until "$UNTIL" --out "$WORK/churn.json"
 if ((H2LOAD)); then
     # 2 connections x 30 requests/s, up to 4 streams in flight each.
     start_driver sh -c 'exec h2load -c 2 -m 4 --rps 30 -D "$1" -H "x-token: $(cat "$2")" "$3/open/h2load" "$3/secure/h2load" >"$4" 2>&1' \
