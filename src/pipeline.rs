@@ -501,6 +501,16 @@ fn finish(ctx: &RequestCtx, rt: &Runtime, response: &mut Response<Body>) {
             .headers_mut()
             .insert(header::SERVER, HeaderValue::from_static("gatehouse"));
     }
+    // HSTS on the TLS listener only (RFC 6797 §7.2: ignored over cleartext), and never over an
+    // upstream's own policy (SPEC §8.11).
+    if ctx.scheme == "https"
+        && let Some(hsts) = &rt.config.server.hsts
+        && let header::Entry::Vacant(slot) = response
+            .headers_mut()
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+    {
+        slot.insert(hsts.clone());
+    }
 }
 
 /// One access-log line per request. Never logs the query (it may carry credentials) or headers.

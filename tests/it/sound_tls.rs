@@ -154,3 +154,48 @@ async fn ip_address_sni_is_not_logged_per_handshake() {
         .collect();
     assert!(lines.is_empty(), "per-handshake lines: {lines:#?}");
 }
+
+const HSTS: &str = "strict-transport-security";
+
+/// A gateway with a public proxy route to an upstream answering `/own` with its own HSTS
+/// policy, and a plain listener in `serve` mode; `server_extra` goes into `[server]`.
+async fn hsts_gateway(server_extra: &str) -> (TestGateway, crate::support::Upstream) {
+    let up = crate::support::Upstream::spawn(|req| {
+        let mut resp = http::Response::builder();
+        if req.uri.ends_with("/own") {
+            resp = resp.header(HSTS, "max-age=60");
+        }
+        resp.body(crate::support::full("up")).unwrap()
+    })
+    .await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         plain_listen = \"127.0.0.1:0\"\nplain_mode = \"serve\"\n{server_extra}\n{}{}{}",
+        crate::support::upstream_toml("up", &[up.addr], ""),
+        crate::support::route_toml("/api", "up", ""),
+        ping_route()
+    );
+    (TestGateway::start(&config).await, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_responses_carry_hsts_unless_the_upstream_set_one() {
+    let (gw, _up) = hsts_gateway("").await;
+    for path in ["/ping", "/api/x", "/nowhere"] {
+        let resp = gw.get(path).await;
+        assert_eq!(resp.header(HSTS), Some("max-age=31536000"), "{path}");
+    }
+    let own = gw.get("/api/own").await;
+    let own: Vec<_> = own.headers.get_all(HSTS).iter().collect();
+    assert_eq!(own, ["max-age=60"], "the upstream's policy wins, alone");
+    let plain = crate::support::client::get_plain(gw.plain.unwrap(), "/ping").await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header(HSTS), None, "never over cleartext");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_0s_turns_it_off() {
+    let (gw, _up) = hsts_gateway("hsts = \"0s\"").await;
+    assert_eq!(gw.get("/ping").await.header(HSTS), None);
+    assert_eq!(gw.get("/api/own").await.header(HSTS), Some("max-age=60"));
+}
