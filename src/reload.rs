@@ -12,9 +12,10 @@
 //! first load, and one rescan runs once all folders are watched, so nothing written in between
 //! is missed (arti's approach).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
@@ -28,6 +29,11 @@ use crate::runtime::{Runtime, Shared};
 /// is this plus one build (`cargo bench --bench revocation`); a slower writer only costs an extra
 /// rebuild, never a wrong one (see `build_stable`).
 const DEBOUNCE: Duration = Duration::from_millis(10);
+
+/// After a failed file-triggered build, how long to wait for the rest of a change before
+/// reporting the failure: two renames (a certificate, then its key) with an fsync each can be
+/// further apart than [`DEBOUNCE`]. Reported failures are thus real ones, logged once.
+const FAILURE_GRACE: Duration = Duration::from_millis(200);
 
 /// Longest a burst of events can postpone a rebuild (SPEC: effective within 1 s of a write).
 const MAX_SETTLE: Duration = Duration::from_millis(300);
@@ -125,36 +131,42 @@ impl ReloadHandle {
     }
 }
 
-/// Watches folders and turns any event into a (coalesced) [`Trigger::Files`].
+/// Watches folders and turns a change to a file the runtime reads into a (coalesced)
+/// [`Trigger::Files`].
 struct FolderWatch {
     watcher: Option<notify::RecommendedWatcher>,
     watched: BTreeSet<PathBuf>,
+    /// File names (as named and as resolved through symlinks) whose changes matter; shared with
+    /// the watcher's thread.
+    names: Arc<RwLock<HashSet<OsString>>>,
 }
 
 impl FolderWatch {
     fn new(events: mpsc::Sender<Trigger>) -> Self {
+        let names = Arc::new(RwLock::new(HashSet::new()));
+        let relevant = names.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // An error (a lost event, a queue overflow) may hide a change: rebuild to be safe.
-            if event.as_ref().is_ok_and(|e| !is_change(&e.kind)) {
+            if let Ok(event) = &event
+                && !(is_change(&event.kind) && names_a_relevant_file(event, &relevant))
+            {
                 return;
             }
             // Capacity 1: a pending trigger already covers this event.
             let _ = events.try_send(Trigger::Files);
         });
-        match watcher {
-            Ok(watcher) => Self {
-                watcher: Some(watcher),
-                watched: BTreeSet::new(),
-            },
-            Err(error) => {
+        let watcher = watcher
+            .inspect_err(|error| {
                 tracing::warn!(%error, "file watching unavailable; reload with SIGHUP or POST /reload");
-                Self {
-                    watcher: None,
-                    watched: BTreeSet::new(),
-                }
-            }
+            })
+            .ok();
+        Self {
+            watcher,
+            watched: BTreeSet::new(),
+            names,
         }
     }
+
     /// Watches exactly the folders of `files` (none when `enabled` is false).
     fn follow(&mut self, files: &[PathBuf], enabled: bool) {
         let Some(watcher) = self.watcher.as_mut() else {
@@ -175,6 +187,15 @@ impl FolderWatch {
             })
             .flatten()
             .collect();
+        let names = files
+            .iter()
+            .flat_map(|f| [Some(f.clone()), std::fs::canonicalize(f).ok()])
+            .flatten()
+            .filter_map(|f| f.file_name().map(ToOwned::to_owned))
+            .collect();
+        if let Ok(mut current) = self.names.write() {
+            *current = names;
+        }
         for gone in self.watched.difference(&wanted) {
             let _ = watcher.unwatch(gone);
         }
@@ -201,6 +222,22 @@ fn is_change(kind: &EventKind) -> bool {
         // Unknown kinds (a rescan request after a queue overflow among them) may hide a change.
         EventKind::Any | EventKind::Other => true,
     }
+}
+
+/// Whether `event` concerns a file the runtime reads. Other files in a watched folder (a log
+/// written beside `gateway.toml`, an editor's swap file, the store's lock) are not its business:
+/// reacting to them rebuilt on every access-log line. Kubernetes swaps a mounted volume through
+/// `..data` and `..<timestamp>` entries, which always count; so does an event naming no path.
+fn names_a_relevant_file(event: &notify::Event, names: &RwLock<HashSet<OsString>>) -> bool {
+    let Ok(names) = names.read() else {
+        return true;
+    };
+    event.paths.is_empty()
+        || event.paths.iter().any(|path| {
+            path.file_name().is_none_or(|name| {
+                names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
+            })
+        })
 }
 
 fn folder_of(file: &Path) -> Option<PathBuf> {
@@ -271,6 +308,19 @@ impl Reloader {
             // Watch any newly named folders before anyone can see the new generation, so a
             // write that reacts to it cannot land in a folder not yet watched.
             self.follow(&shared);
+            if let ReloadOutcome::Failed { error } = &outcome {
+                if waiters.is_empty()
+                    && let Some(next) = self.next_file_event_within(FAILURE_GRACE).await
+                {
+                    // Half of a change: `cert self-signed` or certbot renames the certificate,
+                    // then the key, and the build between saw a mismatched pair. The rest of
+                    // the change is here; build again instead of reporting a failure.
+                    tracing::debug!(%error, "reload failed mid-change; rebuilding");
+                    pending = Some(next);
+                    continue;
+                }
+                tracing::error!(%error, "reload refused; keeping the running configuration");
+            }
             shared.record_reload(&outcome);
             for waiter in waiters {
                 let _ = waiter.send(outcome.clone());
@@ -298,6 +348,14 @@ impl Reloader {
         let runtime = shared.runtime.load();
         self.watch
             .follow(&runtime.files, runtime.config.server.watch_files);
+    }
+
+    /// The next file event if one arrives within `wait`.
+    async fn next_file_event_within(&mut self, wait: Duration) -> Option<Trigger> {
+        tokio::time::timeout(wait, self.files.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn next_trigger(&mut self) -> Option<Trigger> {
@@ -331,10 +389,7 @@ pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
         external.clear();
     }
     match built {
-        Err(error) => {
-            tracing::error!(error = %error, "reload refused; keeping the running configuration");
-            ReloadOutcome::Failed { error }
-        }
+        Err(error) => ReloadOutcome::Failed { error },
         Ok(runtime) if runtime.content_hash == previous.content_hash => ReloadOutcome::Unchanged {
             generation: previous.generation,
         },

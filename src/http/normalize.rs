@@ -69,10 +69,12 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
-        let byte = bytes[i];
-        if byte != b'%' {
-            out.push(char::from(byte));
-            i += 1;
+        if bytes[i] != b'%' {
+            // Copy the text up to the next escape whole: pushing byte by byte would re-encode
+            // every non-ASCII character as Latin-1 (`//ы` became `/Ñ\u{8b}`; found by fuzzing).
+            let end = path[i..].find('%').map_or(path.len(), |at| i + at);
+            out.push_str(&path[i..end]);
+            i = end;
             continue;
         }
         let (Some(high), Some(low)) = (
@@ -173,9 +175,19 @@ mod tests {
         assert_eq!(normalize_path("/a%2"), Err(PathError::BadEscape));
     }
 
+    #[test]
+    fn non_ascii_text_is_kept_as_it_is() {
+        assert_eq!(normalize_path("//ы").unwrap(), "/ы");
+        assert_eq!(
+            normalize_path("/caf%C3%A9/./é//x").unwrap(),
+            "/caf%C3%A9/é/x"
+        );
+        assert_eq!(normalize_path("/vq/../plыВx%41").unwrap(), "/plыВxA");
+    }
+
     proptest! {
         #[test]
-        fn normalising_twice_changes_nothing(path in "/[a-z./%2eEfF]{0,24}") {
+        fn normalising_twice_changes_nothing(path in "/[a-zыé./%2eEfF]{0,24}") {
             if let Ok(once) = normalize_path(&path) {
                 let twice = normalize_path(&once).expect("normal output stays valid");
                 prop_assert_eq!(once.as_ref(), twice.as_ref());
@@ -183,7 +195,7 @@ mod tests {
         }
 
         #[test]
-        fn no_dot_segment_survives(path in "/[a-z./%2eE]{0,24}") {
+        fn no_dot_segment_survives(path in "/[a-zы./%2eE]{0,24}") {
             if let Ok(normal) = normalize_path(&path) {
                 prop_assert!(normal.split('/').all(|s| s != ".." && s != "."), "{}", normal);
                 prop_assert!(!normal.contains("//"));

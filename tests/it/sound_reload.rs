@@ -107,3 +107,59 @@ async fn a_broken_edit_fails_once_not_in_a_loop() {
     );
     assert_eq!(gw.get("/ok").await.status, 200, "the old runtime stays");
 }
+
+#[tokio::test]
+async fn writes_to_other_files_beside_the_config_are_not_changes() {
+    let gw = watched_gateway().await;
+    let before = attempts(&gw);
+    // `gatehouse run > gatehouse.log` in the config's folder: one write per access-log line.
+    let log = gw.file("gatehouse.log");
+    for line in 0..50 {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        std::io::Write::write_all(&mut file, format!("line {line}\n").as_bytes()).unwrap();
+    }
+    std::fs::write(gw.file("certs/notes.txt"), "unrelated").unwrap();
+    tokio::time::sleep(QUIET_WINDOW).await;
+    assert_eq!(
+        attempts(&gw),
+        before,
+        "writes to unrelated files triggered reloads"
+    );
+}
+
+/// `gatehouse cert self-signed` and certbot rename the certificate, then the key; with an
+/// fsync each, the two can land further apart than the debounce. The half-way state (new
+/// certificate, old key) must not be reported as a failed reload.
+#[tokio::test]
+async fn a_certificate_then_key_rotation_is_not_a_failed_reload() {
+    let gw = watched_gateway().await;
+    let status = gw.gateway().shared().reload_status().borrow().clone();
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    crate::support::files::save_atomically(&gw.file("certs/tls.crt"), generated.cert.pem());
+    // The gap a slow disk puts between the two renames (the scenario, not a synchronisation).
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    crate::support::files::save_atomically(
+        &gw.file("certs/tls.key"),
+        generated.signing_key.serialize_pem(),
+    );
+    let applied = wait_generation(&gw, status.generation).await;
+    tokio::time::sleep(QUIET_WINDOW).await;
+    let now = gw.gateway().shared().reload_status().borrow().clone();
+    assert!(now.ok && applied.ok, "{now:?}");
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        metrics.contains("gatehouse_reloads_total{result=\"error\"} 0"),
+        "a half-way state was reported as a failed reload:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("reloads_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
