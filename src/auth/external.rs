@@ -276,19 +276,7 @@ pub struct ExternalAuth {
 impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The query may carry a key, like the userinfo already split off.
-        let query = if self.url.query().is_some() {
-            "?***"
-        } else {
-            ""
-        };
-        let url = format!(
-            "{}://{}{}{query}",
-            self.url.scheme_str().unwrap_or_default(),
-            self.url
-                .authority()
-                .map_or("", http::uri::Authority::as_str),
-            self.url.path()
-        );
+        let url = crate::config::redact_url(&self.url.to_string());
         f.debug_struct("ExternalAuth")
             .field("url", &url)
             .field("basic_auth", &self.basic.is_some())
@@ -2035,9 +2023,14 @@ mod tests {
                 .unwrap(),
         );
         let text = format!("{s:?}");
-        assert!(text.contains("http://***@auth:9000/v1/auth?***"), "{text}");
+        // The one redaction used everywhere (`config::redact_url`): user kept, password and
+        // query hidden.
         assert!(
-            !text.contains("pw-secret") && !text.contains("k3y") && !text.contains("user:"),
+            text.contains("http://user:***@auth:9000/v1/auth?***"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("pw-secret") && !text.contains("k3y"),
             "{text}"
         );
     }

@@ -211,25 +211,7 @@ pub struct ExternalSettings {
 /// The URL's userinfo (a password) never reaches a log through `{:?}`.
 impl fmt::Debug for ExternalSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // scheme://host:port/path only: userinfo and query may both carry a secret.
-        let authority = self
-            .url
-            .authority()
-            .map_or("", http::uri::Authority::as_str);
-        let (hidden, host) = match authority.rsplit_once('@') {
-            Some((_, host)) => ("***@", host),
-            None => ("", authority),
-        };
-        let query = if self.url.query().is_some() {
-            "?***"
-        } else {
-            ""
-        };
-        let shown = format!(
-            "{}://{hidden}{host}{}{query}",
-            self.url.scheme_str().unwrap_or(""),
-            self.url.path()
-        );
+        let shown = redact_url(&self.url.to_string());
         f.debug_struct("ExternalSettings")
             .field("url", &shown)
             .field("method", &self.method)
