@@ -266,7 +266,10 @@ impl Authenticator {
     ///
     /// # Errors
     /// 401 missing/invalid/expired, 403 cross-site write, 429 too many failed attempts.
-    pub fn authenticate_session(&self, attempt: &Attempt<'_>) -> Result<Authenticated, GatewayError> {
+    pub fn authenticate_session(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, GatewayError> {
         let (Some(cookie), Some(sessions)) = (attempt.session, &self.session) else {
             return Err(GatewayError::MissingCredentials);
         };
@@ -320,7 +323,10 @@ impl Authenticator {
         if let Some(failures) = &self.failures {
             failures.check(client_ip)?;
         }
-        match self.local(&[AuthKind::Token, AuthKind::Jwt], credential).await {
+        match self
+            .local(&[AuthKind::Token, AuthKind::Jwt], credential)
+            .await
+        {
             Ok(identity) => Ok(identity),
             Err(LocalFailure::Refused(error)) => Err(self.count_failure(client_ip, error)),
             Err(LocalFailure::NotApplicable) => {

@@ -93,7 +93,10 @@ impl SessionAuth {
     ///
     /// # Errors
     /// The secret file is unreadable or too short.
-    pub fn build(settings: &SessionSettings, previous: Option<&SessionAuth>) -> Result<Self, String> {
+    pub fn build(
+        settings: &SessionSettings,
+        previous: Option<&SessionAuth>,
+    ) -> Result<Self, String> {
         let keys = SessionKeys::load(&settings.secret_file, previous.map(|p| &p.keys))?;
         Ok(Self {
             settings: settings.clone(),

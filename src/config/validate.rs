@@ -614,19 +614,34 @@ fn session_settings(check: &mut Checker, raw: &file::SessionFile) -> SessionSett
         Duration::from_secs(12 * 3600),
     );
     if ttl < Duration::from_secs(1) {
-        check.error("auth.session.ttl", "must be at least 1s (Max-Age counts whole seconds)");
+        check.error(
+            "auth.session.ttl",
+            "must be at least 1s (Max-Age counts whole seconds)",
+        );
     }
     let cookie = raw.cookie.as_deref().unwrap_or("gatehouse_session");
     // RFC 6265 cookie-name = token: visible ASCII without separators.
-    if cookie.is_empty() || !cookie.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
-        check.error("auth.session.cookie", format!("invalid cookie name {cookie:?}"));
+    if cookie.is_empty()
+        || !cookie
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    {
+        check.error(
+            "auth.session.cookie",
+            format!("invalid cookie name {cookie:?}"),
+        );
     }
     let prefix = raw.path_prefix.as_deref().unwrap_or("/auth");
     let clean = prefix.len() > 1
         && prefix.starts_with('/')
         && !prefix.ends_with('/')
-        && prefix.bytes().all(|b| b.is_ascii_graphic() && !b"?#%".contains(&b))
-        && !prefix.split('/').skip(1).any(|seg| matches!(seg, "" | "." | ".."));
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"?#%".contains(&b))
+        && !prefix
+            .split('/')
+            .skip(1)
+            .any(|seg| matches!(seg, "" | "." | ".."));
     if !clean {
         check.error(
             "auth.session.path_prefix",

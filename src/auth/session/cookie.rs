@@ -120,7 +120,9 @@ pub fn find(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .find_map(|value| pairs(value.as_bytes()).find_map(|(n, v)| (n == name.as_bytes()).then_some(v)))
+        .find_map(|value| {
+            pairs(value.as_bytes()).find_map(|(n, v)| (n == name.as_bytes()).then_some(v))
+        })
         .map(|value| String::from_utf8_lossy(value).into_owned())
 }
 
@@ -239,7 +241,11 @@ mod tests {
     #[test]
     fn the_value_holds_no_identity() {
         let value = encode(&claims(), KEY);
-        assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
     }
 
     #[test]
@@ -257,7 +263,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_and_taken_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; s=\"first\"; b=2"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; s=\"first\"; b=2"),
+        );
         headers.append(header::COOKIE, HeaderValue::from_static("s=second"));
         headers.append(header::COOKIE, HeaderValue::from_static("c=3;ss=4"));
         assert_eq!(find(&headers, "s").as_deref(), Some("first"));

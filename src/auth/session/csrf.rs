@@ -153,7 +153,10 @@ mod tests {
             scheme: "https",
             host: Some("[::1]:8443"),
         };
-        assert!(write_allowed(&headers(&[("origin", "https://[::1]:8443")]), v6));
+        assert!(write_allowed(
+            &headers(&[("origin", "https://[::1]:8443")]),
+            v6
+        ));
         assert!(!write_allowed(&headers(&[("origin", "https://[::1]")]), v6));
     }
 

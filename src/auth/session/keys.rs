@@ -32,9 +32,8 @@ impl SessionKeys {
                 file.display()
             )
         })?;
-        Self::from_bytes(bytes, before, Instant::now()).map_err(|reason| {
-            format!("{}: auth.session.secret_file: {reason}", file.display())
-        })
+        Self::from_bytes(bytes, before, Instant::now())
+            .map_err(|reason| format!("{}: auth.session.secret_file: {reason}", file.display()))
     }
 
     fn from_bytes(
@@ -111,6 +110,10 @@ mod tests {
         // A reload with the same key keeps the rotation and its clock.
         let reloaded = SessionKeys::from_bytes(key(2), Some(&rotated), start + TTL / 2).unwrap();
         assert_eq!(reloaded.accepted(start + TTL / 2, TTL).count(), 2);
-        assert_eq!(reloaded.accepted(start + TTL, TTL).count(), 1, "gone after one ttl");
+        assert_eq!(
+            reloaded.accepted(start + TTL, TTL).count(),
+            1,
+            "gone after one ttl"
+        );
     }
 }

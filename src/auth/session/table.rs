@@ -69,7 +69,10 @@ impl SessionTable {
         let logins = self
             .logins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if sessions.len() >= MAX_SESSIONS || logins % PURGE_EVERY == PURGE_EVERY - 1 {
             sessions.retain(|_, s| s.expires > now);
         }
@@ -157,7 +160,11 @@ mod tests {
         assert_eq!(table.len(), MAX_SESSIONS, "bounded");
         let mut first_live = [0u8; 16];
         first_live[..8].copy_from_slice(&1u64.to_be_bytes());
-        assert_eq!(table.get(&SessionId(first_live)), None, "closest to its end dropped");
+        assert_eq!(
+            table.get(&SessionId(first_live)),
+            None,
+            "closest to its end dropped"
+        );
         assert!(table.get(&SessionId([0xfe; 16])).is_some());
     }
 }
