@@ -9,7 +9,9 @@ use gatehouse::auth::session::cookie::{self, Claims, SessionId};
 use http::Request;
 use serde_json::json;
 
-use crate::support::auth::{CHALLENGE, INVALID_TOKEN_CHALLENGE, Layout, assert_identity};
+use crate::support::auth::{
+    Answer, CHALLENGE, INVALID_TOKEN_CHALLENGE, Layout, Scripted, assert_identity,
+};
 use crate::support::files::save_atomically;
 use crate::support::reload::{settle, wait_generation};
 use crate::support::{Body, Resp, TestGateway, Upstream, empty, full, upstream_toml, within};
@@ -668,4 +670,31 @@ async fn config_rules_for_sessions() {
         "{text}"
     );
     assert!(!text.contains(KEY_1.trim_end()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_auth_service_never_sees_the_session_cookie() {
+    let auth = Scripted::start(Answer::status(204)).await;
+    let up = Upstream::echo().await;
+    let layout = Layout::new();
+    let token = layout.mint("web-ui", &["viewer"]);
+    layout.write("secrets/session.key", KEY_1);
+    let gw = layout
+        .start(&format!(
+            "[auth]\ntokens = \"tokens.toml\"\n\n\
+             [auth.session]\nsecret_file = \"secrets/session.key\"\n\n\
+             [auth.external]\nurl = \"{}\"\nforward_headers = [\"cookie\"]\ncache_ttl = \"0s\"\n\n{}\n\
+             [[routes]]\npath = \"/ext\"\nupstream = \"api-service\"\nauth = [\"external\"]\n",
+            auth.url("/v1/auth"),
+            upstream_toml("api-service", &[up.addr], "")
+        ))
+        .await;
+    let value = login_cookie(&gw, &token, 12 * 3600).await;
+    let resp = get_with_cookie(&gw, "/ext/x", &value).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let asked = auth.server.single_request();
+    assert_eq!(asked.header_all("cookie"), ["theme=dark; lang=en"]);
+    let got = up.single_request();
+    assert_eq!(got.header_all("cookie"), ["theme=dark; lang=en"]);
+    assert_eq!(got.header("x-auth-method"), Some("external"));
 }
