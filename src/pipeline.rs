@@ -13,7 +13,8 @@
 //! 2. `http::sanitize` — smuggling shapes 400, header size 431
 //! 3. `http::normalize` — the path every later step sees and the upstream receives
 //! 4. `router` — 404 / 405; `redirect` and `respond` routes answer here
-//! 5. authentication and authorization — credential kinds per route, roles, write gate
+//! 5. authentication and authorization — credential kinds per route (a verified client
+//!    certificate first, on `mtls` routes), roles, write gate
 //! 6. WebSocket Origin rule (403)
 //! 7. rate limiting
 //! 8. `proxy::forward` — 413 / 502 / 504, streamed response or WebSocket tunnel
@@ -27,7 +28,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
 use crate::auth::roles::{self, Requirement};
-use crate::auth::{Attempt, AuthMethod, Authenticated, credentials};
+use crate::auth::{Attempt, AuthMethod, Authenticated, credentials, mtls};
 use crate::config::{ProxyAction, RouteAction, RouteConfig};
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
@@ -53,6 +54,8 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// On the cleartext listener in redirect mode: the TLS port to redirect to.
     pub redirect_to_port: Option<u16>,
+    /// The identity of the client certificate verified at this connection's handshake.
+    pub client_cert: Option<std::sync::Arc<crate::tls::client_auth::ClientCert>>,
 }
 
 /// Per-request facts every step and the final log line share.
@@ -270,7 +273,7 @@ async fn route_and_forward(
         } => return Ok(respond(*status, body, content_type)),
     };
     credentials::strip_identity_headers(req.headers_mut(), &rt.auth.copy_headers);
-    let caller = authenticate(&req, route, &path, ctx, rt).await?;
+    let caller = authenticate(&req, route, &path, conn, ctx, rt).await?;
     let need = Requirement {
         roles: &route.roles,
         write_roles: &route.write_roles,
@@ -368,11 +371,16 @@ async fn authenticate(
     req: &Request<()>,
     route: &RouteConfig,
     path: &str,
+    conn: &ConnInfo,
     ctx: &RequestCtx,
     rt: &Runtime,
 ) -> Result<Option<Authenticated>, GatewayError> {
     if route.auth.is_empty() {
         return Ok(None);
+    }
+    let cert = conn.client_cert.as_deref();
+    if let Some(decided) = mtls::authenticate(&route.auth, cert, rt.config.auth.mtls.as_ref()) {
+        return decided.map(Some);
     }
     let uri = match req.uri().query() {
         Some(query) => Cow::Owned(format!("{path}?{query}")),

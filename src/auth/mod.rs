@@ -1,6 +1,7 @@
 //! Who is calling and what they may do: credential extraction, authentication over a route's
 //! credential kinds, and authorization (roles, write gate). Every credential kind produces the
-//! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are.
+//! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are
+//! (a client certificate too: [`mtls`]).
 
 pub mod authenticate;
 pub mod credentials;
@@ -8,6 +9,7 @@ pub mod external;
 pub mod failures;
 mod jwks;
 pub mod jwt;
+pub mod mtls;
 pub mod roles;
 pub mod token_format;
 pub mod token_store;

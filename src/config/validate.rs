@@ -140,7 +140,7 @@ pub(super) fn build(
     let server = server(&mut check, &raw.server);
     let limits = limits(&mut check, &raw.limits);
     let tls = tls(&mut check, &raw.tls);
-    let auth = auth(&mut check, &raw.auth);
+    let auth = auth(&mut check, &raw.auth, raw.tls.client_ca.is_some());
     let (rate_limits, rate_backend) = rate_limits(&mut check, &raw.rate_limits);
     let upstreams = upstreams(&mut check, &raw.upstreams);
     let routes = routes(&mut check, &raw.routes, &upstreams, &rate_limits, &auth);
@@ -178,12 +178,6 @@ fn warn_not_built(check: &mut Checker, raw: &GatewayFile) {
         check.warn(
             "auth.session",
             format!("session login {NOT_BUILT}; routes cannot accept \"session\""),
-        );
-    }
-    if raw.tls.client_ca.is_some() {
-        check.warn(
-            "tls.client_ca",
-            format!("client certificates (mTLS) {NOT_BUILT}; routes cannot accept \"mtls\""),
         );
     }
 }
@@ -345,7 +339,7 @@ fn tls(check: &mut Checker, raw: &file::TlsFile) -> TlsSettings {
     }
 }
 
-fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
+fn auth(check: &mut Checker, raw: &file::AuthFile, client_ca: bool) -> AuthSettings {
     let token_headers = match &raw.token_headers {
         Some(names) => check.header_names("auth.token_headers", names),
         None => vec![HeaderName::from_static("x-token")],
@@ -366,7 +360,21 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
             .session
             .as_ref()
             .map(|session| session_settings(check, session)),
+        mtls: mtls_settings(check, raw.mtls.as_ref(), client_ca),
     }
+}
+
+/// `[auth.mtls]`, checked by [`crate::auth::mtls::settings`].
+fn mtls_settings(
+    check: &mut Checker,
+    raw: Option<&file::MtlsFile>,
+    client_ca: bool,
+) -> Option<crate::auth::mtls::MtlsSettings> {
+    let (settings, problems) = crate::auth::mtls::settings(raw, client_ca);
+    for (key, reason) in problems {
+        check.error(key, reason);
+    }
+    settings
 }
 
 /// `failure_limit` when absent: 10 failed attempts a minute per IP, 20 at once.
@@ -1044,8 +1052,8 @@ fn route_auth(
     kinds
 }
 
-/// No `auth` on a proxy route: every kind `[auth]` configures. Session and mTLS are not built yet,
-/// so they are never implied.
+/// No `auth` on a proxy route: every kind `[auth]` configures (mTLS when `[tls] client_ca` is
+/// set). Session is not built yet, so it is never implied.
 fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
     if auth.tokens.is_some() {
@@ -1057,10 +1065,13 @@ fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<Aut
     if auth.external.is_some() {
         kinds.push(AuthKind::External);
     }
+    if auth.mtls.is_some() {
+        kinds.push(AuthKind::Mtls);
+    }
     if kinds.is_empty() {
         check.error(
             key,
-            "is not set and [auth] configures no credential kind (tokens, [auth.jwt] or [auth.external]); set auth = [\"public\"] to make the route public",
+            "is not set and [auth] configures no credential kind (tokens, [auth.jwt], [auth.external] or [tls] client_ca); set auth = [\"public\"] to make the route public",
         );
     }
     kinds
@@ -1085,7 +1096,8 @@ fn named_kinds(
             "token" => AuthKind::Token,
             "jwt" => AuthKind::Jwt,
             "external" => AuthKind::External,
-            "session" | "mtls" => {
+            "mtls" => AuthKind::Mtls,
+            "session" => {
                 check.error(
                     key,
                     format!("credential kind {name:?} is not built yet; this route would refuse every request"),
@@ -1096,7 +1108,7 @@ fn named_kinds(
                 check.error(
                     key,
                     format!(
-                        "unknown credential kind {other:?}: expected public, token, jwt or external"
+                        "unknown credential kind {other:?}: expected public, token, jwt, external or mtls"
                     ),
                 );
                 continue;
@@ -1109,7 +1121,8 @@ fn named_kinds(
                 .external
                 .is_none()
                 .then_some("an [auth.external] section"),
-            AuthKind::Session | AuthKind::Mtls => None,
+            AuthKind::Mtls => auth.mtls.is_none().then_some("[tls] client_ca"),
+            AuthKind::Session => None,
         };
         if let Some(what) = missing {
             check.error(key, format!("{name:?} needs {what}"));
