@@ -259,6 +259,13 @@ fn check_files(config: &Config) -> Vec<String> {
             problems.push(format!("tls.sni[{i}]: {error}"));
         }
     }
+    if let Some(Err(error)) = tls
+        .client_ca
+        .as_deref()
+        .map(crate::tls::client_auth::load_bundle)
+    {
+        problems.push(format!("tls.client_ca: {error}"));
+    }
     problems
 }
 
@@ -296,6 +303,15 @@ fn summary(config: &Config) -> String {
         ));
     }
     lines.push(format!("  admin         {}", config.server.admin_listen));
+    if let Some(ca) = &tls.client_ca {
+        // check_files loaded it already; the count is of CA certificates (public, never secret).
+        let count = crate::tls::client_auth::load_bundle(ca).map_or(0, |roots| roots.len());
+        let rules = config.auth.mtls.as_ref().map_or(0, |m| m.roles.len());
+        lines.push(format!(
+            "  client_ca     {} ({count} CA certificate(s); {rules} [[auth.mtls.roles]] rule(s))",
+            ca.display()
+        ));
+    }
     lines.push(format!(
         "  upstreams     {}",
         config

@@ -40,6 +40,9 @@ pub enum GatewayError {
     /// No credential on a protected route.
     #[error("missing credentials")]
     MissingCredentials,
+    /// A route that accepts only client certificates, on a connection that presented none.
+    #[error("client certificate required")]
+    ClientCertRequired,
     /// Unknown or malformed token, or a JWT that failed validation.
     #[error("invalid token")]
     InvalidToken,
@@ -99,9 +102,10 @@ impl GatewayError {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::MissingCredentials | Self::InvalidToken | Self::TokenExpired(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingCredentials
+            | Self::ClientCertRequired
+            | Self::InvalidToken
+            | Self::TokenExpired(_) => StatusCode::UNAUTHORIZED,
             Self::RoleRequired(_) | Self::WritesDisabled | Self::OriginNotAllowed => {
                 StatusCode::FORBIDDEN
             }
@@ -137,7 +141,9 @@ impl GatewayError {
             Self::RateLimiterUnavailable => {
                 vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))]
             }
-            Self::BadRequest(_)
+            // No challenge: HTTP has no scheme for "reconnect with a certificate".
+            Self::ClientCertRequired
+            | Self::BadRequest(_)
             | Self::HeadersTooLarge
             | Self::BodyTooLarge
             | Self::MalformedBody

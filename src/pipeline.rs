@@ -14,7 +14,8 @@
 //! 3. `http::normalize` — the path every later step sees and the upstream receives
 //! 4. `auth::login` — the `[auth.session]` login/session/logout endpoints answer here
 //! 5. `router` — 404 / 405; `redirect` and `respond` routes answer here
-//! 6. authentication and authorization — credential kinds per route, roles, write gate
+//! 6. authentication and authorization — credential kinds per route (a verified client
+//!    certificate first, on `mtls` routes), roles, write gate
 //! 7. WebSocket Origin rule (403)
 //! 8. rate limiting
 //! 9. `proxy::forward` — 413 / 502 / 504, streamed response or WebSocket tunnel
@@ -28,7 +29,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
 use crate::auth::roles::{self, Requirement};
-use crate::auth::{Attempt, AuthMethod, Authenticated, SessionCookie, credentials, login};
+use crate::auth::{Attempt, AuthMethod, Authenticated, SessionCookie, credentials, login, mtls};
 use crate::config::{ProxyAction, RouteAction, RouteConfig};
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
@@ -54,6 +55,8 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// On the cleartext listener in redirect mode: the TLS port to redirect to.
     pub redirect_to_port: Option<u16>,
+    /// The identity of the client certificate verified at this connection's handshake.
+    pub client_cert: Option<std::sync::Arc<crate::tls::client_auth::ClientCert>>,
 }
 
 /// Per-request facts every step and the final log line share.
@@ -278,7 +281,7 @@ async fn route_and_forward(
     credentials::strip_identity_headers(req.headers_mut(), &rt.auth.copy_headers);
     // The session cookie is gatehouse's own: read here, never passed on (NGINX/oauth2-proxy too).
     let cookie = (rt.auth.session.as_ref()).and_then(|s| s.take_cookie(req.headers_mut()));
-    let caller = authenticate(&req, route, &path, cookie.as_deref(), ctx, rt).await?;
+    let caller = authenticate(&req, route, &path, cookie.as_deref(), conn, ctx, rt).await?;
     let need = Requirement {
         roles: &route.roles,
         write_roles: &route.write_roles,
@@ -377,11 +380,16 @@ async fn authenticate(
     route: &RouteConfig,
     path: &str,
     session_cookie: Option<&str>,
+    conn: &ConnInfo,
     ctx: &RequestCtx,
     rt: &Runtime,
 ) -> Result<Option<Authenticated>, GatewayError> {
     if route.auth.is_empty() {
         return Ok(None);
+    }
+    let cert = conn.client_cert.as_deref();
+    if let Some(decided) = mtls::authenticate(&route.auth, cert, rt.config.auth.mtls.as_ref()) {
+        return decided.map(Some);
     }
     let uri = match req.uri().query() {
         Some(query) => Cow::Owned(format!("{path}?{query}")),

@@ -362,6 +362,7 @@ async fn serve_connection(
             peer,
             scheme: if kind.tls { "https" } else { "http" },
             redirect_to_port: kind.redirect_to_port,
+            client_cert: None,
         },
         activity,
         idle_timeout: limits.idle_timeout,
@@ -377,7 +378,13 @@ async fn serve_connection(
     let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
     drop(runtime);
     match handshake {
-        Ok(Ok(tls)) => serve_http(tls, conn, shared, &builder).await,
+        Ok(Ok(tls)) => {
+            // Once per connection: every request on it shares the identity it proved.
+            let mut conn = conn;
+            conn.info.client_cert =
+                crate::tls::client_auth::identify(tls.get_ref().1.peer_certificates());
+            serve_http(tls, conn, shared, &builder).await;
+        }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }

@@ -1,6 +1,7 @@
 //! Who is calling and what they may do: credential extraction, authentication over a route's
 //! credential kinds, and authorization (roles, write gate). Every credential kind produces the
-//! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are.
+//! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are
+//! (a client certificate too: [`mtls`]).
 
 pub mod authenticate;
 pub mod credentials;
@@ -9,6 +10,7 @@ pub mod failures;
 mod jwks;
 pub mod jwt;
 pub mod login;
+pub mod mtls;
 pub mod roles;
 pub mod session;
 pub mod token_format;

@@ -134,6 +134,26 @@ pub struct AuthFile {
     pub external: Option<ExternalFile>,
     /// `[auth.session]`
     pub session: Option<SessionFile>,
+    /// `[auth.mtls]`
+    pub mtls: Option<MtlsFile>,
+}
+
+/// `[auth.mtls]`: roles for client-certificate subjects.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct MtlsFile {
+    /// `[[auth.mtls.roles]]`
+    pub roles: Vec<MtlsRoleFile>,
+}
+
+/// `[[auth.mtls.roles]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct MtlsRoleFile {
+    /// Subject glob.
+    pub subject: String,
+    /// Roles granted to matching subjects.
+    pub roles: Vec<String>,
 }
 
 /// `[auth.jwt]`

@@ -159,6 +159,8 @@ pub struct AuthSettings {
     pub external: Option<ExternalSettings>,
     /// `[auth.session]`
     pub session: Option<SessionSettings>,
+    /// `[auth.mtls]` role mapping; `Some` exactly when `[tls] client_ca` is set.
+    pub mtls: Option<crate::auth::mtls::MtlsSettings>,
 }
 
 /// `[auth.jwt]`

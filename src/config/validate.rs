@@ -140,7 +140,7 @@ pub(super) fn build(
     let server = server(&mut check, &raw.server);
     let limits = limits(&mut check, &raw.limits);
     let tls = tls(&mut check, &raw.tls);
-    let auth = auth(&mut check, &raw.auth);
+    let auth = auth(&mut check, &raw.auth, raw.tls.client_ca.is_some());
     let (rate_limits, rate_backend) = rate_limits(&mut check, &raw.rate_limits);
     let upstreams = upstreams(&mut check, &raw.upstreams);
     let routes = routes(&mut check, &raw.routes, &upstreams, &rate_limits, &auth);
@@ -173,12 +173,6 @@ const NOT_BUILT: &str = "is not built yet and has no effect";
 fn warn_not_built(check: &mut Checker, raw: &GatewayFile) {
     if raw.audit.is_some() {
         check.warn("audit", format!("the audit log {NOT_BUILT}"));
-    }
-    if raw.tls.client_ca.is_some() {
-        check.warn(
-            "tls.client_ca",
-            format!("client certificates (mTLS) {NOT_BUILT}; routes cannot accept \"mtls\""),
-        );
     }
 }
 
@@ -339,7 +333,7 @@ fn tls(check: &mut Checker, raw: &file::TlsFile) -> TlsSettings {
     }
 }
 
-fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
+fn auth(check: &mut Checker, raw: &file::AuthFile, client_ca: bool) -> AuthSettings {
     let token_headers = match &raw.token_headers {
         Some(names) => check.header_names("auth.token_headers", names),
         None => vec![HeaderName::from_static("x-token")],
@@ -366,7 +360,21 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
             .session
             .as_ref()
             .map(|session| session_settings(check, session)),
+        mtls: mtls_settings(check, raw.mtls.as_ref(), client_ca),
     }
+}
+
+/// `[auth.mtls]`, checked by [`crate::auth::mtls::settings`].
+fn mtls_settings(
+    check: &mut Checker,
+    raw: Option<&file::MtlsFile>,
+    client_ca: bool,
+) -> Option<crate::auth::mtls::MtlsSettings> {
+    let (settings, problems) = crate::auth::mtls::settings(raw, client_ca);
+    for (key, reason) in problems {
+        check.error(key, reason);
+    }
+    settings
 }
 
 /// `failure_limit` when absent: 10 failed attempts a minute per IP, 20 at once.
@@ -1074,8 +1082,8 @@ fn route_auth(
     kinds
 }
 
-/// No `auth` on a proxy route: every kind `[auth]` configures. mTLS is not built yet, so it is
-/// never implied.
+/// No `auth` on a proxy route: every kind `[auth]` configures (session with `[auth.session]`,
+/// mTLS when `[tls] client_ca` is set).
 fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
     if auth.tokens.is_some() {
@@ -1089,11 +1097,13 @@ fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<Aut
     }
     if auth.session.is_some() {
         kinds.push(AuthKind::Session);
+    if auth.mtls.is_some() {
+        kinds.push(AuthKind::Mtls);
     }
     if kinds.is_empty() {
         check.error(
             key,
-            "is not set and [auth] configures no credential kind (tokens, [auth.jwt] or [auth.external]); set auth = [\"public\"] to make the route public",
+            "is not set and [auth] configures no credential kind (tokens, [auth.jwt], [auth.external] or [tls] client_ca); set auth = [\"public\"] to make the route public",
         );
     }
     kinds
@@ -1119,18 +1129,12 @@ fn named_kinds(
             "jwt" => AuthKind::Jwt,
             "external" => AuthKind::External,
             "session" => AuthKind::Session,
-            "mtls" => {
-                check.error(
-                    key,
-                    format!("credential kind {name:?} is not built yet; this route would refuse every request"),
-                );
-                continue;
-            }
+            "mtls" => AuthKind::Mtls,
             other => {
                 check.error(
                     key,
                     format!(
-                        "unknown credential kind {other:?}: expected public, token, jwt, session or external"
+                        "unknown credential kind {other:?}: expected public, token, jwt, session, external or mtls"
                     ),
                 );
                 continue;
@@ -1147,7 +1151,7 @@ fn named_kinds(
                 .session
                 .is_none()
                 .then_some("an [auth.session] section"),
-            AuthKind::Mtls => None,
+            AuthKind::Mtls => auth.mtls.is_none().then_some("[tls] client_ca"),
         };
         if let Some(what) = missing {
             check.error(key, format!("{name:?} needs {what}"));

@@ -186,7 +186,7 @@ impl Metrics {
 /// The `reason` label for an auth-related refusal.
 fn auth_reason(error: &GatewayError) -> Option<&'static str> {
     Some(match error {
-        GatewayError::MissingCredentials => "missing",
+        GatewayError::MissingCredentials | GatewayError::ClientCertRequired => "missing",
         GatewayError::InvalidToken => "invalid",
         GatewayError::TokenExpired(_) => "expired",
         GatewayError::TooManyFailures { .. } => "too_many_failures",

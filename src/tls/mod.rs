@@ -1,11 +1,13 @@
 //! TLS: builds the rustls `ServerConfig` a runtime serves with — default certificate (loaded, or
 //! generated self-signed on first start), `[[tls.sni]]` certificates chosen by SNI, the minimum
-//! version, and ALPN `h2` + `http/1.1`.
+//! version, ALPN `h2` + `http/1.1`, and the optional client-certificate verifier for
+//! `[tls] client_ca` ([`client_auth`]).
 //!
 //! The config lives in the runtime snapshot: a reload builds a new one and new handshakes use it,
 //! while open connections keep the session they negotiated.
 
 pub mod certs;
+pub mod client_auth;
 pub mod self_signed;
 
 use std::collections::HashMap;
@@ -57,11 +59,14 @@ pub fn build(
         TlsVersion::Tls13 => &[&TLS13],
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let builder = match &settings.client_ca {
+        Some(bundle) => builder.with_client_cert_verifier(client_auth::verifier(bundle, provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // TLS 1.2: our cipher-suite order (AEAD, forward secrecy first) wins over the client's, so a
     // client preferring a weaker suite cannot pick it (SPEC §8.11; testssl "server cipher order").

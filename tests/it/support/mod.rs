@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod files;
 pub mod gateway;
+pub mod mtls_client;
 pub mod raw;
 pub mod redis;
 pub mod reload;
