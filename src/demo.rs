@@ -42,12 +42,16 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()))
     });
     let result = run_in(&dir).await;
-    if temporary {
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                errln!("warning: cannot remove {}: {error}", dir.display());
-            }
+    let removed = if temporary {
+        std::fs::remove_dir_all(&dir)
+    } else {
+        Ok(())
+    };
+    match removed {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            errln!("warning: cannot remove {}: {error}", dir.display());
         }
+        _ => {}
     }
     result
 }
