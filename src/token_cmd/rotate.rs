@@ -51,18 +51,16 @@ pub fn rotate(
     overlap: Duration,
     now: OffsetDateTime,
 ) -> anyhow::Result<Rotated> {
-    let now = now
-        .to_offset(UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .context("current time out of range")?;
+    let now = now.to_offset(UtcOffset::UTC);
     let old_until = if overlap.is_zero() {
         None
     } else {
-        let overlap = time::Duration::try_from(overlap)
+        let until = time::Duration::try_from(overlap)
             .ok()
             .and_then(|overlap| now.checked_add(overlap))
+            .and_then(ceil_to_second)
             .ok_or_else(|| anyhow!("--overlap: too long"))?;
-        Some(overlap)
+        Some(until)
     };
 
     let _lock = StoreLock::acquire(store)?;
@@ -129,6 +127,17 @@ pub fn rotate(
     };
     write_store(store, &new_text)?;
     Ok(Rotated { token, old_until })
+}
+
+/// Rounded up to a whole second (the store keeps seconds), so the overlap is never shorter than
+/// asked.
+fn ceil_to_second(time: OffsetDateTime) -> Option<OffsetDateTime> {
+    if time.nanosecond() == 0 {
+        return Some(time);
+    }
+    time.replace_nanosecond(0)
+        .ok()?
+        .checked_add(time::Duration::SECOND)
 }
 
 /// `text` with the `index`-th `[[tokens]]` block's [`ROTATED_KEYS`] lines replaced by `lines`
@@ -218,7 +227,7 @@ mod tests {
         let (store, tokens) = store_with(dir.path(), &["a", "ci", "z"]);
         let old = &tokens[1];
         let rotated = rotate(&store, "ci", Duration::from_secs(3600), NOW).unwrap();
-        assert_eq!(rotated.old_until, Some(datetime!(2027-01-01 13:00 UTC)));
+        assert_eq!(rotated.old_until, Some(datetime!(2027-01-01 13:00:01 UTC)));
 
         let loaded = token_store::load(&store).unwrap();
         for token in [old, &rotated.token] {
@@ -229,7 +238,11 @@ mod tests {
             assert_eq!(&*identity.roles, ["operator"]);
             assert_eq!(identity.expires, Some(datetime!(2027-01-31 12:00 UTC)));
         }
-        let end = datetime!(2027-01-01 13:00 UTC);
+        let end = datetime!(2027-01-01 13:00:01 UTC);
+        assert!(matches!(
+            loaded.lookup(old.expose(), end - time::Duration::NANOSECOND),
+            Lookup::Valid(_)
+        ));
         assert_eq!(loaded.lookup(old.expose(), end), Lookup::Expired(end));
         assert!(matches!(
             loaded.lookup(rotated.token.expose(), end),
