@@ -1,6 +1,8 @@
 //! The command line (SPEC §1): one small function per subcommand. Exit codes: 0 ok, 1 invalid
 //! input or failed check, 2 usage error (clap's own).
 
+mod check;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,6 +83,18 @@ impl StoreArgs {
             .and_then(|c| c.auth.tokens)
             .unwrap_or_else(|| PathBuf::from("tokens.toml"))
     }
+
+    /// The config, when it exists and loads (its warnings are `check`'s to print, not ours).
+    fn config(&self) -> Option<anyhow::Result<Config>> {
+        self.config.exists().then(|| {
+            config::load_quiet(&self.config).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} does not load (see `gatehouse check`)",
+                    self.config.display()
+                )
+            })
+        })
+    }
 }
 
 /// `gatehouse token …`
@@ -103,6 +117,9 @@ pub enum TokenCommand {
     },
     /// Table of tokens: id, roles, created, expires, state, hint.
     List {
+        /// A JSON array instead: one object per token, with its source and rotation overlap.
+        #[arg(long)]
+        json: bool,
         /// Store location.
         #[command(flatten)]
         store: StoreArgs,
@@ -111,6 +128,19 @@ pub enum TokenCommand {
     Revoke {
         /// The token's id.
         id: String,
+        /// Store location.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Give a token a new secret (same id and roles), printed once; the old secret is still
+    /// accepted until the overlap ends.
+    Rotate {
+        /// The token's id.
+        id: String,
+        /// How long the old secret stays valid ("24h", "30m"; "0s" refuses it at the next
+        /// reload).
+        #[arg(long, default_value = "24h")]
+        overlap: String,
         /// Store location.
         #[command(flatten)]
         store: StoreArgs,
@@ -217,8 +247,9 @@ fn check(path: &Path) -> ExitCode {
     let config = match config::load_quiet(path) {
         Ok(config) => config,
         Err(errors) => {
-            for error in errors.errors() {
-                errln!("{error}");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            for line in check::located_all(errors.errors(), path, &text) {
+                errln!("{line}");
             }
             return ExitCode::from(1);
         }
@@ -335,11 +366,16 @@ fn summary(config: &Config) -> String {
     for route in &config.routes {
         let kind = if route.exact { "exact " } else { "prefix" };
         lines.push(format!(
-            "    {kind} {}  auth {}",
+            "    {kind} {}  auth {}  {}",
             route.path,
-            auth_kinds(route)
+            auth_kinds(route),
+            check::action(route, &config.upstreams)
         ));
     }
+    lines.extend(check::cert_and_tokens(
+        config,
+        time::OffsetDateTime::now_utc(),
+    ));
     lines.join("\n")
 }
 
@@ -353,6 +389,13 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             expires,
             store,
         } => {
+            match store.config() {
+                Some(Ok(config)) => token_cmd::unused_role_warnings(&roles, &config)
+                    .iter()
+                    .for_each(|warning| errln!("warning: {warning}")),
+                Some(Err(error)) => errln!("warning: roles not checked: {error}"),
+                None => {}
+            }
             let store = store.path();
             let token = token_cmd::create(&store, &id, &roles, expires.as_deref(), now)?;
             errln!(
@@ -361,7 +404,13 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             );
             outln!("{}", token.expose());
         }
-        TokenCommand::List { store } => out!("{}", token_cmd::list(&store.path(), now)?),
+        TokenCommand::List { json: false, store } => {
+            out!("{}", token_cmd::list(&store.path(), now)?);
+        }
+        TokenCommand::List { json: true, store } => {
+            out!("{}", token_cmd::list_json(&store.path(), now)?);
+        }
+        TokenCommand::Rotate { id, overlap, store } => check::rotate(&id, &overlap, &store, now)?,
         TokenCommand::Revoke { id, store } => {
             let store = store.path();
             token_cmd::revoke(&store, &id)?;
@@ -370,7 +419,11 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Hash => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
-            outln!("{}", token_cmd::hash(&line));
+            let hashed = token_cmd::hash_checked(&line)?;
+            if let Some(warning) = hashed.warning {
+                errln!("warning: {warning}");
+            }
+            outln!("{}", hashed.hash);
         }
     }
     Ok(())

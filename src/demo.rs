@@ -31,15 +31,33 @@ pub struct Demo {
     pub curl_lines: Vec<String>,
 }
 
-/// Runs the demo until Ctrl-C.
+/// Runs the demo until Ctrl-C or SIGTERM. Without `dir` it works in a fresh temporary folder
+/// and removes it on the way out (a `dir` given by the user is left alone).
 ///
 /// # Errors
 /// The folder cannot be written or a listener cannot be bound.
 pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let temporary = dir.is_none();
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()))
     });
-    let demo = start(&dir).await?;
+    let result = run_in(&dir).await;
+    let removed = if temporary {
+        std::fs::remove_dir_all(&dir)
+    } else {
+        Ok(())
+    };
+    match removed {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            errln!("warning: cannot remove {}: {error}", dir.display());
+        }
+        _ => {}
+    }
+    result
+}
+
+async fn run_in(dir: &Path) -> anyhow::Result<()> {
+    let demo = start(dir).await?;
     outln!(
         "gatehouse demo is running (config: {})\n",
         demo.config.display()
@@ -48,6 +66,11 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     for line in &demo.curl_lines {
         outln!("  {line}");
     }
+    if let Some(admin) = demo.gateway.admin_addr() {
+        outln!("\nAdmin listener: http://{admin} (/healthz, /readyz, /metrics, /config)");
+        outln!("  curl http://{admin}/metrics");
+    }
+    outln!("\nFolder: {}", dir.display());
     outln!("\nPress Ctrl-C to stop.");
     crate::cli::wait_for_stop_signal().await;
     demo.gateway.shutdown();
@@ -93,6 +116,9 @@ fn demo_config(listen: SocketAddr, api: SocketAddr, configuration: SocketAddr) -
 [server]
 listen = "{listen}"
 admin_listen = "127.0.0.1:0"
+
+[limits]
+drain_delay = "0s"  # no load balancer to drain away from: Ctrl-C stops at once
 
 [tls]
 cert = "tls.crt"

@@ -1,5 +1,6 @@
 //! The `gatehouse` binary: parse the command line, set up logging, run the command.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -44,6 +45,8 @@ fn init_logging(command: Option<&Command>) {
     } else {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            // Colour codes are for people: piped into a file or a CI log they are noise.
+            .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
             .with_env_filter(filter)
             .init();

@@ -1,4 +1,4 @@
-//! The bodies of `gatehouse token create | list | revoke | hash` (SPEC §1): everything that
+//! The bodies of `gatehouse token create | list | revoke | rotate | hash` (SPEC §1): everything that
 //! *writes* the token store. Parsing and checking the store is [`token_store`]'s job, the token
 //! shape is [`token_format`]'s, argument parsing and printing are `cli`'s.
 //!
@@ -13,6 +13,9 @@
 //! written with inline tables, say), it re-serialises the remaining entries instead, and then
 //! the file's comments are lost (a warning says so).
 
+mod report;
+mod rotate;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +29,9 @@ use crate::config::ConfigErrors;
 use crate::config::units::parse_duration;
 use crate::files::write_atomically;
 use crate::secret::Secret;
+
+pub use report::{Hashed, hash_checked, list_json, unused_role_warnings};
+pub use rotate::{Rotated, rotate};
 
 /// Permissions of the store file: hashes only, but still nobody else's business.
 const STORE_MODE: u32 = 0o600;

@@ -55,6 +55,8 @@ struct TokenFile {
     expires: Option<toml::Value>,
     hint: Option<toml::Value>,
     disabled: Option<toml::Value>,
+    previous_sha256: Option<toml::Value>,
+    previous_expires: Option<toml::Value>,
 }
 
 /// One validated `[[tokens]]` entry, as written (a `file =` token not read yet).
@@ -74,6 +76,27 @@ pub struct TokenSpec {
     pub hint: Option<String>,
     /// Refused while `true`, without removing the entry.
     pub disabled: bool,
+    /// The secret this one replaced (`token rotate`), still accepted for a while.
+    pub previous: Option<Previous>,
+}
+
+/// `previous_sha256` + `previous_expires`: the token an entry had before `token rotate`, accepted
+/// as the same identity until `until` (both keys or neither).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Previous {
+    /// SHA-256 of the old token.
+    pub sha256: [u8; 32],
+    /// When the old token stops being accepted (the end of the overlap).
+    pub until: OffsetDateTime,
+}
+
+impl fmt::Debug for Previous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Like `TokenStore`'s `Debug`: no hash in logs (it only identifies, but it is not needed).
+        f.debug_struct("Previous")
+            .field("until", &self.until)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenSpec {
@@ -182,15 +205,23 @@ pub enum Lookup {
     BadChecksum,
 }
 
-/// The loaded store: entries indexed by the SHA-256 of their token. Immutable; a reload builds a
-/// new one. `Debug` shows the path and the entries, never a hash or a token.
+/// The loaded store: entries indexed by the SHA-256 of their token, and of their previous token
+/// while a rotation's overlap lasts. Immutable; a reload builds a new one. `Debug` shows the path
+/// and the entries, never a hash or a token.
 #[derive(Default)]
 pub struct TokenStore {
     path: PathBuf,
-    by_hash: HashMap<[u8; 32], Arc<TokenEntry>>,
+    by_hash: HashMap<[u8; 32], Indexed>,
     entries: Vec<Arc<TokenEntry>>,
     files: Vec<PathBuf>,
     content_hash: [u8; 32],
+}
+
+/// One index slot: the entry, and for a rotated-out token the end of its overlap.
+struct Indexed {
+    entry: Arc<TokenEntry>,
+    /// `Some` for a `previous_sha256`: refused from this instant on.
+    until: Option<OffsetDateTime>,
 }
 
 impl fmt::Debug for TokenStore {
@@ -204,18 +235,24 @@ impl fmt::Debug for TokenStore {
 
 impl TokenStore {
     /// Who `token` is at `now`. The checksum of a `gth_` token is checked before anything is
-    /// hashed; disabled beats expired. Allocates nothing: the [`Identity`] shares the entry's
-    /// strings.
+    /// hashed; disabled beats expired. A rotated-out token is its entry until its overlap ends,
+    /// then expired (and disabled or revoked with the entry). Allocates nothing: the
+    /// [`Identity`] shares the entry's strings.
     pub fn lookup(&self, token: &str, now: OffsetDateTime) -> Lookup {
         if token_format::shape(token) == Shape::BadChecksum {
             return Lookup::BadChecksum;
         }
-        let Some(entry) = self.by_hash.get(&hash_token(token.as_bytes())) else {
+        let Some(Indexed { entry, until }) = self.by_hash.get(&hash_token(token.as_bytes())) else {
             return Lookup::Unknown;
         };
-        match entry.state(now) {
+        // The old secret's life is the shorter of the overlap and the entry's own.
+        let expires = match (entry.expires, *until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match TokenState::of(entry.disabled, expires, now) {
             TokenState::Disabled => Lookup::Disabled,
-            TokenState::Expired => Lookup::Expired(entry.expires.unwrap_or(now)),
+            TokenState::Expired => Lookup::Expired(expires.unwrap_or(now)),
             TokenState::Active => Lookup::Valid(entry.identity()),
         }
     }
@@ -452,7 +489,32 @@ fn token(check: &mut Checker, base: &Path, i: usize, entry: &TokenFile) -> Token
             &format!("{prefix}.disabled"),
             entry.disabled.as_ref(),
         ),
+        previous: previous(check, &prefix, entry),
     }
+}
+
+/// `previous_sha256` and `previous_expires`, written by `token rotate`: both or neither.
+fn previous(check: &mut Checker, prefix: &str, entry: &TokenFile) -> Option<Previous> {
+    let (hash, until) = match (&entry.previous_sha256, &entry.previous_expires) {
+        (None, None) => return None,
+        (Some(hash), Some(until)) => (hash, until),
+        (Some(_), None) | (None, Some(_)) => {
+            check.error(
+                prefix,
+                "previous_sha256 and previous_expires go together: set both or neither",
+            );
+            return None;
+        }
+    };
+    let key = format!("{prefix}.previous_sha256");
+    let sha256 = check
+        .string(&key, hash)
+        .and_then(|text| sha256_value(check, &key, text));
+    let until = time_field(check, &format!("{prefix}.previous_expires"), Some(until));
+    Some(Previous {
+        sha256: sha256?,
+        until: until?,
+    })
 }
 
 fn id(check: &mut Checker, prefix: &str, value: Option<&toml::Value>) -> String {
@@ -627,6 +689,7 @@ fn build(path: &Path, bytes: &[u8], specs: Vec<TokenSpec>) -> Result<TokenStore,
             }
         };
         content.update(hash);
+        let previous = spec.previous.clone();
         if let Some(first) = first_by_hash.insert(hash, i) {
             check.error(
                 format!("tokens[{i}]"),
@@ -635,7 +698,30 @@ fn build(path: &Path, bytes: &[u8], specs: Vec<TokenSpec>) -> Result<TokenStore,
             continue;
         }
         let entry = Arc::new(entry(spec));
-        by_hash.insert(hash, entry.clone());
+        if let Some(previous) = previous {
+            if let Some(first) = first_by_hash.insert(previous.sha256, i) {
+                check.error(
+                    format!("tokens[{i}].previous_sha256"),
+                    format!("same token as tokens[{first}]: each token needs its own entry"),
+                );
+                continue;
+            }
+            let until = Some(previous.until);
+            by_hash.insert(
+                previous.sha256,
+                Indexed {
+                    entry: entry.clone(),
+                    until,
+                },
+            );
+        }
+        by_hash.insert(
+            hash,
+            Indexed {
+                entry: entry.clone(),
+                until: None,
+            },
+        );
         entries.push(entry);
     }
     if !check.errors.is_empty() {

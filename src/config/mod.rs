@@ -6,8 +6,10 @@
 //! with their full key path, bad units, dangling references — and reported together, one
 //! `file: key: reason` line each, like `nginx -t` but complete.
 
+mod diagnose;
 pub mod file;
 mod redact;
+mod suggest;
 pub mod units;
 mod validate;
 
@@ -20,7 +22,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 
+pub use diagnose::locate;
 pub use redact::redact_url;
+pub use suggest::did_you_mean;
 pub use units::Rate;
 
 /// The validated configuration. Paths are absolute (resolved against the config's folder).
@@ -502,12 +506,9 @@ pub fn load_quiet(path: &Path) -> Result<Config, ConfigErrors> {
 /// # Errors
 /// Every problem found.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let mut unknown = Vec::new();
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_error(path, text, &e))?;
-    let raw: file::GatewayFile =
-        serde_ignored::deserialize(deserializer, |key| unknown.push(key_path(&key)))
-            .map_err(|e| syntax_error(path, text, &e))?;
-    validate::build(path, text, raw, unknown)
+    let collected = diagnose::collect::<file::GatewayFile>(path, text)?;
+    let built = validate::build(path, text, collected.raw, collected.unknown);
+    diagnose::merge(built, collected.type_errors)
 }
 
 /// `routes[2].strip_prefx`, the way an operator would write the key (serde_ignored says

@@ -135,7 +135,8 @@ pub(super) fn build(
         warnings: Vec::new(),
     };
     for key in unknown {
-        check.error(key, "unknown key");
+        let reason = super::suggest::unknown_key(&key);
+        check.error(key, reason);
     }
     let server = server(&mut check, &raw.server);
     let limits = limits(&mut check, &raw.limits);
@@ -701,7 +702,10 @@ fn string_field<'a>(
 
 fn report_unknown(check: &mut Checker, prefix: &str, table: &toml::Table, known: &[&str]) {
     for key in table.keys().filter(|key| !known.contains(&key.as_str())) {
-        check.error(format!("{prefix}.{key}"), "unknown key");
+        check.error(
+            format!("{prefix}.{key}"),
+            super::suggest::unknown_key_among(key, known),
+        );
     }
 }
 

@@ -13,6 +13,7 @@ mod support;
 mod admin;
 mod auth;
 mod cli;
+mod cli_ops;
 mod keptn;
 mod limits;
 mod mtls;
