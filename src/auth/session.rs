@@ -194,14 +194,14 @@ impl SessionAuth {
         }
         match session.via {
             Via::Token { hash } => {
-                let entry = tokens
-                    .entry_by_hash(&hash)
-                    .filter(|entry| entry.id == session.subject)
+                let found = tokens
+                    .by_hash(&hash, now)
+                    .filter(|found| found.entry.id == session.subject)
                     .ok_or(Refusal::Ended)?;
-                match entry.state(now) {
-                    TokenState::Active => Ok(entry.roles.clone()),
+                match found.state {
+                    TokenState::Active => Ok(found.entry.roles.clone()),
                     TokenState::Disabled => Err(Refusal::Ended),
-                    TokenState::Expired => Err(Refusal::Expired(entry.expires.unwrap_or(now))),
+                    TokenState::Expired => Err(Refusal::Expired(found.expires.unwrap_or(now))),
                 }
             }
             Via::Jwt if jwt_enabled => Ok(session.roles.clone()),

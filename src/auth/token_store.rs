@@ -218,6 +218,17 @@ pub struct TokenStore {
 }
 
 /// One index slot: the entry, and for a rotated-out token the end of its overlap.
+/// What [`TokenStore::by_hash`] found.
+#[derive(Debug)]
+pub struct HashMatch<'a> {
+    /// The store entry.
+    pub entry: &'a Arc<TokenEntry>,
+    /// When this secret stops being accepted (the entry's expiry, or a rotation's overlap end).
+    pub expires: Option<OffsetDateTime>,
+    /// Active, disabled or expired at the time asked.
+    pub state: TokenState,
+}
+
 struct Indexed {
     entry: Arc<TokenEntry>,
     /// `Some` for a `previous_sha256`: refused from this instant on.
@@ -242,25 +253,30 @@ impl TokenStore {
         if token_format::shape(token) == Shape::BadChecksum {
             return Lookup::BadChecksum;
         }
-        let Some(Indexed { entry, until }) = self.by_hash.get(&hash_token(token.as_bytes())) else {
+        let Some(found) = self.by_hash(&hash_token(token.as_bytes()), now) else {
             return Lookup::Unknown;
         };
-        // The old secret's life is the shorter of the overlap and the entry's own.
+        match found.state {
+            TokenState::Disabled => Lookup::Disabled,
+            TokenState::Expired => Lookup::Expired(found.expires.unwrap_or(now)),
+            TokenState::Active => Lookup::Valid(found.entry.identity()),
+        }
+    }
+
+    /// The entry whose token hashes to `hash` and that token's state at `now`: how a lookup
+    /// and a session's recheck on every request decide, in O(1), without holding the token.
+    /// The old secret of a rotation lives the shorter of its overlap and the entry's own life.
+    pub fn by_hash(&self, hash: &[u8; 32], now: OffsetDateTime) -> Option<HashMatch<'_>> {
+        let Indexed { entry, until } = self.by_hash.get(hash)?;
         let expires = match (entry.expires, *until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match TokenState::of(entry.disabled, expires, now) {
-            TokenState::Disabled => Lookup::Disabled,
-            TokenState::Expired => Lookup::Expired(expires.unwrap_or(now)),
-            TokenState::Active => Lookup::Valid(entry.identity()),
-        }
-    }
-
-    /// The entry whose token hashes to `hash`: how a session rechecks its token on every
-    /// request, in O(1), without ever holding the token.
-    pub fn entry_by_hash(&self, hash: &[u8; 32]) -> Option<&Arc<TokenEntry>> {
-        self.by_hash.get(hash)
+        Some(HashMatch {
+            entry,
+            expires,
+            state: TokenState::of(entry.disabled, expires, now),
+        })
     }
 
     /// The store file this was loaded from.

@@ -1101,13 +1101,14 @@ fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<Aut
     }
     if auth.session.is_some() {
         kinds.push(AuthKind::Session);
+    }
     if auth.mtls.is_some() {
         kinds.push(AuthKind::Mtls);
     }
     if kinds.is_empty() {
         check.error(
             key,
-            "is not set and [auth] configures no credential kind (tokens, [auth.jwt], [auth.external] or [tls] client_ca); set auth = [\"public\"] to make the route public",
+            "is not set and [auth] configures no credential kind (tokens, [auth.jwt], [auth.session], [auth.external] or [tls] client_ca); set auth = [\"public\"] to make the route public",
         );
     }
     kinds
