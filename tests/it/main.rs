@@ -15,6 +15,7 @@ mod auth;
 mod cli;
 mod keptn;
 mod limits;
+mod metrics_ops;
 mod plain;
 mod proxy;
 mod ratelimit;
