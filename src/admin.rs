@@ -226,6 +226,7 @@ fn metrics(shared: &Shared) -> Response<Body> {
         "gatehouse_rate_limit_keys {}\n",
         limits.tracked_keys()
     ));
+    crate::observe::scrape::render(&mut text, &runtime);
     let mut response = Response::new(body::full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

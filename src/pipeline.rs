@@ -128,7 +128,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = ctx.request_id_str(), %error, "request refused");
-            let route = ctx.route.map(|i| rt.config.routes[i].path.as_str());
+            let route = ctx.route.map(|i| &*rt.route_labels[i]);
             shared.metrics.refused(&error, route);
             error.into_response(ctx.request_id_str())
         }

@@ -32,7 +32,9 @@ pub struct Runtime {
     pub config: Arc<Config>,
     /// TLS for new handshakes; open connections keep the session they negotiated.
     pub tls: Arc<rustls::ServerConfig>,
-    /// The `route` metric label of each route (its configured path), and of a request that
+    /// Expiry of each certificate `tls` serves, for `/metrics`.
+    pub certificates: Vec<crate::tls::expiry::CertExpiry>,
+    /// The `route` metric label of each route ([`crate::observe::labels`]), and of a request that
     /// matched none (`none`, last), shared so recording allocates nothing.
     pub route_labels: Vec<Arc<str>>,
     /// Route matching over `config.routes`.
@@ -62,7 +64,7 @@ impl Runtime {
     /// # Errors
     /// A message naming the file or upstream that could not be used.
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, String> {
-        let tls = crate::tls::build(&config.tls, previous.is_none())?;
+        let served = crate::tls::build(&config.tls, previous.is_none())?;
         let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth))?;
         let rate_limits = RateLimits::build(
             &config.rate_limits,
@@ -87,16 +89,12 @@ impl Runtime {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             router: RouteTable::new(&config.routes),
-            route_labels: config
-                .routes
-                .iter()
-                .map(|r| Arc::from(r.path.as_str()))
-                .chain([Arc::from("none")])
-                .collect(),
+            route_labels: crate::observe::labels::route_labels(&config.routes),
             auth,
             rate_limits,
             trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
-            tls,
+            tls: served.config,
+            certificates: served.certificates,
             upstreams,
             generation: previous.map_or(1, |p| p.generation + 1),
             files,

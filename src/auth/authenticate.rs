@@ -135,7 +135,10 @@ impl Authenticator {
         let external = settings
             .external
             .as_ref()
-            .map(ExternalAuth::new)
+            .map(|external| {
+                let previous = previous.and_then(|p| p.external.as_ref());
+                ExternalAuth::new(external).map(|auth| auth.keep_stats(previous))
+            })
             .transpose()?;
         let session = settings
             .session

@@ -72,6 +72,7 @@ use super::{AuthMethod, Identity};
 use crate::config::{CacheKey, ExternalSettings};
 use crate::http::body::{self, Body};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
+use crate::observe::auth_service::AuthServiceStats;
 
 /// `x-forwarded-method`: the client's method, for the auth service.
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
@@ -269,6 +270,8 @@ pub struct ExternalAuth {
     state: Mutex<State>,
     calls: AtomicU64,
     coalesced: AtomicU64,
+    /// `/metrics` counters, handed on to the next `ExternalAuth` by [`Self::keep_stats`].
+    stats: Arc<AuthServiceStats>,
     anonymous_subject: Arc<str>,
     no_roles: Arc<[String]>,
 }
@@ -340,6 +343,7 @@ impl ExternalAuth {
             state: Mutex::new(State::default()),
             calls: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            stats: Arc::default(),
             anonymous_subject: Arc::from(ANONYMOUS),
             no_roles: Arc::from(Vec::new()),
         })
@@ -354,20 +358,26 @@ impl ExternalAuth {
         let key = self.key(request);
         for _ in 0..MAX_ROUNDS {
             match self.join(key) {
-                Turn::Hit(decision) => return decision,
+                Turn::Hit(decision) => {
+                    self.stats.hit();
+                    return decision;
+                }
                 Turn::Lead(leader) => {
+                    self.stats.miss();
                     let decision = self.ask(request).await;
                     leader.finish(&decision);
                     return decision;
                 }
                 Turn::Follow(flight) => {
                     if let Some(decision) = self.follow(flight).await {
+                        self.stats.miss();
                         return decision;
                     }
                     tracing::debug!("external auth call abandoned by its leader; retrying");
                 }
             }
         }
+        self.stats.miss();
         let epoch = self.lock().epoch;
         let decision = self.ask(request).await;
         self.remember(key, &decision, epoch);
@@ -399,6 +409,20 @@ impl ExternalAuth {
     /// Checks answered by waiting on another check's call instead of calling (for tests/metrics).
     pub fn coalesced(&self) -> u64 {
         self.coalesced.load(Ordering::Relaxed)
+    }
+
+    /// Takes over the metrics of the `ExternalAuth` this one replaces on a reload.
+    #[must_use]
+    pub fn keep_stats(mut self, previous: Option<&ExternalAuth>) -> Self {
+        if let Some(previous) = previous {
+            self.stats = previous.stats.clone();
+        }
+        self
+    }
+
+    /// Cache hits and misses and call durations, for `/metrics`.
+    pub fn stats(&self) -> &AuthServiceStats {
+        &self.stats
     }
 
     /// Whether any decision can be cached; without caching, checks are not coalesced either (each
@@ -546,13 +570,17 @@ impl ExternalAuth {
             return Decision::Unavailable;
         };
         let subject = self.credential_subject(request.headers);
-        match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
-            Ok(decision) => decision,
-            Err(_elapsed) => {
-                tracing::warn!(timeout = ?self.timeout, "external auth service timed out");
-                Decision::Unavailable
-            }
-        }
+        let started = Instant::now();
+        let decision =
+            match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
+                Ok(decision) => decision,
+                Err(_elapsed) => {
+                    tracing::warn!(timeout = ?self.timeout, "external auth service timed out");
+                    Decision::Unavailable
+                }
+            };
+        self.stats.observe(started.elapsed());
+        decision
     }
 
     /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set, and

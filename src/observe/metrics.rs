@@ -32,7 +32,11 @@ pub const AUTH_FAILURE_REASONS: [&str; 9] = [
 pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
-    auth_failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
+    /// Unix milliseconds of the last successful reload (the first load counts).
+    last_reload_ok_ms: AtomicU64,
+    /// By (route label, reason); routes come from the config, reasons from
+    /// [`AUTH_FAILURE_REASONS`], so the map stays small.
+    auth_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     active_connections: AtomicI64,
     rate_limited: Mutex<BTreeMap<String, u64>>,
     upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -49,25 +53,34 @@ impl Metrics {
             &self.reloads_error
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            self.last_reload_ok_ms
+                .store(unix_millis(), Ordering::Relaxed);
+        }
     }
 
-    /// Counts a refused request by the reason its error implies (no-op for non-auth errors).
+    /// Counts a refused request by the reason its error implies (no-op for other errors).
+    /// `route` is the matched route's metric label ([`super::labels`]); `None` counts as
+    /// [`super::labels::NO_ROUTE`].
     pub fn refused(&self, error: &GatewayError, route: Option<&str>) {
+        let route = route.unwrap_or(super::labels::NO_ROUTE);
         match error {
             GatewayError::RateLimited { .. } => {
                 let mut map = self
                     .rate_limited
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                *map.entry(route.unwrap_or_default().to_owned()).or_default() += 1;
+                *map.entry(route.to_owned()).or_default() += 1;
             }
             GatewayError::UpstreamUnavailable(name) => self.upstream_error(name, "unavailable"),
             GatewayError::UpstreamTimeout(name) => self.upstream_error(name, "timeout"),
             other => {
-                if let Some(index) = auth_reason(other)
-                    .and_then(|r| AUTH_FAILURE_REASONS.iter().position(|x| *x == r))
-                {
-                    self.auth_failures[index].fetch_add(1, Ordering::Relaxed);
+                if let Some(reason) = auth_reason(other) {
+                    let mut map = self
+                        .auth_failures
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    *map.entry((route.to_owned(), reason)).or_default() += 1;
                 }
             }
         }
@@ -108,15 +121,31 @@ impl Metrics {
         );
         header(
             &mut out,
+            "gatehouse_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the configuration was last loaded or reloaded successfully (Unix seconds).",
+        );
+        let _ = writeln!(
+            out,
+            "gatehouse_last_reload_success_timestamp_seconds {:.3}",
+            self.last_reload_ok_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        header(
+            &mut out,
             "gatehouse_auth_failures_total",
             "counter",
-            "Requests refused by authentication or authorization.",
+            "Requests refused by authentication or authorization, by route and reason.",
         );
-        for (reason, counter) in AUTH_FAILURE_REASONS.iter().zip(&self.auth_failures) {
+        for ((route, reason), count) in self
+            .auth_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
             let _ = writeln!(
                 out,
-                "gatehouse_auth_failures_total{{reason=\"{reason}\"}} {}",
-                counter.load(Ordering::Relaxed)
+                "gatehouse_auth_failures_total{{route=\"{}\",reason=\"{reason}\"}} {count}",
+                escape(route)
             );
         }
         header(
@@ -183,6 +212,13 @@ impl Metrics {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The `reason` label for an auth-related refusal.
 fn auth_reason(error: &GatewayError) -> Option<&'static str> {
     Some(match error {
@@ -201,7 +237,8 @@ fn auth_reason(error: &GatewayError) -> Option<&'static str> {
     })
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes the `# HELP` and `# TYPE` lines of a family.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -225,7 +262,7 @@ mod tests {
         let text = metrics.render((2, 1, 0));
         for line in [
             "gatehouse_reloads_total{result=\"error\"} 1",
-            "gatehouse_auth_failures_total{reason=\"invalid\"} 1",
+            "gatehouse_auth_failures_total{route=\"/api\",reason=\"invalid\"} 1",
             "gatehouse_rate_limited_total{route=\"/api\"} 1",
             "gatehouse_tokens{state=\"active\"} 2",
         ] {

@@ -1,4 +1,8 @@
 //! Observability: metrics now; the access log and the audit log join here.
 
+pub mod auth_service;
+pub mod labels;
 pub mod metrics;
+pub mod process;
+pub mod scrape;
 pub mod traffic;

@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod client_auth;
+pub mod expiry;
 pub mod self_signed;
 
 use std::collections::HashMap;
@@ -22,6 +23,15 @@ use crate::config::{TlsSettings, TlsVersion};
 
 pub use certs::CertError;
 
+/// What [`build`] made: the server config and the expiry of each certificate it serves.
+#[derive(Debug)]
+pub struct Served {
+    /// TLS for new handshakes.
+    pub config: Arc<rustls::ServerConfig>,
+    /// One entry per served host name (see [`expiry::served`]).
+    pub certificates: Vec<expiry::CertExpiry>,
+}
+
 /// Builds the server config for `settings`. On first start (`first_start`), a self-signed
 /// default certificate is generated when both its files are missing; on a reload missing files
 /// are an error, so deleting a pair before copying its replacement never swaps in a self-signed
@@ -29,10 +39,7 @@ pub use certs::CertError;
 ///
 /// # Errors
 /// A message naming the file and the problem (never key material).
-pub fn build(
-    settings: &TlsSettings,
-    first_start: bool,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn build(settings: &TlsSettings, first_start: bool) -> Result<Served, String> {
     if first_start {
         ensure_default_certificate(settings)?;
     }
@@ -41,10 +48,12 @@ pub fn build(
     let mut resolver = SniResolver {
         by_name: HashMap::new(),
         wildcards: Vec::new(),
-        default,
+        default: default.clone(),
     };
+    let mut sni_keys = Vec::with_capacity(settings.sni.len());
     for sni in &settings.sni {
         let key = certs::load_certified_key(&sni.cert, &sni.key).map_err(|e| e.to_string())?;
+        sni_keys.push((sni.hosts.as_slice(), key.clone()));
         for host in &sni.hosts {
             match host.strip_prefix("*.") {
                 Some(suffix) => resolver.wildcards.push((format!(".{suffix}"), key.clone())),
@@ -71,7 +80,12 @@ pub fn build(
     // TLS 1.2: our cipher-suite order (AEAD, forward secrecy first) wins over the client's, so a
     // client preferring a weaker suite cannot pick it (SPEC §8.11; testssl "server cipher order").
     config.ignore_client_order = true;
-    Ok(Arc::new(config))
+    let sni_keys: Vec<_> = sni_keys.iter().map(|(h, k)| (*h, &**k)).collect();
+    let certificates = expiry::served(&default, &sni_keys)?;
+    Ok(Served {
+        config: Arc::new(config),
+        certificates,
+    })
 }
 
 /// Generates the default certificate if neither file exists; refuses if only one does (never

@@ -17,6 +17,7 @@ mod cli_ops;
 mod keptn;
 mod limits;
 mod mtls;
+mod metrics_ops;
 mod plain;
 mod proxy;
 mod ratelimit;

@@ -443,6 +443,9 @@ async fn redis_gateway(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_one_redis_budget_deny_while_it_is_down_and_resume_after() {
+    if crate::support::redis::skip_without_server() {
+        return;
+    }
     let up = Upstream::text("ok").await;
     let mut redis = RedisServer::start().await;
     let a = redis_gateway(&up, &redis.url(), "deny", "shared", 4).await;
@@ -503,6 +506,9 @@ async fn two_gateways_share_one_redis_budget_deny_while_it_is_down_and_resume_af
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_test_each_on_error_mode_then_shared_limits_resume() {
+    if crate::support::redis::skip_without_server() {
+        return;
+    }
     let up = Upstream::text("ok").await;
     let mut redis = RedisServer::start().await;
     let url = redis.url();
@@ -600,6 +606,9 @@ async fn redis_killed_mid_test_each_on_error_mode_then_shared_limits_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_starts_and_serves_while_redis_is_down_then_finds_it() {
+    if crate::support::redis::skip_without_server() {
+        return;
+    }
     let up = Upstream::text("ok").await;
     let port = redis_support::free_port();
     let gw = redis_gateway(&up, &redis_support::url(port), "deny", "shared", 2).await;

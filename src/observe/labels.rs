@@ -1,0 +1,132 @@
+//! The `route` metric label: a route's `path` as configured (SPEC §6), made unique.
+//!
+//! SPEC §2 lets two routes share a `path` when one is `exact` or their `host` or `methods`
+//! differ (keptn.toml: the exact `/api` redirect and the `/api` prefix proxy). Labelled by path
+//! alone they would merge into one series, so a route whose path another route shares carries
+//! what tells it apart: `/api (exact)`, `/api (host=api.example.com)`, `/x (methods=GET,HEAD)`.
+//! A route whose path is its own keeps the bare path, so most labels are exactly the path and
+//! do not change when unrelated routes are added.
+
+use std::sync::Arc;
+
+use crate::config::RouteConfig;
+
+/// The label of a request that matched no route.
+pub const NO_ROUTE: &str = "none";
+
+/// One label per route, in config order, then [`NO_ROUTE`] last. Labels are unique.
+pub fn route_labels(routes: &[RouteConfig]) -> Vec<Arc<str>> {
+    let mut labels: Vec<String> = routes
+        .iter()
+        .map(|route| {
+            let shared = routes
+                .iter()
+                .filter(|other| other.path == route.path)
+                .count()
+                > 1;
+            if shared {
+                qualified(route)
+            } else {
+                route.path.clone()
+            }
+        })
+        .collect();
+    // Validation already refuses routes that nothing tells apart; keep labels unique anyway so
+    // a future route attribute can never merge two series silently.
+    for i in 0..labels.len() {
+        if labels[..i].contains(&labels[i]) || labels[i] == NO_ROUTE {
+            labels[i] = format!("{} #{}", labels[i], i + 1);
+        }
+    }
+    labels
+        .into_iter()
+        .map(Arc::from)
+        .chain([Arc::from(NO_ROUTE)])
+        .collect()
+}
+
+/// `path (exact, host=H, methods=M,N)` with the attributes this route has.
+fn qualified(route: &RouteConfig) -> String {
+    let mut parts = Vec::new();
+    if route.exact {
+        parts.push("exact".to_owned());
+    }
+    if let Some(host) = &route.host {
+        parts.push(format!("host={host}"));
+    }
+    if let Some(methods) = &route.methods {
+        let names: Vec<&str> = methods.iter().map(http::Method::as_str).collect();
+        parts.push(format!("methods={}", names.join(",")));
+    }
+    if parts.is_empty() {
+        route.path.clone()
+    } else {
+        format!("{} ({})", route.path, parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RouteAction;
+
+    fn route(path: &str, exact: bool, host: Option<&str>, methods: Option<&[&str]>) -> RouteConfig {
+        RouteConfig {
+            path: path.to_owned(),
+            exact,
+            host: host.map(str::to_owned),
+            methods: methods.map(|m| {
+                m.iter()
+                    .map(|name| http::Method::from_bytes(name.as_bytes()).unwrap())
+                    .collect()
+            }),
+            action: RouteAction::Respond {
+                status: 200,
+                body: String::new(),
+                content_type: "text/plain".to_owned(),
+            },
+            auth: Vec::new(),
+            roles: Vec::new(),
+            write_roles: Vec::new(),
+            rate_limit: None,
+            websocket: false,
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    fn labels(routes: &[RouteConfig]) -> Vec<String> {
+        route_labels(routes).iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn own_paths_stay_bare_and_shared_paths_say_what_differs() {
+        let routes = [
+            route("/", true, None, None),
+            route("/api", true, None, None),
+            route("/api", false, None, None),
+            route("/x", false, Some("a.example.com"), None),
+            route("/x", false, None, Some(&["GET", "HEAD"])),
+        ];
+        assert_eq!(
+            labels(&routes),
+            [
+                "/",
+                "/api (exact)",
+                "/api",
+                "/x (host=a.example.com)",
+                "/x (methods=GET,HEAD)",
+                "none"
+            ]
+        );
+    }
+
+    #[test]
+    fn labels_are_unique_even_for_routes_nothing_tells_apart() {
+        let routes = [
+            route("/a", false, None, None),
+            route("/a", false, None, None),
+            route("none", false, None, None),
+        ];
+        assert_eq!(labels(&routes), ["/a", "/a #2", "none #3", "none"]);
+    }
+}
