@@ -157,11 +157,16 @@ async fn sections_not_built_get_a_warning_but_pass() {
         dir.path(),
         "",
         "client_ca = \"ca.pem\"",
-        &format!("[auth.session]\nsecret_file = \"s.key\"\n\n{PROXY}auth = [\"public\"]\n"),
+        &format!(
+            "[auth]\ntokens = \"tokens.toml\"\n[auth.session]\nsecret_file = \"s.key\"\n\n{PROXY}auth = [\"public\"]\n"
+        ),
     );
     let config = gatehouse::config::load_quiet(&path).unwrap();
     let keys: Vec<&str> = config.warnings.iter().map(|w| w.key.as_str()).collect();
-    assert!(keys.is_empty(), "sessions and mTLS are built: no warning, got {keys:?}");
+    assert!(
+        keys.is_empty(),
+        "sessions and mTLS are built: no warning, got {keys:?}"
+    );
 }
 
 // ---------------------------------------------------------------- failure_limit
