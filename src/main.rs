@@ -7,13 +7,15 @@ use clap::Parser;
 use gatehouse::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: per-connection buffers come and go on every request, and
+/// glibc's arenas keep freed memory fragmented under 10k idle connections (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.command.as_ref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -21,6 +23,20 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(gatehouse::cli::run(cli))
+}
+
+/// The async runtime, shaped to the CPUs this process may use (its affinity mask and cgroup
+/// quota, as `available_parallelism` reads them). On one CPU — a pinned container, the NGINX
+/// `worker_processes 1` comparison — a current-thread runtime does the same work without the
+/// work-stealing scheduler's cross-thread wakeups and atomics; with more, one worker per CPU.
+fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
 }
 
 /// JSON lines on stdout when serving (one access-log object per request); short human lines on
