@@ -225,6 +225,7 @@ fn metrics(shared: &Shared) -> Response<Body> {
         "gatehouse_rate_limit_keys {}\n",
         limits.tracked_keys()
     ));
+    crate::observe::audit::render_metrics(runtime.audit.as_ref(), &mut text);
     let mut response = Response::new(body::full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -171,9 +171,6 @@ const NOT_BUILT: &str = "is not built yet and has no effect";
 /// Sections that parse but that nothing acts on yet: loading them is allowed (a config may be
 /// written ahead), but never silently (SPEC §8.4).
 fn warn_not_built(check: &mut Checker, raw: &GatewayFile) {
-    if raw.audit.is_some() {
-        check.warn("audit", format!("the audit log {NOT_BUILT}"));
-    }
     if raw.auth.session.is_some() {
         check.warn(
             "auth.session",
