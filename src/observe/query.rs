@@ -39,7 +39,7 @@ pub fn redact_query(path_and_query: &str) -> Cow<'_, str> {
     let Some((path, query)) = path_and_query.split_once('?') else {
         return Cow::Borrowed(path_and_query);
     };
-    if !query.split('&').any(|pair| hides(pair)) {
+    if !query.split('&').any(hides) {
         return Cow::Borrowed(path_and_query);
     }
     let mut out = String::with_capacity(path_and_query.len());
