@@ -137,6 +137,7 @@ async fn admin_refusal(
         headers: req.headers(),
         client_ip: peer,
         request_id: &request_id,
+        session: None,
     };
     let error = match runtime
         .auth

@@ -333,6 +333,16 @@ fn summary(config: &Config) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if let Some(session) = &config.auth.session {
+        // The key file's path only: its content is the secret.
+        lines.push(format!(
+            "  session       cookie {}, ttl {}s, {}/login|session|logout, key file {}",
+            session.cookie,
+            session.ttl.as_secs(),
+            session.path_prefix,
+            session.secret_file.display()
+        ));
+    }
     lines.push(format!("  routes        {}", config.routes.len()));
     for route in &config.routes {
         let kind = if route.exact { "exact " } else { "prefix" };

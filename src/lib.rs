@@ -16,9 +16,11 @@
 //!    client IP under the trusted-proxy rule).
 //! 3. [`http::sanitize`] refuses smuggling shapes (400) and oversized headers (431);
 //!    [`http::normalize`] normalises the path.
-//! 4. [`router`] picks the route (404/405); redirect and respond routes answer here.
-//! 5. [`auth`]: client-sent identity headers stripped, the route's credential kinds tried
-//!    (token store, JWT, external auth) → one `Identity`, then roles and the write gate; the
+//! 4. [`auth::login`] answers the `[auth.session]` login/session/logout endpoints; then
+//!    [`router`] picks the route (404/405); redirect and respond routes answer here.
+//! 5. [`auth`]: client-sent identity headers and the session cookie stripped, the route's
+//!    credential kinds tried (token store, JWT, session cookie with its CSRF rule, external auth)
+//!    → one `Identity`, then roles and the write gate; the
 //!    WebSocket Origin rule; [`ratelimit`] by identity, IP or route (local or Redis).
 //! 6. [`proxy::forward`] rewrites the path, sets forwarded headers, streams the body with its
 //!    size limit (413) through the upstream's pooled client (502/504), and streams the response

@@ -12,11 +12,12 @@
 //! 1. plain-listener redirect (cleartext listener in `redirect` mode)
 //! 2. `http::sanitize` — smuggling shapes 400, header size 431
 //! 3. `http::normalize` — the path every later step sees and the upstream receives
-//! 4. `router` — 404 / 405; `redirect` and `respond` routes answer here
-//! 5. authentication and authorization — credential kinds per route, roles, write gate
-//! 6. WebSocket Origin rule (403)
-//! 7. rate limiting
-//! 8. `proxy::forward` — 413 / 502 / 504, streamed response or WebSocket tunnel
+//! 4. `auth::login` — the `[auth.session]` login/session/logout endpoints answer here
+//! 5. `router` — 404 / 405; `redirect` and `respond` routes answer here
+//! 6. authentication and authorization — credential kinds per route, roles, write gate
+//! 7. WebSocket Origin rule (403)
+//! 8. rate limiting
+//! 9. `proxy::forward` — 413 / 502 / 504, streamed response or WebSocket tunnel
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +28,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
 use crate::auth::roles::{self, Requirement};
-use crate::auth::{Attempt, AuthMethod, Authenticated, credentials};
+use crate::auth::{Attempt, AuthMethod, Authenticated, SessionCookie, credentials, login};
 use crate::config::{ProxyAction, RouteAction, RouteConfig};
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
@@ -254,6 +255,11 @@ async fn route_and_forward(
     let path =
         normalize_path(uri.path()).map_err(|_| GatewayError::BadRequest("malformed path"))?;
     let host = request_host(&req);
+    let conn_facts = (ctx.scheme, ctx.client_ip);
+    if let Some(served) = login::serve(&req, &path, body, conn_facts, &rt.auth).await? {
+        ctx.identity = served.identity;
+        return Ok(served.response);
+    }
     let index = match rt.router.find(host, req.method(), &path) {
         Ok(index) => index,
         Err(RouteMiss::AddSlash) => return Ok(redirect(&slash_location(&path, uri.query()), 301)),
@@ -277,7 +283,9 @@ async fn route_and_forward(
         } => return Ok(respond(*status, body, content_type)),
     };
     credentials::strip_identity_headers(req.headers_mut(), &rt.auth.copy_headers);
-    let caller = authenticate(&req, route, &path, ctx, rt).await?;
+    // The session cookie is gatehouse's own: read here, never passed on (NGINX/oauth2-proxy too).
+    let cookie = (rt.auth.session.as_ref()).and_then(|s| s.take_cookie(req.headers_mut()));
+    let caller = authenticate(&req, route, &path, cookie.as_deref(), ctx, rt).await?;
     let need = Requirement {
         roles: &route.roles,
         write_roles: &route.write_roles,
@@ -379,6 +387,7 @@ async fn authenticate(
     req: &Request<()>,
     route: &RouteConfig,
     path: &str,
+    session_cookie: Option<&str>,
     ctx: &RequestCtx,
     rt: &Runtime,
 ) -> Result<Option<Authenticated>, GatewayError> {
@@ -396,6 +405,10 @@ async fn authenticate(
         headers: req.headers(),
         client_ip: ctx.client_ip,
         request_id: &ctx.request_id,
+        session: session_cookie.map(|value| SessionCookie {
+            value,
+            scheme: ctx.scheme,
+        }),
     };
     rt.auth.authenticate(&route.auth, &attempt).await.map(Some)
 }

@@ -8,6 +8,9 @@
 //! credential attempts count against the client IP's `failure_limit`: refused local credentials,
 //! and 401/403 from the auth service for a request that sent it a credential (one of its forward
 //! headers). A blocked IP gets 429 before any check, so the auth service is not asked either.
+//!
+//! A session cookie is a credential only on a route that accepts `session`, and only when the
+//! request presents no other credential (an explicit token wins); a session refusal is final.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use time::format_description::well_known::Rfc3339;
 use super::external::{AuthRequest, Decision, ExternalAuth};
 use super::failures::FailureLimit;
 use super::jwt::{JwtError, JwtVerifier, looks_like_jwt};
+use super::session::csrf::Target;
+use super::session::{CookieRequest, Refusal, SessionAuth};
 use super::token_store::{self, Lookup, TokenStore};
 use super::{Identity, credentials};
 use crate::config::{AuthKind, AuthSettings};
@@ -35,6 +40,8 @@ pub struct Authenticator {
     pub external: Option<ExternalAuth>,
     /// `[auth] failure_limit`
     pub failures: Option<Arc<FailureLimit>>,
+    /// `[auth.session]`; its session table and previous key carry over reloads.
+    pub session: Option<SessionAuth>,
     /// Headers carrying a raw token.
     pub token_headers: Vec<HeaderName>,
     /// Headers stripped from every request and copied from the auth service.
@@ -56,6 +63,17 @@ pub struct Attempt<'a> {
     pub client_ip: IpAddr,
     /// The request id.
     pub request_id: &'a HeaderValue,
+    /// The session cookie, when the request sent one (already removed from `headers`).
+    pub session: Option<SessionCookie<'a>>,
+}
+
+/// A session cookie as the request presented it.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionCookie<'a> {
+    /// The cookie's value.
+    pub value: &'a str,
+    /// The listener's scheme (`https`/`http`), for the same-origin rule.
+    pub scheme: &'a str,
 }
 
 /// A successful authentication: who, plus headers the auth service asked to pass on.
@@ -119,6 +137,11 @@ impl Authenticator {
             .as_ref()
             .map(ExternalAuth::new)
             .transpose()?;
+        let session = settings
+            .session
+            .as_ref()
+            .map(|s| SessionAuth::build(s, previous.and_then(|p| p.session.as_ref())))
+            .transpose()?;
         Ok(Self {
             tokens: Arc::new(tokens),
             jwt,
@@ -127,6 +150,7 @@ impl Authenticator {
                 .failure_limit
                 .as_ref()
                 .map(|policy| Arc::new(FailureLimit::new(policy))),
+            session,
             token_headers: settings.token_headers.clone(),
             copy_headers: settings
                 .external
@@ -136,11 +160,15 @@ impl Authenticator {
         })
     }
 
-    /// Every file authentication depends on (token store, token files, JWKS file, HMAC secret).
+    /// Every file authentication depends on (token store, token files, JWKS file, HMAC secret,
+    /// session key).
     pub fn files(&self) -> Vec<std::path::PathBuf> {
         let mut files = self.tokens.files();
         if let Some(jwt) = &self.jwt {
             files.extend(jwt.files());
+        }
+        if let Some(session) = &self.session {
+            files.extend(session.files());
         }
         files
     }
@@ -161,10 +189,16 @@ impl Authenticator {
             .as_ref()
             .filter(|_| kinds.contains(&AuthKind::External));
         let external_credential = external.is_some_and(|e| e.presented(attempt.headers));
-        if (credential.is_some() || external_credential)
+        let session = attempt
+            .session
+            .filter(|_| credential.is_none() && kinds.contains(&AuthKind::Session));
+        if (credential.is_some() || external_credential || session.is_some())
             && let Some(failures) = &self.failures
         {
             failures.check(attempt.client_ip)?;
+        }
+        if let (Some(cookie), Some(sessions)) = (session, &self.session) {
+            return self.by_session(sessions, cookie, attempt);
         }
         let local = match credential {
             Some(credential) => self.local(kinds, credential).await,
@@ -223,6 +257,80 @@ impl Authenticator {
             )))),
             Lookup::Disabled | Lookup::Unknown | Lookup::BadChecksum => {
                 Err(LocalFailure::Refused(GatewayError::InvalidToken))
+            }
+        }
+    }
+
+    /// Authenticates by the session cookie alone (`GET {path_prefix}/session`), with the same
+    /// `failure_limit` rules as a route.
+    ///
+    /// # Errors
+    /// 401 missing/invalid/expired, 403 cross-site write, 429 too many failed attempts.
+    pub fn authenticate_session(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, GatewayError> {
+        let (Some(cookie), Some(sessions)) = (attempt.session, &self.session) else {
+            return Err(GatewayError::MissingCredentials);
+        };
+        if let Some(failures) = &self.failures {
+            failures.check(attempt.client_ip)?;
+        }
+        self.by_session(sessions, cookie, attempt)
+    }
+
+    /// The identity a session cookie stands for. Only a forged value counts as a failed attempt.
+    fn by_session(
+        &self,
+        sessions: &SessionAuth,
+        cookie: SessionCookie<'_>,
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, GatewayError> {
+        let req = CookieRequest {
+            method: attempt.method,
+            headers: attempt.headers,
+            target: Target {
+                scheme: cookie.scheme,
+                host: attempt.host,
+            },
+        };
+        let now = OffsetDateTime::now_utc();
+        match sessions.check(cookie.value, &req, &self.tokens, self.jwt.is_some(), now) {
+            Ok(identity) => Ok(Authenticated {
+                identity,
+                copy: None,
+                anonymous: false,
+            }),
+            Err(Refusal::Forged) => {
+                Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken))
+            }
+            Err(Refusal::Ended) => Err(GatewayError::InvalidToken),
+            Err(Refusal::Expired(at)) => Err(GatewayError::TokenExpired(rfc3339(at))),
+            Err(Refusal::CrossSite) => Err(GatewayError::OriginNotAllowed),
+        }
+    }
+
+    /// Verifies a login credential (a store token or a JWT) exactly as a route would: a blocked
+    /// IP gets 429 first, and a refused credential counts toward `failure_limit`.
+    ///
+    /// # Errors
+    /// 401 invalid/expired, 429 too many failed attempts.
+    pub async fn verify_login(
+        &self,
+        credential: &str,
+        client_ip: IpAddr,
+    ) -> Result<Identity, GatewayError> {
+        if let Some(failures) = &self.failures {
+            failures.check(client_ip)?;
+        }
+        match self
+            .local(&[AuthKind::Token, AuthKind::Jwt], credential)
+            .await
+        {
+            Ok(identity) => Ok(identity),
+            Err(LocalFailure::Refused(error)) => Err(self.count_failure(client_ip, error)),
+            Err(LocalFailure::NotApplicable) => {
+                Err(self.count_failure(client_ip, GatewayError::InvalidToken))
             }
         }
     }

@@ -8,13 +8,15 @@ pub mod external;
 pub mod failures;
 mod jwks;
 pub mod jwt;
+pub mod login;
 pub mod roles;
+pub mod session;
 pub mod token_format;
 pub mod token_store;
 
 use std::sync::Arc;
 
-pub use authenticate::{Attempt, Authenticated, Authenticator};
+pub use authenticate::{Attempt, Authenticated, Authenticator, SessionCookie};
 
 use time::OffsetDateTime;
 

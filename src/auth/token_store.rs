@@ -220,6 +220,12 @@ impl TokenStore {
         }
     }
 
+    /// The entry whose token hashes to `hash`: how a session rechecks its token on every
+    /// request, in O(1), without ever holding the token.
+    pub fn entry_by_hash(&self, hash: &[u8; 32]) -> Option<&Arc<TokenEntry>> {
+        self.by_hash.get(hash)
+    }
+
     /// The store file this was loaded from.
     pub fn path(&self) -> &Path {
         &self.path

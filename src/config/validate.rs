@@ -171,12 +171,6 @@ const NOT_BUILT: &str = "is not built yet and has no effect";
 /// Sections that parse but that nothing acts on yet: loading them is allowed (a config may be
 /// written ahead), but never silently (SPEC §8.4).
 fn warn_not_built(check: &mut Checker, raw: &GatewayFile) {
-    if raw.auth.session.is_some() {
-        check.warn(
-            "auth.session",
-            format!("session login {NOT_BUILT}; routes cannot accept \"session\""),
-        );
-    }
     if raw.tls.client_ca.is_some() {
         check.warn(
             "tls.client_ca",
@@ -348,6 +342,12 @@ fn auth(check: &mut Checker, raw: &file::AuthFile) -> AuthSettings {
         None => vec![HeaderName::from_static("x-token")],
     };
     let failure_limit = failure_limit(check, raw.failure_limit.as_ref());
+    if raw.session.is_some() && raw.tokens.is_none() && raw.jwt.is_none() {
+        check.error(
+            "auth.session",
+            "needs [auth] tokens or [auth.jwt]: login exchanges one of them for a session",
+        );
+    }
     AuthSettings {
         tokens: raw.tokens.as_deref().map(|p| check.path(p)),
         token_headers,
@@ -605,21 +605,51 @@ fn session_settings(check: &mut Checker, raw: &file::SessionFile) -> SessionSett
     if raw.secret_file.is_empty() {
         check.error("auth.session.secret_file", "is required");
     }
+    let ttl = check.duration(
+        "auth.session.ttl",
+        raw.ttl.as_ref(),
+        Duration::from_secs(12 * 3600),
+    );
+    if ttl < Duration::from_secs(1) {
+        check.error(
+            "auth.session.ttl",
+            "must be at least 1s (Max-Age counts whole seconds)",
+        );
+    }
+    let cookie = raw.cookie.as_deref().unwrap_or("gatehouse_session");
+    // RFC 6265 cookie-name = token: visible ASCII without separators.
+    if cookie.is_empty()
+        || !cookie
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    {
+        check.error(
+            "auth.session.cookie",
+            format!("invalid cookie name {cookie:?}"),
+        );
+    }
+    let prefix = raw.path_prefix.as_deref().unwrap_or("/auth");
+    let clean = prefix.len() > 1
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"?#%".contains(&b))
+        && !prefix
+            .split('/')
+            .skip(1)
+            .any(|seg| matches!(seg, "" | "." | ".."));
+    if !clean {
+        check.error(
+            "auth.session.path_prefix",
+            format!("invalid prefix {prefix:?}: expected a normalised path like \"/auth\""),
+        );
+    }
     SessionSettings {
         secret_file: check.path(&raw.secret_file),
-        ttl: check.duration(
-            "auth.session.ttl",
-            raw.ttl.as_ref(),
-            Duration::from_secs(12 * 3600),
-        ),
-        cookie: raw
-            .cookie
-            .clone()
-            .unwrap_or_else(|| "gatehouse_session".to_owned()),
-        path_prefix: raw
-            .path_prefix
-            .clone()
-            .unwrap_or_else(|| "/auth".to_owned()),
+        ttl,
+        cookie: cookie.to_owned(),
+        path_prefix: prefix.to_owned(),
     }
 }
 
@@ -1041,8 +1071,8 @@ fn route_auth(
     kinds
 }
 
-/// No `auth` on a proxy route: every kind `[auth]` configures. Session and mTLS are not built yet,
-/// so they are never implied.
+/// No `auth` on a proxy route: every kind `[auth]` configures. mTLS is not built yet, so it is
+/// never implied.
 fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
     if auth.tokens.is_some() {
@@ -1053,6 +1083,9 @@ fn implied_kinds(check: &mut Checker, key: &str, auth: &AuthSettings) -> Vec<Aut
     }
     if auth.external.is_some() {
         kinds.push(AuthKind::External);
+    }
+    if auth.session.is_some() {
+        kinds.push(AuthKind::Session);
     }
     if kinds.is_empty() {
         check.error(
@@ -1082,7 +1115,8 @@ fn named_kinds(
             "token" => AuthKind::Token,
             "jwt" => AuthKind::Jwt,
             "external" => AuthKind::External,
-            "session" | "mtls" => {
+            "session" => AuthKind::Session,
+            "mtls" => {
                 check.error(
                     key,
                     format!("credential kind {name:?} is not built yet; this route would refuse every request"),
@@ -1093,7 +1127,7 @@ fn named_kinds(
                 check.error(
                     key,
                     format!(
-                        "unknown credential kind {other:?}: expected public, token, jwt or external"
+                        "unknown credential kind {other:?}: expected public, token, jwt, session or external"
                     ),
                 );
                 continue;
@@ -1106,7 +1140,11 @@ fn named_kinds(
                 .external
                 .is_none()
                 .then_some("an [auth.external] section"),
-            AuthKind::Session | AuthKind::Mtls => None,
+            AuthKind::Session => auth
+                .session
+                .is_none()
+                .then_some("an [auth.session] section"),
+            AuthKind::Mtls => None,
         };
         if let Some(what) = missing {
             check.error(key, format!("{name:?} needs {what}"));

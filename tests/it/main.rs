@@ -23,6 +23,7 @@ mod reload;
 mod reload_auth;
 mod routing;
 mod secrets;
+mod session;
 mod shutdown;
 mod sound_auth;
 mod sound_config;

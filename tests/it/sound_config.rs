@@ -139,8 +139,8 @@ async fn roles_on_a_public_route_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_and_mtls_routes_are_refused_as_not_built() {
-    for kind in ["session", "mtls"] {
+async fn mtls_routes_are_refused_as_not_built() {
+    for kind in ["mtls"] {
         let (code, text) = check(&format!(
             "[auth]\ntokens = \"tokens.toml\"\n\n{PROXY}auth = [\"token\", \"{kind}\"]\n"
         ))
@@ -164,11 +164,11 @@ async fn sections_not_built_get_a_warning_but_pass() {
         dir.path(),
         "",
         "client_ca = \"ca.pem\"",
-        &format!("[auth.session]\nsecret_file = \"s.key\"\n\n{PROXY}auth = [\"public\"]\n"),
+        &format!("{PROXY}auth = [\"public\"]\n"),
     );
     let config = gatehouse::config::load_quiet(&path).unwrap();
     let keys: Vec<&str> = config.warnings.iter().map(|w| w.key.as_str()).collect();
-    assert_eq!(keys, ["auth.session", "tls.client_ca"]);
+    assert_eq!(keys, ["tls.client_ca"]);
 }
 
 // ---------------------------------------------------------------- failure_limit
