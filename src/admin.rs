@@ -227,6 +227,7 @@ fn metrics(shared: &Shared) -> Response<Body> {
         limits.tracked_keys()
     ));
     crate::observe::scrape::render(&mut text, &runtime);
+    crate::observe::audit::render_metrics(runtime.audit.as_ref(), &mut text);
     let mut response = Response::new(body::full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

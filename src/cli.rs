@@ -54,6 +54,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Audit log tools.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// GET the admin /healthz; exit 0 if healthy (for container HEALTHCHECKs).
     Health {
         /// Admin listener address.
@@ -149,6 +155,21 @@ pub enum TokenCommand {
     Hash,
 }
 
+/// `gatehouse audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain over FILEs, oldest first, as one chain; exit 1 naming the first
+    /// broken record as FILE:LINE: reason.
+    Verify {
+        /// Audit files in chain order (e.g. audit.log.1 audit.log).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Fail unless the first record starts a fresh chain (prev = 64 zeros).
+        #[arg(long)]
+        require_genesis: bool,
+    },
+}
+
 /// `gatehouse cert …`
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
@@ -177,6 +198,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             command: CertCommand::SelfSigned { hosts, out },
         } => self_signed(&hosts, &out),
         Command::Health { admin } => return health(&admin).await,
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    files,
+                    require_genesis,
+                },
+        } => return crate::observe::audit::verify::command(&files, require_genesis),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -79,6 +79,9 @@ pub enum GatewayError {
     /// External auth answered a status outside 2xx/401/403/429/5xx.
     #[error("unexpected auth service status")]
     AuthUnexpectedStatus,
+    /// A write while the audit log cannot be written (fail-closed; the write is not forwarded).
+    #[error("audit log unavailable")]
+    AuditUnavailable,
     /// Shared rate limiter down with `on_error = "deny"`.
     #[error("rate limiter unavailable")]
     RateLimiterUnavailable,
@@ -112,7 +115,9 @@ impl GatewayError {
             Self::RateLimited { .. } | Self::TooManyFailures { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::AuthUnavailable | Self::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuthUnavailable | Self::RateLimiterUnavailable | Self::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::AuthDenied(deny) => deny.status,
             Self::AuthUnexpectedStatus | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -138,7 +143,7 @@ impl GatewayError {
                     HeaderValue::from((*retry_after_secs).max(1)),
                 )]
             }
-            Self::RateLimiterUnavailable => {
+            Self::RateLimiterUnavailable | Self::AuditUnavailable => {
                 vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))]
             }
             // No challenge: HTTP has no scheme for "reconnect with a certificate".

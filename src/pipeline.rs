@@ -112,6 +112,8 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
     let mut ctx = RequestCtx::new(&req, conn, &rt);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // Shares the request line's bytes; the audit line needs the query too.
+    let uri = req.uri().clone();
     let framing = BodyFraming::of(&req);
     let (parts, body) = req.into_parts();
     let mut body = Some(body);
@@ -124,6 +126,9 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
     )
     .await;
     let failed = result.is_err();
+    let denial = result
+        .as_ref()
+        .is_err_and(crate::observe::audit::is_auth_denial);
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -138,6 +143,8 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
         strip_head_body(&mut response);
     }
     finish(&ctx, &rt, &mut response);
+    // Before the response goes back: a write's audit line is appended first (SPEC §7).
+    crate::observe::audit::record(&ctx, &rt, &method, &uri, response.status(), denial).await;
     let label = &rt.route_labels[ctx.route.unwrap_or(rt.route_labels.len() - 1)];
     let upstream = ctx.upstream.as_ref().map(|(name, took)| (name, *took));
     shared.metrics.traffic.record(
@@ -287,10 +294,13 @@ async fn route_and_forward(
         write_roles: &route.write_roles,
         writes_enabled: rt.config.auth.write_actions,
     };
+    // Known before authorization, so a 403 is logged and audited with who was refused.
+    if let Some(caller) = &caller {
+        ctx.identity = Some((caller.identity.subject.clone(), caller.identity.method));
+    }
     roles::authorize(caller.as_ref().map(|c| &c.identity), req.method(), &need)?;
     if let Some(caller) = &caller {
         pass_identity(req.headers_mut(), caller, rt);
-        ctx.identity = Some((caller.identity.subject.clone(), caller.identity.method));
     }
     if let Some(policy) = &route.rate_limit {
         let identity = caller.as_ref().and_then(Authenticated::rate_subject);
@@ -306,6 +316,7 @@ async fn route_and_forward(
     {
         return Err(GatewayError::OriginNotAllowed);
     }
+    crate::observe::audit::admit(rt, req.method())?;
     let path_and_query = upstream_target(route, action, &path, req.uri().query())?;
     let host_header = req
         .headers()

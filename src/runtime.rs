@@ -55,6 +55,8 @@ pub struct Runtime {
     pub content_hash: String,
     /// When this runtime was built.
     pub loaded_at: SystemTime,
+    /// `[audit]`: the hash-chained audit log; its writer carries over from `previous`.
+    pub audit: Option<crate::observe::audit::AuditLog>,
 }
 
 impl Runtime {
@@ -87,6 +89,16 @@ impl Runtime {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let generation = previous.map_or(1, |p| p.generation + 1);
+        // Last, so a build failing elsewhere never repoints the shared writer.
+        let audit = match &config.audit {
+            Some(path) => Some(crate::observe::audit::AuditLog::build(
+                path,
+                generation,
+                previous.and_then(|p| p.audit.as_ref()),
+            )?),
+            None => None,
+        };
         Ok(Self {
             router: RouteTable::new(&config.routes),
             route_labels: crate::observe::labels::route_labels(&config.routes),
@@ -96,10 +108,11 @@ impl Runtime {
             tls: served.config,
             certificates: served.certificates,
             upstreams,
-            generation: previous.map_or(1, |p| p.generation + 1),
+            generation,
             files,
             content_hash,
             loaded_at: SystemTime::now(),
+            audit,
             config: Arc::new(config),
         })
     }

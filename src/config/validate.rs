@@ -36,7 +36,7 @@ impl Checker {
         });
     }
 
-    /// A problem that does not stop loading (a feature not built yet).
+    /// A problem that does not stop loading but that an operator should see.
     fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.warnings.push(ConfigError {
             file: self.file.clone(),
@@ -146,7 +146,6 @@ pub(super) fn build(
     let upstreams = upstreams(&mut check, &raw.upstreams);
     let routes = routes(&mut check, &raw.routes, &upstreams, &rate_limits, &auth);
     let audit = raw.audit.as_ref().map(|audit| check.path(&audit.path));
-    warn_not_built(&mut check, &raw);
     match (check.errors.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
             path: path.to_owned(),
@@ -163,17 +162,6 @@ pub(super) fn build(
             warnings: check.warnings,
         }),
         _ => Err(ConfigErrors(check.errors)),
-    }
-}
-
-/// What a section for a feature not built yet does today.
-const NOT_BUILT: &str = "is not built yet and has no effect";
-
-/// Sections that parse but that nothing acts on yet: loading them is allowed (a config may be
-/// written ahead), but never silently (SPEC §8.4).
-fn warn_not_built(check: &mut Checker, raw: &GatewayFile) {
-    if raw.audit.is_some() {
-        check.warn("audit", format!("the audit log {NOT_BUILT}"));
     }
 }
 
@@ -202,6 +190,13 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
     let mut trusted_proxies = Vec::new();
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
         match parse_cidr(text) {
+            Some(net) if net.prefix_len() == 0 => {
+                check.warn(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("{text:?} trusts every address: any client can set X-Forwarded-For and choose its own client IP (rate limits, failure_limit, logs)"),
+                );
+                trusted_proxies.push(net);
+            }
             Some(net) => trusted_proxies.push(net),
             None => check.error(
                 format!("server.trusted_proxies[{i}]"),

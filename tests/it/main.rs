@@ -11,6 +11,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod auth;
 mod cli;
 mod cli_ops;

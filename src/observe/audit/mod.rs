@@ -1,0 +1,250 @@
+//! The audit log (SPEC §7, `[audit] path`): one hash-chained JSON line per authenticated
+//! request and per auth denial.
+//!
+//! A line holds, in this order: `time` (RFC 3339 UTC, milliseconds), `request_id`, `identity`
+//! (`null` when anonymous), `auth_method`, `client_ip`, `method`, `path` (as sent, with the values
+//! of credential-looking query keys redacted), `route` (the configured path), `status`, and
+//! `prev` (see [`chain`]).
+//!
+//! - The request path only formats the record; [`writer`] seals and appends it on its own thread.
+//! - A write (POST/PUT/PATCH/DELETE) waits until its line was appended (`write(2)` returned)
+//!   before the response goes back to hyper; a read hands its line over and goes on.
+//! - Failure policy, fail-closed for writes: after a failed append, write requests are answered
+//!   503 `audit log unavailable` *without being forwarded* until an append succeeds again (reads,
+//!   denials and the refused writes' own records keep trying, so the log heals itself once the
+//!   disk has room or the path is writable). Reads are served throughout. Every record that could
+//!   not be written counts in `gatehouse_audit_write_errors_total`. The write that discovers the
+//!   failure was already forwarded: it keeps the upstream's response (it did happen) and is
+//!   counted as missing.
+//! - [`AuditLog::build`] refuses a path it cannot open for appending, so an unwritable folder
+//!   fails the start or the reload like any config error.
+
+pub mod chain;
+pub mod verify;
+mod writer;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{Method, StatusCode, Uri};
+use tokio::sync::oneshot;
+
+use crate::auth::roles::is_write;
+use crate::error::GatewayError;
+use crate::pipeline::RequestCtx;
+use crate::runtime::Runtime;
+use writer::{Entry, Sink};
+
+/// The audit log as one runtime sees it: its path, and the writer shared with every runtime
+/// before and after it, so a reload never forks the chain.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    sink: Arc<Sink>,
+    path: Arc<PathBuf>,
+    generation: u64,
+}
+
+impl AuditLog {
+    /// The audit log for a runtime of `generation` writing to `path`; reuses `previous`'s writer.
+    /// Opens the file (creating it) to prove it can be appended to.
+    ///
+    /// # Errors
+    /// The path cannot be opened for appending (missing or read-only folder, a directory).
+    pub fn build(
+        path: &Path,
+        generation: u64,
+        previous: Option<&AuditLog>,
+    ) -> Result<Self, String> {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| format!("audit.path {}: cannot append: {e}", path.display()))?;
+        let path = Arc::new(path.to_owned());
+        let sink = match previous {
+            Some(previous) => previous.sink.clone(),
+            None => Arc::new(Sink::start(path.clone(), generation)?),
+        };
+        Ok(Self {
+            sink,
+            path,
+            generation,
+        })
+    }
+
+    /// False after a failed append, until one succeeds.
+    pub fn healthy(&self) -> bool {
+        self.sink.health.ok.load(Ordering::Relaxed)
+    }
+
+    /// Records that could not be written since the log was first configured.
+    pub fn write_errors(&self) -> u64 {
+        self.sink.health.errors.load(Ordering::Relaxed)
+    }
+
+    /// Queues a record; with `wait`, returns once it was appended (true) or failed (false).
+    async fn append(&self, body: Vec<u8>, wait: bool) -> bool {
+        let (done, appended) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let entry = Entry {
+            body,
+            generation: self.generation,
+            target: self.path.clone(),
+            done,
+        };
+        if self.sink.queue.send(entry).await.is_err() {
+            // The writer thread is gone; nothing will reach the file.
+            self.sink.health.errors.fetch_add(1, Ordering::Relaxed);
+            self.sink.health.ok.store(false, Ordering::Relaxed);
+            return false;
+        }
+        match appended {
+            Some(appended) => appended.await.unwrap_or(false),
+            None => true,
+        }
+    }
+}
+
+/// Whether `error` is a refusal by authentication or authorization (audited even when
+/// anonymous).
+pub fn is_auth_denial(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::MissingCredentials
+            | GatewayError::InvalidToken
+            | GatewayError::TokenExpired(_)
+            | GatewayError::TooManyFailures { .. }
+            | GatewayError::RoleRequired(_)
+            | GatewayError::WritesDisabled
+            | GatewayError::OriginNotAllowed
+            | GatewayError::AuthDenied(_)
+            | GatewayError::AuthUnavailable
+            | GatewayError::AuthUnexpectedStatus
+    )
+}
+
+/// Fail-closed gate before forwarding: a write is refused while the audit log cannot be written.
+///
+/// # Errors
+/// [`GatewayError::AuditUnavailable`] for a write while the last append failed.
+pub fn admit(rt: &Runtime, method: &Method) -> Result<(), GatewayError> {
+    match &rt.audit {
+        Some(audit) if is_write(method) && !audit.healthy() => Err(GatewayError::AuditUnavailable),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the request's audit line if it is audited (an identity, or an auth `denial`); a write
+/// method returns only once the line was appended.
+pub async fn record(
+    ctx: &RequestCtx,
+    rt: &Runtime,
+    method: &Method,
+    uri: &Uri,
+    status: StatusCode,
+    denial: bool,
+) {
+    let Some(audit) = &rt.audit else { return };
+    if ctx.identity.is_none() && !denial {
+        return;
+    }
+    let route = ctx
+        .route
+        .and_then(|i| rt.config.routes.get(i))
+        .map(|r| r.path.as_str());
+    let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    let fields = Fields {
+        request_id: ctx.request_id.to_str().unwrap_or_default(),
+        identity: ctx.identity.as_ref().map(|(subject, _)| &**subject),
+        auth_method: ctx.identity.as_ref().map(|(_, m)| m.as_str()),
+        client_ip: ctx.client_ip,
+        method: method.as_str(),
+        path: &crate::observe::query::redact_query(target),
+        route,
+        status: status.as_u16(),
+    };
+    let body = fields.body(&now_rfc3339_ms());
+    audit.append(body, is_write(method)).await;
+}
+
+/// A record's fields, before the writer adds `prev`.
+#[derive(Debug)]
+struct Fields<'a> {
+    request_id: &'a str,
+    identity: Option<&'a str>,
+    auth_method: Option<&'static str>,
+    client_ip: std::net::IpAddr,
+    method: &'a str,
+    path: &'a str,
+    route: Option<&'a str>,
+    status: u16,
+}
+
+impl Fields<'_> {
+    /// `{"time":…,…,"status":N` — the record without `prev` and the closing brace.
+    fn body(&self, time: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.path.len());
+        out.extend_from_slice(b"{\"time\":");
+        json_str(&mut out, Some(time));
+        out.extend_from_slice(b",\"request_id\":");
+        json_str(&mut out, Some(self.request_id));
+        out.extend_from_slice(b",\"identity\":");
+        json_str(&mut out, self.identity);
+        out.extend_from_slice(b",\"auth_method\":");
+        json_str(&mut out, self.auth_method);
+        out.extend_from_slice(b",\"client_ip\":");
+        json_str(&mut out, Some(&self.client_ip.to_string()));
+        out.extend_from_slice(b",\"method\":");
+        json_str(&mut out, Some(self.method));
+        out.extend_from_slice(b",\"path\":");
+        json_str(&mut out, Some(self.path));
+        out.extend_from_slice(b",\"route\":");
+        json_str(&mut out, self.route);
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out
+    }
+}
+
+/// A JSON string (escaped by serde_json) or `null`.
+fn json_str(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        // Writing into a Vec cannot fail.
+        Some(value) => drop(serde_json::to_writer(&mut *out, value)),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Now as `2026-12-05T12:00:00.123Z`.
+fn now_rfc3339_ms() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(format)
+        .unwrap_or_default()
+}
+
+/// `gatehouse_audit_write_errors_total` for `/metrics` (0 without an audit log, so the series
+/// always exists for alerts).
+pub fn render_metrics(audit: Option<&AuditLog>, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_audit_write_errors_total Audit records that could not be written (missing from the log)."
+    );
+    let _ = writeln!(out, "# TYPE gatehouse_audit_write_errors_total counter");
+    let _ = writeln!(
+        out,
+        "gatehouse_audit_write_errors_total {}",
+        audit.map_or(0, AuditLog::write_errors)
+    );
+}
+
+#[cfg(test)]
+mod tests;
