@@ -7,9 +7,10 @@
 //! blocked tokio worker would stall every connection it serves. It starts with the first line, so
 //! a gateway whose access log is off (or a test harness without a subscriber) has no thread.
 //!
-//! Batching: after each write the writer lingers [`LINGER`] before draining again, so under load
-//! it wakes a few hundred times a second and writes hundreds of lines at once, and a request
-//! almost never pays for waking it. On an idle gateway a line is written within about `LINGER`.
+//! Batching: after a write that did not fill a batch the writer lingers [`LINGER`] before
+//! draining again, so under load it wakes a few hundred times a second and writes hundreds of
+//! lines at once, and a request almost never pays for waking it (a futex wake is a syscall). On an
+//! idle gateway a line is written within about `LINGER`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,11 +174,15 @@ fn write_batches(lines: &Receiver<Vec<u8>>, mut sink: Sink, progress: &Progress)
         batch.extend_from_slice(&first);
         let (count, open) = gather(lines, &mut batch);
         write_out(&mut sink, &batch, count + 1, progress);
+        let full = batch.len() >= BATCH_BYTES;
         batch.clear();
         if !open {
             return;
         }
-        linger();
+        // A full batch means more is waiting: write on without pausing.
+        if !full {
+            linger();
+        }
         next = match lines.try_recv() {
             Ok(line) => Some(line),
             // Nothing came while lingering: block until the next line.
