@@ -213,6 +213,7 @@ fn metrics(shared: &Shared) -> Response<Body> {
     let runtime = shared.runtime.load();
     let tokens = runtime.auth.tokens.counts(time::OffsetDateTime::now_utc());
     let mut text = shared.metrics.render(tokens);
+    shared.access_log.render(&mut text);
     let limits = &runtime.rate_limits;
     text.push_str("# HELP gatehouse_rate_limit_backend_errors_total Redis rate-limit calls that failed or timed out.\n");
     text.push_str("# TYPE gatehouse_rate_limit_backend_errors_total counter\n");

@@ -25,8 +25,10 @@
 //! 6. [`proxy::forward`] rewrites the path, sets forwarded headers, streams the body with its
 //!    size limit (413) through the upstream's pooled client (502/504), and streams the response
 //!    back or bridges a WebSocket.
-//! 7. Back in `handle`: [`error::GatewayError`] becomes JSON, `x-request-id` is set, one access
-//!    log line is written.
+//! 7. Back in `handle`: [`error::GatewayError`] becomes JSON, `x-request-id` is set, the access
+//!    line is begun ([`observe::access_log`]) and the response body wrapped
+//!    ([`http::counted::OnEnd`]): when it ends, the byte counters are bumped and the line goes to
+//!    the writer thread ([`observe::log_writer`]), off the request path.
 //!
 //! The [`admin`] listener serves `/healthz`, `/readyz`, `/metrics`, `/config` and `POST /reload`.
 

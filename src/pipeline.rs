@@ -22,6 +22,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
@@ -33,9 +34,11 @@ use crate::auth::{Attempt, AuthMethod, Authenticated, SessionCookie, credentials
 use crate::config::{ProxyAction, RouteAction, RouteConfig};
 use crate::error::GatewayError;
 use crate::http::body::{self, Body};
+use crate::http::counted::{ByteCount, CountIn, OnEnd};
 use crate::http::forwarded::{self, Forwarded, X_REQUEST_ID};
 use crate::http::normalize::normalize_path;
 use crate::http::sanitize;
+use crate::observe::access_log::AccessFields;
 use crate::proxy::{self, ForwardPlan, upgrade};
 use crate::ratelimit::{Allowed, Limited, RateHeaders, Subject};
 use crate::router::{RouteMiss, slash_location, upstream_path};
@@ -57,6 +60,8 @@ pub struct ConnInfo {
     pub redirect_to_port: Option<u16>,
     /// The identity of the client certificate verified at this connection's handshake.
     pub client_cert: Option<std::sync::Arc<crate::tls::client_auth::ClientCert>>,
+    /// The negotiated TLS version (`"1.3"`, `"1.2"`); `None` on the cleartext listener.
+    pub tls_version: Option<&'static str>,
 }
 
 /// Per-request facts every step and the final log line share.
@@ -82,6 +87,8 @@ pub struct RequestCtx {
     pub rate_headers: Option<RateHeaders>,
     /// The upstream called and how long it took to answer with headers.
     pub upstream: Option<(std::sync::Arc<str>, std::time::Duration)>,
+    /// Request body bytes read by the proxy, once the body is forwarded.
+    pub bytes_in: Option<ByteCount>,
 }
 
 impl RequestCtx {
@@ -98,6 +105,7 @@ impl RequestCtx {
             identity: None,
             rate_headers: None,
             upstream: None,
+            bytes_in: None,
         }
     }
 
@@ -107,13 +115,17 @@ impl RequestCtx {
 }
 
 /// Handles one request end to end. Never fails: errors become JSON responses.
-pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) -> Response<Body> {
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    shared: &Arc<Shared>,
+) -> Response<Body> {
     let rt = shared.runtime.load_full();
     let mut ctx = RequestCtx::new(&req, conn, &rt);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
     // Shares the request line's bytes; the audit line needs the query too.
     let uri = req.uri().clone();
+    let seen = Seen::of(&req);
     let framing = BodyFraming::of(&req);
     let (parts, body) = req.into_parts();
     let mut body = Some(body);
@@ -154,8 +166,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, shared: &Shared) ->
         ctx.start.elapsed(),
         upstream,
     );
-    log_access(&ctx, &rt, &method, &path, &response);
-    response
+    count_and_log(response, seen, &ctx, &rt, conn, shared, label.clone())
 }
 
 /// What SPEC §8.13 needs to know about the request body once the response is chosen.
@@ -347,7 +358,8 @@ async fn route_and_forward(
     let started = Instant::now();
     // A route that does not pass the body leaves it to `settle`, like a refusal.
     let body = if action.pass_request_body {
-        body.take()
+        let count = ctx.bytes_in.insert(ByteCount::default()).clone();
+        body.take().map(|body| CountIn::new(body, count))
     } else {
         None
     };
@@ -545,27 +557,84 @@ fn finish(ctx: &RequestCtx, rt: &Runtime, response: &mut Response<Body>) {
     }
 }
 
-/// One access-log line per request. Never logs the query (it may carry credentials) or headers.
-fn log_access(
+/// What the access line needs from the request head; kept only when the line will be written
+/// (`RUST_LOG` enables target `gatehouse::access` at INFO).
+struct Seen {
+    method: Method,
+    /// A cheap clone (shared bytes): path and query.
+    uri: http::Uri,
+    user_agent: Option<HeaderValue>,
+    version: Version,
+}
+
+impl Seen {
+    fn of<B>(req: &Request<B>) -> Option<Self> {
+        tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO).then(|| Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            version: req.version(),
+        })
+    }
+}
+
+/// Counts the response body and, when it ends (or is dropped), adds the request and response
+/// bytes to the route's counters and sends the access line — begun here, while the head's facts
+/// are at hand — to the writer. Exactly once per request.
+fn count_and_log(
+    response: Response<Body>,
+    seen: Option<Seen>,
     ctx: &RequestCtx,
     rt: &Runtime,
-    method: &http::Method,
-    path: &str,
-    response: &Response<Body>,
-) {
-    let route = ctx.route.map(|i| rt.config.routes[i].path.as_str());
-    tracing::info!(
-        target: "gatehouse::access",
-        request_id = ctx.request_id_str(),
-        client_ip = %ctx.client_ip,
-        method = %method,
-        path,        route,
-        upstream = ctx.upstream.as_ref().map(|(name, _)| &**name),
-        identity = ctx.identity.as_ref().map(|(subject, _)| &**subject),
-        auth_method = ctx.identity.as_ref().map(|(_, method)| method.as_str()),
-        status = response.status().as_u16(),
-        duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
-    );
+    conn: &ConnInfo,
+    shared: &Arc<Shared>,
+    route_label: Arc<str>,
+) -> Response<Body> {
+    let pending = seen.map(|seen| {
+        AccessFields {
+            request_id: ctx.request_id.as_bytes(),
+            client_ip: ctx.client_ip,
+            method: seen.method.as_str(),
+            path: seen.uri.path(),
+            query: seen.uri.query(),
+            route: ctx.route.map(|i| rt.config.routes[i].path.as_str()),
+            upstream: ctx.upstream.as_ref().map(|(name, _)| &**name),
+            status: response.status().as_u16(),
+            identity: ctx.identity.as_ref().map(|(subject, _)| &**subject),
+            auth_method: ctx.identity.as_ref().map(|(_, method)| method.as_str()),
+            duration: ctx.start.elapsed(),
+            user_agent: seen.user_agent.as_ref().map(HeaderValue::as_bytes),
+            http: http_version(seen.version),
+            tls: conn.tls_version,
+        }
+        .begin(time::OffsetDateTime::now_utc())
+    });
+    let bytes_in = ctx.bytes_in.clone();
+    let shared = shared.clone();
+    response.map(|body| {
+        let on_end = move |bytes_out| {
+            let bytes_in = bytes_in.as_ref().map_or(0, ByteCount::get);
+            shared
+                .metrics
+                .traffic
+                .bytes(&route_label, bytes_in, bytes_out);
+            if let Some(line) = pending {
+                shared.access_log.send(line.finish(bytes_in, bytes_out));
+            }
+        };
+        http_body_util::BodyExt::boxed(OnEnd::new(body, on_end))
+    })
+}
+
+/// The access log's `http` field.
+fn http_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::forwarded::TrustedProxies;
+use crate::observe::log_writer::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::ratelimit::RateLimits;
@@ -155,6 +156,8 @@ pub struct Shared {
     status: watch::Sender<ReloadStatus>,
     /// Counters that outlive any one runtime.
     pub metrics: Metrics,
+    /// The access log's queue and writer thread (SPEC §7); outlives any one runtime.
+    pub access_log: AccessLog,
     bound: Bound,
 }
 
@@ -182,6 +185,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             status,
             metrics,
+            access_log: AccessLog::stdout(),
             bound,
         }
     }

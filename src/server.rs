@@ -95,7 +95,7 @@ impl Gateway {
             shutdown_rx,
             reload_task,
         ));
-        tracing::info!(https = %https_addr, plain = ?plain_addr, admin = %admin_addr, "gatehouse listening");
+        tracing::info!(https = %https_addr, plain = plain_addr.map(tracing::field::display), admin = %admin_addr, "gatehouse listening");
         Ok(Self {
             https_addr,
             plain_addr,
@@ -223,7 +223,26 @@ async fn serve(
     admin.abort();
     reload_task.abort();
     purger.abort();
+    flush_access_log(shared).await;
     Ok(())
+}
+
+/// How long shutdown waits for queued access-log lines to reach stdout.
+const ACCESS_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Writes out the access lines queued so far (bounded by [`ACCESS_LOG_FLUSH`]), so the process
+/// does not exit with the last requests' lines still in memory.
+async fn flush_access_log(shared: Arc<Shared>) {
+    let flushed =
+        tokio::task::spawn_blocking(move || shared.access_log.flush(ACCESS_LOG_FLUSH)).await;
+    if !matches!(flushed, Ok(true)) {
+        tracing::warn!("access log not flushed within its bound; its last lines may be lost");
+    }
+}
+
+/// A duration as whole milliseconds, for log fields (a number, not Debug text).
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// SPEC §6: readyz 503, accept for `drain_delay`, stop accepting, graceful close bounded by
@@ -237,7 +256,10 @@ async fn drain(
     permits: &Semaphore,
 ) {
     shared.start_draining();
-    tracing::info!(drain_delay = ?limits.drain_delay, "draining: /readyz now 503");
+    tracing::info!(
+        drain_delay_ms = millis(limits.drain_delay),
+        "draining: /readyz now 503"
+    );
     tokio::time::sleep(limits.drain_delay).await;
     let _ = stop.send(true);
     for acceptor in acceptors {
@@ -247,7 +269,10 @@ async fn drain(
     match tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await {
         Ok(_) => tracing::info!("all connections closed; stopped"),
         Err(_) => {
-            tracing::warn!(grace = ?limits.shutdown_grace, "shutdown_grace elapsed; closing remaining connections")
+            tracing::warn!(
+                shutdown_grace_ms = millis(limits.shutdown_grace),
+                "shutdown_grace elapsed; closing remaining connections"
+            )
         }
     }
 }
@@ -357,12 +382,13 @@ async fn serve_connection(
         activity.clone(),
         Box::new(lease),
     );
-    let conn = Connection {
+    let mut conn = Connection {
         info: ConnInfo {
             peer,
             scheme: if kind.tls { "https" } else { "http" },
             redirect_to_port: kind.redirect_to_port,
             client_cert: None,
+            tls_version: None,
         },
         activity,
         idle_timeout: limits.idle_timeout,
@@ -380,13 +406,22 @@ async fn serve_connection(
     match handshake {
         Ok(Ok(tls)) => {
             // Once per connection: every request on it shares the identity it proved.
-            let mut conn = conn;
             conn.info.client_cert =
                 crate::tls::client_auth::identify(tls.get_ref().1.peer_certificates());
+            conn.info.tls_version = tls_version(tls.get_ref().1.protocol_version());
             serve_http(tls, conn, shared, &builder).await;
         }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// The access log's `tls` field for a negotiated version.
+fn tls_version(version: Option<rustls::ProtocolVersion>) -> Option<&'static str> {
+    match version? {
+        rustls::ProtocolVersion::TLSv1_3 => Some("1.3"),
+        rustls::ProtocolVersion::TLSv1_2 => Some("1.2"),
+        _ => Some("other"),
     }
 }
 

@@ -575,7 +575,10 @@ impl ExternalAuth {
             match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
                 Ok(decision) => decision,
                 Err(_elapsed) => {
-                    tracing::warn!(timeout = ?self.timeout, "external auth service timed out");
+                    tracing::warn!(
+                        timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                        "external auth service timed out"
+                    );
                     Decision::Unavailable
                 }
             };

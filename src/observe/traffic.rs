@@ -1,5 +1,5 @@
-//! Per-request metrics: `gatehouse_requests_total{route,method,status}` and the request and
-//! upstream duration histograms.
+//! Per-request metrics: `gatehouse_requests_total{route,method,status}`, the request and
+//! upstream duration histograms, and the request and response body bytes by route.
 //!
 //! These are touched by every request, so the counters live in [`SHARDS`] independently locked
 //! maps; a thread always uses the same shard, so two worker threads practically never contend
@@ -55,6 +55,8 @@ struct Shard {
     requests: HashMap<(Arc<str>, &'static str, u16), u64>,
     durations: HashMap<Arc<str>, Histogram>,
     upstreams: HashMap<Arc<str>, Histogram>,
+    /// (request body bytes, response body bytes) by route.
+    bytes: HashMap<Arc<str>, (u64, u64)>,
 }
 
 /// The per-request metric families.
@@ -134,13 +136,32 @@ impl Traffic {
         });
     }
 
-    /// Prometheus text for the three families.
+    /// Adds a finished response's body bytes (and its request's) to the route's byte counters.
+    /// Called when the response body ends, possibly on another thread than [`Traffic::record`].
+    pub fn bytes(&self, route: &Arc<str>, request: u64, response: u64) {
+        self.with_shard(|shard| {
+            let totals = match shard.bytes.get_mut(route) {
+                Some(totals) => totals,
+                None => shard.bytes.entry(route.clone()).or_default(),
+            };
+            totals.0 += request;
+            totals.1 += response;
+        });
+    }
+
+    /// Prometheus text for the five families.
     pub fn render(&self, out: &mut String) {
         let mut requests: HashMap<(Arc<str>, &'static str, u16), u64> = HashMap::new();
         let mut durations: HashMap<Arc<str>, Histogram> = HashMap::new();
         let mut upstreams: HashMap<Arc<str>, Histogram> = HashMap::new();
+        let mut bytes: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (route, (request, response)) in &shard.bytes {
+                let totals = bytes.entry(route.clone()).or_default();
+                totals.0 += request;
+                totals.1 += response;
+            }
             for (key, count) in &shard.requests {
                 *requests.entry(key.clone()).or_default() += count;
             }
@@ -179,6 +200,36 @@ impl Traffic {
             "Time for the upstream to send response headers.",
             upstreams,
         );
+        bytes_families(out, bytes);
+    }
+}
+
+/// `gatehouse_request_bytes_total{route}` and `gatehouse_response_bytes_total{route}`.
+fn bytes_families(out: &mut String, bytes: HashMap<Arc<str>, (u64, u64)>) {
+    let mut rows: Vec<_> = bytes.into_iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, help, pick) in [
+        (
+            "gatehouse_request_bytes_total",
+            "Request body bytes read from clients and forwarded, by route.",
+            (|t: &(u64, u64)| t.0) as fn(&(u64, u64)) -> u64,
+        ),
+        (
+            "gatehouse_response_bytes_total",
+            "Response body bytes sent to clients, by route.",
+            |t: &(u64, u64)| t.1,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (route, totals) in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{route=\"{}\"}} {}",
+                escape(route),
+                pick(totals)
+            );
+        }
     }
 }
 
@@ -246,6 +297,8 @@ mod tests {
             Duration::from_millis(30),
             None,
         );
+        traffic.bytes(&route, 10, 2000);
+        traffic.bytes(&route, 0, 5);
         let mut text = String::new();
         traffic.render(&mut text);
         for line in [
@@ -255,6 +308,8 @@ mod tests {
             "gatehouse_request_duration_seconds_bucket{route=\"/api\",le=\"+Inf\"} 2",
             "gatehouse_request_duration_seconds_count{route=\"/api\"} 2",
             "gatehouse_upstream_duration_seconds_count{upstream=\"api-service\"} 1",
+            "gatehouse_request_bytes_total{route=\"/api\"} 10",
+            "gatehouse_response_bytes_total{route=\"/api\"} 2005",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

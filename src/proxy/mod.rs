@@ -36,16 +36,21 @@ pub struct ForwardPlan<'a> {
 }
 
 /// Sends `req` upstream as planned, with the client's `body` (`None`: the route does not pass
-/// it, and an empty body goes upstream), and returns the response to give the client.
+/// it, and an empty body goes upstream; the pipeline hands it over wrapped in a byte counter),
+/// and returns the response to give the client.
 ///
 /// # Errors
 /// 413 for an oversized body, 400 for a client body that breaks its framing, 502 when the
 /// upstream cannot be reached, 504 when it is too slow.
-pub async fn forward(
+pub async fn forward<B>(
     mut req: Request<()>,
-    body: Option<Incoming>,
+    body: Option<B>,
     plan: ForwardPlan<'_>,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<body::BoxError>,
+{
     check_declared_length(req.headers(), plan.max_body_bytes)?;
     let client_upgrade = plan.websocket.then(|| hyper::upgrade::on(&mut req));
     let (parts, ()) = req.into_parts();
@@ -62,8 +67,11 @@ pub async fn forward(
     {
         headers.insert(header::HOST, host);
     }
-    let body = if let Some(incoming) = body {
-        body::boxed(Limited::new(ClientBody::new(incoming), plan.max_body_bytes))
+    let body = if let Some(client_body) = body {
+        body::boxed(Limited::new(
+            ClientBody::new(client_body),
+            plan.max_body_bytes,
+        ))
     } else {
         headers.remove(header::CONTENT_LENGTH);
         if matches!(plan.method, Method::POST | Method::PUT | Method::PATCH) {

@@ -285,7 +285,8 @@ impl Upstream {
         if unsent {
             self.mark_down(index);
         }
-        tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, error = %error, "upstream request failed");
+        // `upstream_addr`, not `target`: the JSON log already has a `target` key (the module).
+        tracing::warn!(upstream = %self.name, upstream_addr = %self.targets[index].authority, error = %error, "upstream request failed");
         Failed {
             error: UpstreamError::Unavailable,
             unsent,

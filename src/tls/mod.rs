@@ -99,7 +99,7 @@ fn ensure_default_certificate(settings: &TlsSettings) -> Result<(), String> {
             tracing::warn!(
                 cert = %settings.cert.display(),
                 fingerprint = %generated.fingerprint,
-                hosts = ?settings.self_signed_hosts,
+                hosts = settings.self_signed_hosts.join(","),
                 "generated a self-signed certificate; replace it with a real one for production"
             );
             Ok(())

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod access_log;
 mod admin;
 mod audit;
 mod auth;
