@@ -9,7 +9,6 @@ pub mod labels;
 pub mod log_writer;
 pub mod metrics;
 pub mod process;
-pub mod query;
 pub mod redact_query;
 pub mod scrape;
 pub mod traffic;

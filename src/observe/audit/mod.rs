@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::roles::is_write;
 use crate::error::GatewayError;
+use crate::observe::redact_query::redact_query;
 use crate::pipeline::RequestCtx;
 use crate::runtime::Runtime;
 use writer::{Entry, Sink};
@@ -154,18 +155,19 @@ pub async fn record(
     if ctx.identity.is_none() && !denial {
         return;
     }
-    let route = ctx
-        .route
-        .and_then(|i| rt.config.routes.get(i))
-        .map(|r| r.path.as_str());
-    let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    // The same label the metrics use: two routes sharing a path stay apart.
+    let route = ctx.route.and_then(|i| rt.route_labels.get(i)).map(|l| &**l);
+    let target = match uri.query() {
+        Some(query) => format!("{}?{}", uri.path(), redact_query(query)),
+        None => uri.path().to_owned(),
+    };
     let fields = Fields {
         request_id: ctx.request_id.to_str().unwrap_or_default(),
         identity: ctx.identity.as_ref().map(|(subject, _)| &**subject),
         auth_method: ctx.identity.as_ref().map(|(_, m)| m.as_str()),
         client_ip: ctx.client_ip,
         method: method.as_str(),
-        path: &crate::observe::query::redact_query(target),
+        path: &target,
         route,
         status: status.as_u16(),
     };
