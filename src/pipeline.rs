@@ -22,9 +22,9 @@
 //! 9. audit gate — a write is refused (503) while the audit log cannot be written
 //! 10. `proxy::forward` — 413 / 502 / 504, streamed response or WebSocket tunnel
 //!
-//! The steps live beside this file by concern: [`route`] (session endpoints, route table),
-//! [`admit`] (steps 6–8), [`forward`] (the upstream request), [`answer`] (gatehouse's own
-//! responses), [`settle`] (§8.13), [`finish`] (headers, byte counts, access line).
+//! The steps live in `pipeline/` by concern: `route` (session endpoints, route table), `admit`
+//! (steps 6–8), `forward` (the upstream request), `answer` (gatehouse's own responses), `settle`
+//! (§8.13), `finish` (headers, byte counts, access line), `host`.
 
 mod admit;
 mod answer;
