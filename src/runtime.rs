@@ -35,9 +35,9 @@ pub struct Runtime {
     pub tls: Arc<rustls::ServerConfig>,
     /// Expiry of each certificate `tls` serves, for `/metrics`.
     pub certificates: Vec<crate::tls::expiry::CertExpiry>,
-    /// The `route` metric label of each route ([`crate::observe::labels`]), and of a request that
-    /// matched none (`none`, last), shared so recording allocates nothing.
-    pub route_labels: Vec<Arc<str>>,
+    /// The `route` label of each route and of a request that matched none
+    /// ([`crate::observe::labels`]).
+    pub route_labels: crate::observe::labels::RouteLabels,
     /// Route matching over `config.routes`.
     pub router: RouteTable,
     /// Authentication state: token store, JWT keys, external auth and its cache.
@@ -102,7 +102,7 @@ impl Runtime {
         };
         Ok(Self {
             router: RouteTable::new(&config.routes),
-            route_labels: crate::observe::labels::route_labels(&config.routes),
+            route_labels: crate::observe::labels::RouteLabels::new(&config.routes),
             auth,
             rate_limits,
             trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),

@@ -41,7 +41,8 @@ pub struct AccessFields<'a> {
     pub path: &'a str,
     /// The query as sent; credential-looking values are redacted when written.
     pub query: Option<&'a str>,
-    /// The matched route's configured path.
+    /// The matched route's label: its configured path, made unique as the metrics and audit
+    /// lines have it ([`super::labels`]); `None` when no route matched.
     pub route: Option<&'a str>,
     /// The upstream called.
     pub upstream: Option<&'a str>,

@@ -14,8 +14,41 @@ use crate::config::RouteConfig;
 /// The label of a request that matched no route.
 pub const NO_ROUTE: &str = "none";
 
-/// One label per route, in config order, then [`NO_ROUTE`] last. Labels are unique.
-pub fn route_labels(routes: &[RouteConfig]) -> Vec<Arc<str>> {
+/// The `route` label of every route, and the explicit label of a request that matched none —
+/// shared, so recording allocates nothing.
+#[derive(Debug)]
+pub struct RouteLabels {
+    /// One per route, in config order; unique, and never [`NO_ROUTE`].
+    routes: Vec<Arc<str>>,
+    /// [`NO_ROUTE`].
+    no_route: Arc<str>,
+}
+
+impl RouteLabels {
+    /// The labels of `routes`.
+    pub fn new(routes: &[RouteConfig]) -> Self {
+        Self {
+            routes: route_labels(routes).into_iter().map(Arc::from).collect(),
+            no_route: Arc::from(NO_ROUTE),
+        }
+    }
+
+    /// The metrics label of a request: its route's, or [`NO_ROUTE`] when it matched none.
+    pub fn label(&self, route: Option<usize>) -> &Arc<str> {
+        self.matched(route).unwrap_or(&self.no_route)
+    }
+
+    /// The label of the route a request matched; `None` when it matched none, which the access
+    /// and audit lines write as `null` rather than as a name.
+    pub fn matched(&self, route: Option<usize>) -> Option<&Arc<str>> {
+        // An index always comes from the router built from the same config; a miss would be a
+        // bug, and is labelled as no route rather than panicking on the request path.
+        route.and_then(|index| self.routes.get(index))
+    }
+}
+
+/// One label per route, in config order. Labels are unique and never [`NO_ROUTE`].
+fn route_labels(routes: &[RouteConfig]) -> Vec<String> {
     let mut labels: Vec<String> = routes
         .iter()
         .map(|route| {
@@ -39,10 +72,6 @@ pub fn route_labels(routes: &[RouteConfig]) -> Vec<Arc<str>> {
         }
     }
     labels
-        .into_iter()
-        .map(Arc::from)
-        .chain([Arc::from(NO_ROUTE)])
-        .collect()
 }
 
 /// `path (exact, host=H, methods=M,N)` with the attributes this route has.
@@ -95,7 +124,12 @@ mod tests {
     }
 
     fn labels(routes: &[RouteConfig]) -> Vec<String> {
-        route_labels(routes).iter().map(|l| l.to_string()).collect()
+        let labels = RouteLabels::new(routes);
+        let mut all: Vec<String> = (0..routes.len())
+            .map(|i| labels.label(Some(i)).to_string())
+            .collect();
+        all.push(labels.label(None).to_string());
+        all
     }
 
     #[test]
@@ -128,5 +162,16 @@ mod tests {
             route("none", false, None, None),
         ];
         assert_eq!(labels(&routes), ["/a", "/a #2", "none #3", "none"]);
+    }
+
+    #[test]
+    fn no_route_is_labelled_for_metrics_and_absent_for_logs() {
+        let labels = RouteLabels::new(&[route("/a", false, None, None)]);
+        assert_eq!(&**labels.label(None), NO_ROUTE);
+        assert_eq!(labels.matched(None), None);
+        assert_eq!(labels.matched(Some(0)).map(|l| &**l), Some("/a"));
+        // An index from another config is no route, never a panic.
+        assert_eq!(&**labels.label(Some(1)), NO_ROUTE);
+        assert_eq!(labels.matched(Some(1)), None);
     }
 }

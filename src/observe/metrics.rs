@@ -60,10 +60,8 @@ impl Metrics {
     }
 
     /// Counts a refused request by the reason its error implies (no-op for other errors).
-    /// `route` is the matched route's metric label ([`super::labels`]); `None` counts as
-    /// [`super::labels::NO_ROUTE`].
-    pub fn refused(&self, error: &GatewayError, route: Option<&str>) {
-        let route = route.unwrap_or(super::labels::NO_ROUTE);
+    /// `route` is the request's metric label ([`super::labels::RouteLabels::label`]).
+    pub fn refused(&self, error: &GatewayError, route: &str) {
         match error {
             GatewayError::RateLimited { .. } => {
                 let mut map = self
@@ -252,12 +250,12 @@ mod tests {
         let metrics = Metrics::default();
         metrics.reload(true);
         metrics.reload(false);
-        metrics.refused(&GatewayError::InvalidToken, Some("/api"));
+        metrics.refused(&GatewayError::InvalidToken, "/api");
         metrics.refused(
             &GatewayError::RateLimited {
                 retry_after_secs: 1,
             },
-            Some("/api"),
+            "/api",
         );
         let text = metrics.render((2, 1, 0));
         for line in [

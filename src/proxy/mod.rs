@@ -97,7 +97,7 @@ where
             UpstreamError::ClientBody => GatewayError::MalformedBody,
         })?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(switch_protocols(response, client_upgrade, name));
+        return switch_protocols(response, client_upgrade, name);
     }
     remove_hop_by_hop(response.headers_mut());
     Ok(response.map(body::boxed))
@@ -116,16 +116,20 @@ fn check_declared_length(headers: &HeaderMap, max: u64) -> Result<(), GatewayErr
 }
 
 /// Hands the client the upstream's 101 and joins the two upgraded connections.
+///
+/// # Errors
+/// 502 when the upstream switched protocols on a request that asked for no upgrade we allow:
+/// there is no client connection to join it to. Like every refusal it goes back to the pipeline,
+/// which counts it and answers with the request's id.
 fn switch_protocols(
     mut response: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     name: &std::sync::Arc<str>,
-) -> Response<Body> {
+) -> Result<Response<Body>, GatewayError> {
     let Some(client_upgrade) = client_upgrade else {
-        // The upstream switched protocols on a request that asked for no upgrade we allow.
-        return GatewayError::UpstreamUnavailable(name.clone()).into_response("");
+        return Err(GatewayError::UpstreamUnavailable(name.clone()));
     };
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, name.clone());
-    response.map(|_| body::empty())
+    Ok(response.map(|_| body::empty()))
 }

@@ -35,6 +35,7 @@ mod sound_conn;
 mod sound_proxy;
 mod sound_reload;
 mod sound_tls;
+mod spine;
 mod streaming;
 mod tls;
 mod websocket;

@@ -156,7 +156,7 @@ pub async fn record(
         return;
     }
     // The same label the metrics use: two routes sharing a path stay apart.
-    let route = ctx.route.and_then(|i| rt.route_labels.get(i)).map(|l| &**l);
+    let route = rt.route_labels.matched(ctx.route).map(|l| &**l);
     let target = match uri.query() {
         Some(query) => format!("{}?{}", uri.path(), redact_query(query)),
         None => uri.path().to_owned(),

@@ -1,0 +1,124 @@
+//! The upstream request: its headers about the caller, its target and plan, and the call itself
+//! with what it leaves in the request context (upstream, timing, body bytes).
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use super::RequestCtx;
+use super::admit::tunnels_websocket;
+use super::host::upstream_host;
+use super::route::ProxyRoute;
+use crate::auth::{Authenticated, credentials};
+use crate::error::GatewayError;
+use crate::http::body::Body;
+use crate::http::counted::{ByteCount, CountIn};
+use crate::http::forwarded::{Forwarded, X_REQUEST_ID};
+use crate::proxy::{self, ForwardPlan};
+use crate::router::upstream_path;
+use crate::runtime::Runtime;
+
+/// What the upstream hears about the caller: identity headers, the auth service's
+/// `copy_headers`, and — unless `forward_credentials` — no credentials. The client's
+/// `x-request-id` is dropped too; the forwarded headers carry gatehouse's.
+pub(super) fn set_upstream_headers(
+    headers: &mut HeaderMap,
+    caller: Option<&Authenticated>,
+    rt: &Runtime,
+) {
+    headers.remove(X_REQUEST_ID);
+    let Some(caller) = caller else { return };
+    credentials::set_identity_headers(headers, &caller.identity);
+    for (name, value) in caller.copy.iter().flat_map(|copy| copy.iter()) {
+        headers.append(name.clone(), value.clone());
+    }
+    if !rt.config.auth.forward_credentials {
+        credentials::remove_credentials(headers, &rt.auth.token_headers);
+    }
+}
+
+/// Sends the request upstream (413 / 502 / 504) and notes in `ctx` which upstream answered and
+/// how long it took, failed or not.
+pub(super) async fn forward(
+    req: Request<()>,
+    body: &mut Option<Incoming>,
+    proxy: ProxyRoute<'_>,
+    path: &str,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+) -> Result<Response<Body>, GatewayError> {
+    let target = upstream_target(proxy, path, req.uri().query())?;
+    let host = upstream_host(&req);
+    let body = take_body(body, proxy, &mut ctx.bytes_in);
+    let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, rt);
+    let name = plan.upstream.name.clone();
+    let started = Instant::now();
+    let result = proxy::forward(req, body, plan).await;
+    ctx.upstream = Some((name, started.elapsed()));
+    result
+}
+
+/// Everything `proxy::forward` needs besides the request: upstream, target, method, forwarded
+/// headers, WebSocket tunnel, body limit.
+fn plan_forward<'a>(
+    req: &Request<()>,
+    proxy: ProxyRoute<'a>,
+    path_and_query: PathAndQuery,
+    host: Option<&'a HeaderValue>,
+    ctx: &'a RequestCtx,
+    rt: &'a Runtime,
+) -> ForwardPlan<'a> {
+    ForwardPlan {
+        upstream: &rt.upstreams[proxy.action.upstream],
+        path_and_query,
+        method: (proxy.action.proxy_method.clone()).unwrap_or_else(|| req.method().clone()),
+        forwarded: Forwarded {
+            peer: ctx.peer,
+            peer_trusted: ctx.peer_trusted,
+            client_ip: ctx.client_ip,
+            scheme: ctx.scheme,
+            host,
+            request_id: &ctx.request_id,
+        },
+        websocket: tunnels_websocket(req, proxy.route),
+        max_body_bytes: rt.config.limits.max_body_bytes,
+    }
+}
+
+/// The client's body, counted as the proxy reads it. A route that does not pass the body leaves
+/// it in place for `settle`, like a refusal does.
+fn take_body(
+    body: &mut Option<Incoming>,
+    proxy: ProxyRoute<'_>,
+    bytes_in: &mut Option<ByteCount>,
+) -> Option<CountIn<Incoming>> {
+    if !proxy.action.pass_request_body {
+        return None;
+    }
+    let count = bytes_in.insert(ByteCount::default()).clone();
+    body.take().map(|body| CountIn::new(body, count))
+}
+
+/// The upstream request target: the path after strip/rewrite plus the untouched query.
+fn upstream_target(
+    proxy: ProxyRoute<'_>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<PathAndQuery, GatewayError> {
+    let action = proxy.action;
+    let upstream = upstream_path(
+        &proxy.route.path,
+        action.strip_prefix,
+        action.rewrite.as_deref(),
+        path,
+    );
+    let target = match query {
+        Some(query) => Cow::Owned(format!("{upstream}?{query}")),
+        None => upstream,
+    };
+    PathAndQuery::try_from(target.as_ref())
+        .map_err(|_| GatewayError::BadRequest("malformed request target"))
+}
