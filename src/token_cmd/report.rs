@@ -23,7 +23,7 @@ const BUILT_IN_ROLES: [&str; 3] = ["viewer", "operator", "admin"];
 ///
 /// # Errors
 /// A missing, unreadable or invalid store.
-pub fn list_json(store: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
+pub(crate) fn list_json(store: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
     let text =
         read_store(store)?.ok_or_else(|| anyhow!("{}: no such token store", store.display()))?;
     let specs = parse_store(&text, store)?;
@@ -54,11 +54,11 @@ fn entry_json(spec: &TokenSpec, now: OffsetDateTime) -> Value {
 /// A checked `token hash` result: the hash, and a warning when the input cannot be a token the
 /// gateway would accept.
 #[derive(Debug)]
-pub struct Hashed {
+pub(crate) struct Hashed {
     /// Hex SHA-256 of the trimmed input.
-    pub hash: String,
+    pub(crate) hash: String,
     /// Set when the input is a `gth_` token whose checksum (or length) is wrong.
-    pub warning: Option<&'static str>,
+    pub(crate) warning: Option<&'static str>,
 }
 
 /// [`hash`] for `token hash`, refusing empty input (its hash would be a valid-looking entry no
@@ -66,7 +66,7 @@ pub struct Hashed {
 ///
 /// # Errors
 /// The input is empty or only whitespace.
-pub fn hash_checked(input: &str) -> anyhow::Result<Hashed> {
+pub(crate) fn hash_checked(input: &str) -> anyhow::Result<Hashed> {
     let token = input.trim();
     if token.is_empty() {
         bail!(
@@ -85,7 +85,7 @@ pub fn hash_checked(input: &str) -> anyhow::Result<Hashed> {
 /// One warning per role in `roles` that is not built in and that no route of `config` names in
 /// `roles` or `write_roles`: such a token can never pass a role check that needs it. A close
 /// match among the known roles is suggested.
-pub fn unused_role_warnings(roles: &[String], config: &Config) -> Vec<String> {
+pub(crate) fn unused_role_warnings(roles: &[String], config: &Config) -> Vec<String> {
     let mut known: Vec<&str> = BUILT_IN_ROLES.to_vec();
     for route in &config.routes {
         known.extend(route.roles.iter().map(String::as_str));
