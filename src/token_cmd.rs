@@ -15,9 +15,9 @@
 mod edit;
 mod report;
 mod rotate;
+mod store_file;
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use time::format_description::well_known::Rfc3339;
@@ -25,18 +25,15 @@ use time::{OffsetDateTime, UtcOffset};
 use toml_edit::Value;
 
 use self::edit::StoreDocument;
+use self::store_file::{StoreLock, format_time, parse_store, read_store, write_checked};
 use crate::auth::token_format;
 use crate::auth::token_store::{self, TokenSource, TokenSpec};
-use crate::config::ConfigErrors;
 use crate::config::units::parse_duration;
-use crate::files::write_atomically;
 use crate::secret::Secret;
 
+pub use report::hash;
 pub(crate) use report::{hash_checked, list_json, unused_role_warnings};
 pub(crate) use rotate::rotate;
-
-/// Permissions of the store file: hashes only, but still nobody else's business.
-const STORE_MODE: u32 = 0o600;
 
 /// Generates a token for `id` with `roles`, appends its hashed entry to `store` (created if
 /// missing) and returns the token, which exists nowhere else: print it once.
@@ -134,78 +131,6 @@ pub fn revoke(store: &Path, id: &str) -> anyhow::Result<()> {
     write_checked(store, &document, &expected)
 }
 
-/// Hex SHA-256 of `token` with surrounding whitespace trimmed: the store's `sha256` value for a
-/// hand-edited entry (`token hash` reads the token on stdin).
-pub fn hash(token: &str) -> String {
-    hex::encode(token_store::hash_token(token.trim().as_bytes()))
-}
-
-/// An exclusive lock on `<store>.lock`, released on drop.
-struct StoreLock(File);
-
-impl StoreLock {
-    fn acquire(store: &Path) -> anyhow::Result<Self> {
-        let path = lock_path(store);
-        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(folder)
-                .with_context(|| format!("{}: cannot create folder", folder.display()))?;
-        }
-        // Private like the store itself (SPEC §8.9): it sits beside it and names it.
-        let file = crate::files::with_mode(
-            OpenOptions::new().create(true).truncate(false).write(true),
-            STORE_MODE,
-        )
-        .open(&path)
-        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
-        file.lock()
-            .with_context(|| format!("{}: cannot lock", path.display()))?;
-        Ok(Self(file))
-    }
-}
-
-impl Drop for StoreLock {
-    fn drop(&mut self) {
-        // Closing the file releases the lock anyway; unlocking first just makes it prompt.
-        let _ = self.0.unlock();
-    }
-}
-
-fn lock_path(store: &Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
-
-/// The store's text, or `None` when the file does not exist.
-fn read_store(store: &Path) -> anyhow::Result<Option<String>> {
-    match std::fs::read_to_string(store) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow!("{}: cannot read: {e}", store.display())),
-    }
-}
-
-fn parse_store(text: &str, store: &Path) -> anyhow::Result<Vec<TokenSpec>> {
-    token_store::parse(text, store).map_err(|errors| anyhow::Error::new(ConfigErrors(errors)))
-}
-
-/// Writes the edited `document` to `store` if it parses to exactly `expected`: an edit that
-/// would change any other entry (or fail to make its own) writes nothing.
-fn write_checked(
-    store: &Path,
-    document: &StoreDocument,
-    expected: &[TokenSpec],
-) -> anyhow::Result<()> {
-    let text = document.to_string();
-    if !token_store::parse(&text, store).is_ok_and(|specs| specs == expected) {
-        bail!(
-            "{}: the edited store would not hold the expected entries; nothing written",
-            store.display()
-        );
-    }
-    write_atomically(store, text.as_bytes(), STORE_MODE).map_err(anyhow::Error::msg)
-}
-
 /// `"90d"` from `now`, or an RFC 3339 time; either must lie after `now`.
 fn parse_expiry(text: &str, now: OffsetDateTime) -> anyhow::Result<OffsetDateTime> {
     let expires = match parse_duration(text) {
@@ -249,10 +174,6 @@ fn new_entry_fields(entry: &TokenSpec) -> anyhow::Result<Vec<(&'static str, Valu
         fields.push(("hint", Value::from(hint.as_str())));
     }
     Ok(fields)
-}
-
-fn format_time(time: OffsetDateTime) -> anyhow::Result<String> {
-    time.format(&Rfc3339).context("cannot format time")
 }
 
 fn row(spec: &TokenSpec, now: OffsetDateTime) -> [String; 6] {

@@ -22,7 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 use toml_edit::Value;
 
 use super::edit::StoreDocument;
-use super::{StoreLock, format_time, parse_store, read_store, write_checked};
+use super::store_file::{StoreLock, format_time, parse_store, read_store, write_checked};
 use crate::auth::token_format;
 use crate::auth::token_store::{Previous, TokenSource, TokenSpec, TokenState, hash_token};
 use crate::secret::Secret;

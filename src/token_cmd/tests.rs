@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use time::macros::datetime;
 
+use super::store_file::lock_path;
 use super::*;
 use crate::auth::token_store::{Lookup, TokenState};
 
