@@ -10,7 +10,7 @@
 #   - gatehouse (./target/release/gatehouse or $GATEHOUSE_BIN) on :29443 (CPU 0): TLS + x-token
 #     checked against the token store + a rate limit, its access log on (to a file) — the default
 #     shape the performance goals name.
-# --perf FILE records a perf profile of gatehouse during its first h1 run.
+# --perf FILE records a perf profile of gatehouse during its first h1 run (PERF_TEST=h2: h2 run).
 # Load: wrk -t1 (HTTP/1.1) and h2load -t1 (HTTP/2) on CPU 1, interleaved rounds. The figure is the
 # proxy's CPU time per request (utime+stime of its processes from /proc, over the run), and the
 # ratio gatehouse / NGINX per round, then the median. Then, unless --no-idle, the resident memory
@@ -157,7 +157,7 @@ measure() { # measure NAME TEST -> "requests cpu_us_per_request"
   local name="$1" test="$2" url out reqs before after pids
   url="$(url_of "$name")"; pids="$(pids_of "$name")"
   before="$(cpu_ticks $pids)"
-  if [ -n "$perf_out" ] && [ "$name" = gatehouse ] && [ "$test" = h1 ]; then
+  if [ -n "$perf_out" ] && [ "$name" = gatehouse ] && [ "$test" = "${PERF_TEST:-h1}" ]; then
     timeout $((duration + 30)) perf record -q -g -o "$perf_out" -p "${pids%% *}" -- sleep "$duration" >/dev/null 2>&1 &
     perf_out=""
   fi
