@@ -70,7 +70,10 @@ fn client_headers() -> HeaderMap {
         ("x-request-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
         ("x-forwarded-for", "203.0.113.9"),
         ("x-auth-subject", "spoofed"),
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
     ] {
         headers.insert(
             HeaderName::from_static(name),

@@ -487,13 +487,16 @@ async fn serve_http<I>(
             Ok::<_, Infallible>(hold_until_sent(response, guard))
         }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    // Boxed once: an async block that moves a large future keeps a copy of it in each state, and
+    // this one lives as long as the connection — unboxed, every idle connection's task carried
+    // about 18 KiB of mostly duplicated state (rustc -Zprint-type-sizes; BENCHMARKS.md).
+    let mut connection =
+        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     // Runs the connection to its end: closes it gracefully (HTTP/2 GOAWAY, HTTP/1 close) once it
     // has had no open request for `idle_timeout` or the drain begins; drops it when the grace
     // period is over.
     let drive = async move {
         let mut lifecycle = lifecycle;
-        tokio::pin!(connection);
         let reason = tokio::select! {
             result = connection.as_mut() => return report(result),
             () = activity.idle(idle_timeout) => "idle",
