@@ -104,7 +104,7 @@ async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/metrics") => metrics(shared),
-        (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared)),
+        (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared, reload)),
         (_, "/healthz" | "/readyz" | "/config" | "/reload" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -164,9 +164,9 @@ async fn admin_refusal(
 }
 
 /// The effective configuration without secrets: names, paths and addresses only.
-fn config_view(shared: &Shared) -> serde_json::Value {
+fn config_view(shared: &Shared, reload: &ReloadHandle) -> serde_json::Value {
     let runtime = shared.runtime.load();
-    let status = shared.reload_status().borrow().clone();
+    let status = reload.status().borrow().clone();
     let config = &runtime.config;
     let loaded_at = time::OffsetDateTime::from(runtime.loaded_at)
         .format(&time::format_description::well_known::Rfc3339)

@@ -31,11 +31,14 @@ pub struct Demo {
     pub curl_lines: Vec<String>,
 }
 
-/// Runs the demo until Ctrl-C.
+/// Runs the demo until `shutdown` completes (the CLI passes its Ctrl-C/SIGTERM future).
 ///
 /// # Errors
 /// The folder cannot be written or a listener cannot be bound.
-pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    dir: Option<PathBuf>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()))
     });
@@ -49,7 +52,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         outln!("  {line}");
     }
     outln!("\nPress Ctrl-C to stop.");
-    crate::cli::wait_for_stop_signal().await;
+    shutdown.await;
     demo.gateway.shutdown();
     demo.gateway.wait().await
 }

@@ -86,7 +86,7 @@ impl Gateway {
             admin,
             redirect_port,
         };
-        let reload = reloader.handle();
+        let reload = reloader.handle(&shared);
         let reload_task = tokio::spawn(reloader.run(shared.clone()));
         let task = tokio::spawn(serve(
             listeners,

@@ -20,11 +20,11 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
-
-use super::jwt::base64url_decode;
 
 /// Unknown-`kid` refetches happen at most this often.
 pub(crate) const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -158,7 +158,9 @@ fn declared_algorithm(jwk: &Jwk) -> Result<Option<Algorithm>, &'static str> {
 }
 
 fn decode_param(value: &str) -> Result<Vec<u8>, &'static str> {
-    base64url_decode(value).ok_or("a key parameter is not base64url")
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| "a key parameter is not base64url")
 }
 
 fn rsa_key(n: &str, e: &str) -> Result<DecodingKey, &'static str> {
