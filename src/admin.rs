@@ -34,14 +34,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHan
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(crate::server::ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::listen::accept(&listener, "admin").await;
         let shared = shared.clone();
         let reload = reload.clone();
         tokio::spawn(async move {
@@ -79,7 +72,7 @@ fn admin_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(crate::server::http1_buffer(limits));
+        .max_buf_size(crate::listen::http1_buffer(limits));
     builder
 }
 

@@ -62,6 +62,7 @@ pub mod demo;
 pub mod error;
 pub mod files;
 pub mod http;
+mod listen;
 pub mod observe;
 pub mod pipeline;
 pub mod proxy;

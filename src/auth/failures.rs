@@ -6,15 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use crate::config::RatePolicy;
+use crate::ratelimit::quota;
 use crate::error::GatewayError;
 
 /// Most IPs remembered as blocked; beyond it expired entries are purged, then the oldest dropped.
@@ -32,16 +32,6 @@ impl std::fmt::Debug for FailureLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FailureLimit").finish_non_exhaustive()
     }
-}
-
-/// governor quota for a policy: `burst` cells, one refilled every `per / count`.
-pub fn quota(policy: &RatePolicy) -> Quota {
-    let period = policy.rate.per / policy.rate.count.get();
-    let burst = NonZeroU32::new(policy.burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period.max(Duration::from_nanos(1))).map_or_else(
-        || Quota::per_second(policy.rate.count),
-        |q| q.allow_burst(burst),
-    )
 }
 
 impl FailureLimit {
@@ -104,6 +94,8 @@ fn too_many(wait: Duration) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroU32;
+
     use crate::config::{Rate, RateKey};
 
     #[test]
