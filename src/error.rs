@@ -4,11 +4,59 @@
 //! The `Display` text is the public message from SPEC §4. It never contains a token, cookie or
 //! header value; causes that may be sensitive are kept out of it (they go to logs via `source`).
 
+use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::http::body::{self, Body};
+
+/// Another service's response, returned to the client as it was sent (external auth's 401, 403
+/// and 429). Neutral on purpose: the auth service builds it, this module only relays it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PassThrough {
+    /// The status, e.g. 401, 403 or 429.
+    pub status: StatusCode,
+    /// The headers kept (for external auth: `Content-Type`, every `WWW-Authenticate`,
+    /// `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body (empty if it was too long to relay).
+    pub body: Bytes,
+}
+
+impl PassThrough {
+    /// The response for the client.
+    pub fn to_response(&self) -> Response<Body> {
+        let mut response = Response::new(body::full(self.body.clone()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        response
+    }
+
+    /// 401 or 403: the credential was refused (a failed attempt); 429 asks for patience, neither.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    }
+}
+
+impl fmt::Debug for PassThrough {
+    /// Header names only: a relayed header may carry a challenge or a credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&HeaderName> = self.headers.iter().map(|(name, _)| name).collect();
+        f.debug_struct("PassThrough")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
 
 /// A request-path failure. Each variant carries data, not preformatted text.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +117,7 @@ pub enum GatewayError {
     },
     /// The external auth service answered 401, 403 or 429: its response goes to the client.
     #[error("access denied by auth service")]
-    AuthDenied(Arc<crate::auth::external::DenyResponse>),
+    AuthDenied(Arc<PassThrough>),
     /// External auth timed out, refused, or answered 5xx.
     #[error("auth service unavailable")]
     AuthUnavailable,

@@ -55,9 +55,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -70,6 +68,7 @@ use tokio::sync::watch;
 
 use super::{AuthMethod, Identity};
 use crate::config::{CacheKey, ExternalSettings};
+use crate::error::PassThrough;
 use crate::http::body::{self, Body};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 
@@ -171,7 +170,7 @@ pub enum Decision {
         anonymous: bool,
     },
     /// 401, 403 or 429: returned to the client as the auth service sent it.
-    Deny(Arc<DenyResponse>),
+    Deny(Arc<PassThrough>),
     /// Timeout, refused or broken connection, or 5xx: the pipeline answers 503
     /// `auth service unavailable`.
     Unavailable,
@@ -197,40 +196,6 @@ impl fmt::Debug for Decision {
             Self::Unavailable => f.write_str("Unavailable"),
             Self::Unexpected(status) => f.debug_tuple("Unexpected").field(status).finish(),
         }
-    }
-}
-
-/// A denial to return to the client unchanged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DenyResponse {
-    /// 401, 403 or 429.
-    pub status: StatusCode,
-    /// The auth service's `Content-Type`, `WWW-Authenticate` (all values) and `Retry-After`.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The auth service's body (empty if it was longer than 64 KiB).
-    pub body: Bytes,
-}
-
-impl DenyResponse {
-    /// The response for the client.
-    pub fn to_response(&self) -> Response<Body> {
-        let mut response = Response::new(body::full(self.body.clone()));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        for (name, value) in &self.headers {
-            headers.append(name.clone(), value.clone());
-        }
-        response
-    }
-}
-
-impl fmt::Debug for DenyResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DenyResponse")
-            .field("status", &self.status)
-            .field("headers", &HeaderNames(&self.headers))
-            .field("body_len", &self.body.len())
-            .finish()
     }
 }
 
@@ -660,17 +625,6 @@ impl ExternalAuth {
     }
 }
 
-impl DenyResponse {
-    /// 401 or 403: the service refused the credential (a failed attempt, cached negatively);
-    /// 429 is the service asking for patience, neither.
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self.status,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        )
-    }
-}
-
 /// The check that makes the auth call for a key. Dropping it without [`Leader::finish`] (the
 /// check was cancelled or panicked) removes its in-flight entry and closes the channel, so its
 /// followers stop waiting and try again.
@@ -900,7 +854,7 @@ async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> De
     if let Some(value) = headers.get(RETRY_AFTER) {
         kept.push((RETRY_AFTER, value.clone()));
     }
-    Decision::Deny(Arc::new(DenyResponse {
+    Decision::Deny(Arc::new(PassThrough {
         status,
         headers: kept,
         body,
@@ -1099,6 +1053,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
 
+    use http::Response;
     use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
@@ -1332,7 +1287,7 @@ mod tests {
         check_with(auth, &client_headers(token)).await
     }
 
-    fn denial(decision: &Decision) -> Arc<DenyResponse> {
+    fn denial(decision: &Decision) -> Arc<PassThrough> {
         match decision {
             Decision::Deny(deny) => deny.clone(),
             other => panic!("expected a denial, got {other:?}"),
@@ -1882,7 +1837,7 @@ mod tests {
     }
 
     fn deny_decision() -> Decision {
-        Decision::Deny(Arc::new(DenyResponse {
+        Decision::Deny(Arc::new(PassThrough {
             status: StatusCode::UNAUTHORIZED,
             headers: Vec::new(),
             body: Bytes::new(),

@@ -14,8 +14,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use crate::config::RatePolicy;
-use crate::ratelimit::quota;
 use crate::error::GatewayError;
+use crate::ratelimit::quota;
 
 /// Most IPs remembered as blocked; beyond it expired entries are purged, then the oldest dropped.
 const MAX_BLOCKED: usize = 100_000;

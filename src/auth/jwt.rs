@@ -1246,8 +1246,14 @@ mod tests {
         for bad in ["aGVsbG8=", "a", "a+b/", "aGVsbG9"] {
             assert!(URL_SAFE_NO_PAD.decode(bad).is_err(), "{bad}");
         }
-        assert!(looks_like_jwt(&format!("{}.e30.c2ln", b64(br#"{"alg":"HS256"}"#))));
-        assert!(!looks_like_jwt(&format!("{}=.e30.c2ln", b64(br#"{"alg":"HS256"}"#))));
+        assert!(looks_like_jwt(&format!(
+            "{}.e30.c2ln",
+            b64(br#"{"alg":"HS256"}"#)
+        )));
+        assert!(!looks_like_jwt(&format!(
+            "{}=.e30.c2ln",
+            b64(br#"{"alg":"HS256"}"#)
+        )));
     }
 
     #[test]

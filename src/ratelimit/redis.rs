@@ -29,8 +29,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, Script};
 use arc_swap::ArcSwapOption;
 
-use super::local::{Decision, Key};
 use super::gcra::Gcra;
+use super::local::{Decision, Key};
 use super::throttle::{LogThrottle, millis_now};
 use crate::config::{OnError, RateBackend, redact_url};
 
