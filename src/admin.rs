@@ -20,6 +20,7 @@ use crate::error::GatewayError;
 use crate::http::body::{self, Body};
 use crate::reload::{ReloadHandle, ReloadOutcome};
 use crate::runtime::Shared;
+use crate::timestamp::rfc3339;
 
 /// Most admin connections served at once (SPEC §8.8); more wait in the listen backlog.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
@@ -161,9 +162,7 @@ fn config_view(shared: &Shared, reload: &ReloadHandle) -> serde_json::Value {
     let runtime = shared.runtime.load();
     let status = reload.status().borrow().clone();
     let config = &runtime.config;
-    let loaded_at = time::OffsetDateTime::from(runtime.loaded_at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let loaded_at = rfc3339(runtime.loaded_at);
     serde_json::json!({
         "file": config.path.display().to_string(),
         "content_hash": runtime.content_hash,
@@ -246,12 +245,6 @@ fn reload_response(outcome: ReloadOutcome) -> Response<Body> {
             &serde_json::json!({"ok": false, "error": error}),
         ),
     }
-}
-
-fn rfc3339(at: std::time::SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, message: &'static str) -> Response<Body> {

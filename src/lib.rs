@@ -72,5 +72,6 @@ pub mod router;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+mod timestamp;
 pub mod tls;
 pub mod token_cmd;

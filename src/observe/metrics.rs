@@ -12,27 +12,14 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::traffic::escape;
-use crate::error::GatewayError;
-
-/// Why authentication or authorization refused a request (`gatehouse_auth_failures_total`).
-pub const AUTH_FAILURE_REASONS: [&str; 9] = [
-    "missing",
-    "invalid",
-    "expired",
-    "too_many_failures",
-    "forbidden",
-    "write_gate",
-    "external_denied",
-    "external_unavailable",
-    "origin",
-];
+use crate::error::{AuthFailure, GatewayError};
 
 /// The metric registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
-    auth_failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
+    auth_failures: [AtomicU64; AuthFailure::ALL.len()],
     active_connections: AtomicI64,
     rate_limited: Mutex<BTreeMap<String, u64>>,
     upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -53,6 +40,9 @@ impl Metrics {
 
     /// Counts a refused request by the reason its error implies (no-op for non-auth errors).
     pub fn refused(&self, error: &GatewayError, route: Option<&str>) {
+        if let Some(reason) = error.auth_failure() {
+            self.auth_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
+        }
         match error {
             GatewayError::RateLimited { .. } => {
                 let mut map = self
@@ -63,13 +53,8 @@ impl Metrics {
             }
             GatewayError::UpstreamUnavailable(name) => self.upstream_error(name, "unavailable"),
             GatewayError::UpstreamTimeout(name) => self.upstream_error(name, "timeout"),
-            other => {
-                if let Some(index) = auth_reason(other)
-                    .and_then(|r| AUTH_FAILURE_REASONS.iter().position(|x| *x == r))
-                {
-                    self.auth_failures[index].fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            // The other refusals have no counter of their own here.
+            _ => {}
         }
     }
 
@@ -112,10 +97,11 @@ impl Metrics {
             "counter",
             "Requests refused by authentication or authorization.",
         );
-        for (reason, counter) in AUTH_FAILURE_REASONS.iter().zip(&self.auth_failures) {
+        for (reason, counter) in AuthFailure::ALL.iter().zip(&self.auth_failures) {
             let _ = writeln!(
                 out,
-                "gatehouse_auth_failures_total{{reason=\"{reason}\"}} {}",
+                "gatehouse_auth_failures_total{{reason=\"{}\"}} {}",
+                reason.label(),
                 counter.load(Ordering::Relaxed)
             );
         }
@@ -181,24 +167,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// The `reason` label for an auth-related refusal.
-fn auth_reason(error: &GatewayError) -> Option<&'static str> {
-    Some(match error {
-        GatewayError::MissingCredentials => "missing",
-        GatewayError::InvalidToken => "invalid",
-        GatewayError::TokenExpired(_) => "expired",
-        GatewayError::TooManyFailures { .. } => "too_many_failures",
-        GatewayError::RoleRequired(_) => "forbidden",
-        GatewayError::WritesDisabled => "write_gate",
-        GatewayError::AuthDenied(_) => "external_denied",
-        GatewayError::AuthUnavailable | GatewayError::AuthUnexpectedStatus => {
-            "external_unavailable"
-        }
-        GatewayError::OriginNotAllowed => "origin",
-        _ => return None,
-    })
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
