@@ -59,10 +59,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -70,6 +66,7 @@ use super::{AuthMethod, Identity};
 use crate::config::{CacheKey, ExternalSettings};
 use crate::error::PassThrough;
 use crate::http::body::{self, Body};
+use crate::http::client::{HttpsClient, Pool, Roots};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 
 /// `x-forwarded-method`: the client's method, for the auth service.
@@ -230,7 +227,7 @@ pub struct ExternalAuth {
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
     cache_key: CacheKey,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: HttpsClient<Body>,
     state: Mutex<State>,
     calls: AtomicU64,
     coalesced: AtomicU64,
@@ -1007,42 +1004,18 @@ fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
 }
 
 /// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
-fn client(
-    url: &Uri,
-    timeout: Duration,
-) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let tls = tls_config(url.scheme_str() == Some("https"))?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
-}
-
-/// rustls with the system roots for an https URL; for plain http no root is ever consulted.
-fn tls_config(https: bool) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("auth.external: TLS setup failed: {e}"))?;
-    let builder = if https {
-        builder
-            .with_native_roots()
-            .map_err(|e| format!("auth.external.url: no system CA roots: {e}"))?
+fn client(url: &Uri, timeout: Duration) -> Result<HttpsClient<Body>, String> {
+    let roots = if url.scheme_str() == Some("https") {
+        Roots::System
     } else {
-        builder.with_root_certificates(rustls::RootCertStore::empty())
+        Roots::PlainOnly
     };
-    Ok(builder.with_no_client_auth())
+    let pool = Pool {
+        connect_timeout: timeout,
+        idle_timeout: Some(POOL_IDLE_TIMEOUT),
+        max_idle_per_host: MAX_IDLE_CONNECTIONS,
+    };
+    crate::http::client::build("auth.external.url", roots, pool)
 }
 
 #[cfg(test)]

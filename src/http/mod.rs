@@ -1,7 +1,8 @@
 //! HTTP helpers the pipeline composes: body types and limits, path normalisation, request
-//! hygiene, forwarded headers, and the connection idle deadline.
+//! hygiene, forwarded headers, the connection idle deadline, and the outbound client builder.
 
 pub mod body;
+pub mod client;
 pub mod forwarded;
 pub mod h2_trailers;
 pub mod head_scan;
