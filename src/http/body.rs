@@ -1,5 +1,5 @@
 //! Body types: the boxed [`Body`] every response uses, the request-size limit enforced while
-//! streaming ([`limited`], http-body-util's `Limited`), the client's request body with its failures told apart from the
+//! streaming ([`Limited`]), the client's request body with its failures told apart from the
 //! upstream's ([`ClientBody`]), the bounded discard of a body the gateway answered without
 //! reading ([`discard`]), and a body that can be handed to a second upstream attempt
 //! ([`Replayable`]). Nothing here buffers.
@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Empty, Full};
 
 /// Errors carried by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,16 +41,19 @@ where
     body.map_err(Into::into).boxed()
 }
 
-/// Caps a request body at `limit` bytes while it streams: past it, the body fails with
-/// [`LengthLimitError`] (see [`exceeded_limit`]) and hyper aborts the upstream request.
-pub fn limited<B>(inner: B, limit: u64) -> Limited<B> {
-    Limited::new(inner, usize::try_from(limit).unwrap_or(usize::MAX))
+/// The request body grew past `max_body_bytes` while streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds {limit} bytes")]
+pub struct BodyLimitExceeded {
+    /// The configured limit.
+    pub limit: u64,
 }
 
-/// True if `error` or any error in its `source` chain is the [`limited`] body's
-/// [`LengthLimitError`]: the client sent more than `max_body_bytes` (413).
-pub fn exceeded_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    caused_by::<LengthLimitError>(error)
+impl BodyLimitExceeded {
+    /// True if `error` or any error in its `source` chain is a [`BodyLimitExceeded`].
+    pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
+        caused_by::<Self>(error)
+    }
 }
 
 /// True if `error` or any error in its `source` chain is an `E`.
@@ -63,6 +66,74 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
         current = err.source();
     }
     false
+}
+
+pin_project_lite::pin_project! {
+    /// Fails with [`BodyLimitExceeded`] as soon as more than `limit` bytes have streamed through.
+    ///
+    /// Not `http_body_util::Limited`: that one narrows the size hint to the limit, and with
+    /// `max_body_bytes = 0` a chunked body then looks exactly empty, so hyper sends the upstream
+    /// an empty request and drops the client's bytes (200 instead of 413); with a limit of 4, a
+    /// chunked body of 5 bytes still got 413 but the upstream recorded a request.
+    /// `tests/it/structure.rs` pins both.
+    pub struct Limited<B> {
+        #[pin]
+        inner: B,
+        remaining: u64,
+        limit: u64,
+    }
+}
+
+impl<B> Limited<B> {
+    /// Wraps `inner`, allowing at most `limit` bytes.
+    pub fn new(inner: B, limit: u64) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+        }
+    }
+}
+
+impl<B> HttpBody for Limited<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > *this.remaining {
+                        return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded {
+                            limit: *this.limit,
+                        }))));
+                    }
+                    *this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The client's request body failed: its framing is broken (a bad chunk size, chunk data without
@@ -254,14 +325,14 @@ mod tests {
 
     #[tokio::test]
     async fn limited_body_fails_past_the_limit() {
-        let body = limited(Full::new(Bytes::from_static(b"0123456789")), 4);
+        let body = Limited::new(Full::new(Bytes::from_static(b"0123456789")), 4);
         let error = body.collect().await.expect_err("over the limit");
-        assert!(exceeded_limit(error.as_ref()));
+        assert!(BodyLimitExceeded::is_cause_of(error.as_ref()));
     }
 
     #[tokio::test]
     async fn limited_body_passes_at_the_limit() {
-        let body = limited(Full::new(Bytes::from_static(b"0123")), 4);
+        let body = Limited::new(Full::new(Bytes::from_static(b"0123")), 4);
         assert_eq!(body.collect().await.unwrap().to_bytes(), "0123");
     }
 
@@ -276,12 +347,12 @@ mod tests {
 
     #[tokio::test]
     async fn client_body_errors_are_told_apart() {
-        let error = limited(ClientBody::new(failing_body()), 1024)
+        let error = Limited::new(ClientBody::new(failing_body()), 1024)
             .collect()
             .await
             .expect_err("the body fails");
         assert!(ClientBodyError::is_cause_of(error.as_ref()));
-        assert!(!exceeded_limit(error.as_ref()));
+        assert!(!BodyLimitExceeded::is_cause_of(error.as_ref()));
         assert_eq!(error.to_string(), "malformed request body");
     }
 

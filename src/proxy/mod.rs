@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
-use crate::http::body::{self, Body, ClientBody};
+use crate::http::body::{self, Body, ClientBody, Limited};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
 use upstream::Outgoing;
@@ -63,10 +63,7 @@ pub async fn forward(
         headers.insert(header::HOST, host);
     }
     let body = if let Some(incoming) = body {
-        body::boxed(body::limited(
-            ClientBody::new(incoming),
-            plan.max_body_bytes,
-        ))
+        body::boxed(Limited::new(ClientBody::new(incoming), plan.max_body_bytes))
     } else {
         headers.remove(header::CONTENT_LENGTH);
         if matches!(plan.method, Method::POST | Method::PUT | Method::PATCH) {

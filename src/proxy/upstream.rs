@@ -28,7 +28,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::config::UpstreamConfig;
-use crate::http::body::{self, Body, ClientBodyError, Replayable};
+use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
 use crate::http::client::{HttpsClient, Pool, Roots};
 
 /// Why an upstream call failed.
@@ -260,7 +260,7 @@ impl Upstream {
 
     /// What a failed upstream call means: whose fault, and whether the request may have left.
     fn classify(&self, index: usize, error: &hyper_util::client::legacy::Error) -> Failed {
-        if body::exceeded_limit(error) {
+        if BodyLimitExceeded::is_cause_of(error) {
             return Failed {
                 error: UpstreamError::BodyTooLarge,
                 unsent: false,

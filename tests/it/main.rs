@@ -31,5 +31,6 @@ mod sound_proxy;
 mod sound_reload;
 mod sound_tls;
 mod streaming;
+mod structure;
 mod tls;
 mod websocket;
