@@ -49,7 +49,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
@@ -61,6 +61,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+// The cache's clock is tokio's: the same as `std::time::Instant` in the gateway, and one that
+// tests can pause and advance to see a TTL end (`external/cache_ttl_tests.rs`).
+use tokio::time::Instant;
 
 use super::{AuthMethod, Identity};
 use crate::config::{CacheKey, ExternalSettings};
@@ -2000,3 +2003,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod cache_ttl_tests;
