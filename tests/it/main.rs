@@ -13,6 +13,7 @@ mod support;
 mod admin;
 mod auth;
 mod cli;
+mod config_table;
 mod keptn;
 mod limits;
 mod plain;
