@@ -15,7 +15,7 @@ const IDLE: Duration = Duration::from_secs(10);
 struct Lease(Arc<AtomicUsize>);
 
 impl Lease {
-    fn new(live: &Arc<AtomicUsize>) -> Box<dyn Any + Send + Sync> {
+    fn boxed(live: &Arc<AtomicUsize>) -> Box<dyn Any + Send + Sync> {
         live.fetch_add(1, Ordering::SeqCst);
         Box::new(Self(live.clone()))
     }
@@ -31,7 +31,7 @@ impl Drop for Lease {
 fn pipe(idle: Duration, activity: &Arc<Activity>) -> (IdleTimeout<DuplexStream>, DuplexStream) {
     let (ours, theirs) = duplex(1024);
     let live = Arc::new(AtomicUsize::new(0));
-    let io = IdleTimeout::new(ours, idle, activity.clone(), Lease::new(&live));
+    let io = IdleTimeout::new(ours, idle, activity.clone(), Lease::boxed(&live));
     (io, theirs)
 }
 
@@ -172,7 +172,7 @@ async fn the_lease_lives_exactly_as_long_as_the_io() {
     let activity = Activity::new();
     let live = Arc::new(AtomicUsize::new(0));
     let (ours, _theirs) = duplex(64);
-    let io = IdleTimeout::new(ours, IDLE, activity, Lease::new(&live));
+    let io = IdleTimeout::new(ours, IDLE, activity, Lease::boxed(&live));
     assert_eq!(live.load(Ordering::SeqCst), 1);
     let (reader, writer) = tokio::io::split(io);
     drop(reader);
