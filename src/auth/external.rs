@@ -1008,17 +1008,12 @@ fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
 
 /// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
 fn client(url: &Uri, timeout: Duration) -> Result<HttpsClient<Body>, String> {
-    let roots = if url.scheme_str() == Some("https") {
-        Roots::System
-    } else {
-        Roots::PlainOnly
-    };
     let pool = Pool {
         connect_timeout: timeout,
         idle_timeout: Some(POOL_IDLE_TIMEOUT),
         max_idle_per_host: MAX_IDLE_CONNECTIONS,
     };
-    crate::http::client::build("auth.external.url", roots, pool)
+    crate::http::client::build("auth.external.url", Roots::system_for(url), pool)
 }
 
 #[cfg(test)]
@@ -1799,7 +1794,7 @@ mod tests {
         key
     }
 
-    fn allow_decision() -> Decision {
+    pub(super) fn allow_decision() -> Decision {
         Decision::Allow {
             identity: Identity {
                 subject: Arc::from("alice"),

@@ -316,17 +316,13 @@ impl RemoteJwks {
             .ok_or_else(|| {
                 "auth.jwt.jwks_url: expected an absolute http or https URL".to_owned()
             })?;
-        let roots = if uri.scheme_str() == Some("https") {
-            Roots::System
-        } else {
-            Roots::PlainOnly
-        };
         let pool = Pool {
             connect_timeout: FETCH_TIMEOUT,
             idle_timeout: None,
             max_idle_per_host: 1,
         };
-        let client = crate::http::client::build("auth.jwt.jwks_url", roots, pool)?;
+        let client =
+            crate::http::client::build("auth.jwt.jwks_url", Roots::system_for(&uri), pool)?;
         Ok(Self {
             url: uri,
             client,

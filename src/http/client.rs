@@ -26,6 +26,17 @@ pub enum Roots<'a> {
     PlainOnly,
 }
 
+impl Roots<'_> {
+    /// The system roots for an `https` URL; none for a plain-http one.
+    pub fn system_for(url: &http::Uri) -> Self {
+        if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            Self::System
+        } else {
+            Self::PlainOnly
+        }
+    }
+}
+
 /// Pool and timeout settings of one client.
 #[derive(Debug, Clone, Copy)]
 pub struct Pool {

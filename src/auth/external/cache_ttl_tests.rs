@@ -25,16 +25,7 @@ fn auth(cache_ttl: Duration, negative_cache_ttl: Duration) -> ExternalAuth {
 }
 
 fn allow() -> Decision {
-    Decision::Allow {
-        identity: Identity {
-            subject: Arc::from("alice"),
-            roles: Arc::from(Vec::new()),
-            method: AuthMethod::External,
-            expires: None,
-        },
-        copy: Arc::from(Vec::new()),
-        anonymous: false,
-    }
+    super::tests::allow_decision()
 }
 
 fn deny(status: StatusCode) -> Decision {
