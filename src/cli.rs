@@ -192,7 +192,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match command {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => return check(&config),
-        Command::Demo { dir } => crate::demo::run(dir).await,
+        Command::Demo { dir } => crate::demo::run(dir, wait_for_stop_signal()).await,
         Command::Token { command } => token(command),
         Command::Cert {
             command: CertCommand::SelfSigned { hosts, out },

@@ -86,7 +86,7 @@ impl Gateway {
             admin,
             redirect_port,
         };
-        let reload = reloader.handle();
+        let reload = reloader.handle(&shared);
         let reload_task = tokio::spawn(reloader.run(shared.clone()));
         let task = tokio::spawn(serve(
             listeners,
@@ -306,15 +306,7 @@ async fn accept_loop(
             () = stopped(&mut stop) => return,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Usually EMFILE/ENFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+            pair = crate::listen::accept(&listener, if kind.tls { "https" } else { "plain" }) => pair,
             () = stopped(&mut stop) => return,
         };
         shared.metrics.connections(1);
@@ -332,9 +324,6 @@ async fn accept_loop(
         ));
     }
 }
-
-/// How long an accept loop pauses after a failed `accept` (usually out of file descriptors).
-pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often stale rate-limit keys are dropped (bounded memory between bursts of new clients).
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -433,11 +422,6 @@ struct Connection {
     lifecycle: Lifecycle,
 }
 
-/// hyper's HTTP/1 read buffer: a head of `max_header_bytes` fits, a longer one gets 431.
-pub(crate) fn http1_buffer(limits: &Limits) -> usize {
-    limits.max_header_bytes.saturating_add(4096).max(8192)
-}
-
 /// hyper-util's auto builder (HTTP/1.1 or h2) with the configured limits.
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -445,7 +429,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(http1_buffer(limits));
+        .max_buf_size(crate::listen::http1_buffer(limits));
     builder
         .http2()
         .timer(TokioTimer::new())

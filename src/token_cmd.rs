@@ -29,6 +29,7 @@ use crate::config::ConfigErrors;
 use crate::config::units::parse_duration;
 use crate::files::write_atomically;
 use crate::secret::Secret;
+use crate::timestamp::rfc3339;
 
 pub use report::{Hashed, hash_checked, list_json, unused_role_warnings};
 pub use rotate::{Rotated, rotate};
@@ -247,10 +248,10 @@ fn token_block(entry: &NewEntry<'_>) -> anyhow::Result<String> {
         quote(entry.id),
         quote(entry.hash),
         roles.join(", "),
-        quote(&format_time(entry.created)?),
+        quote(&rfc3339(entry.created)),
     );
     if let Some(expires) = entry.expires {
-        block.push_str(&format!("expires = {}\n", quote(&format_time(expires)?)));
+        block.push_str(&format!("expires = {}\n", quote(&rfc3339(expires))));
     }
     block.push_str(&format!("hint = {}\n", quote(entry.hint)));
     Ok(block)
@@ -260,10 +261,6 @@ fn token_block(entry: &NewEntry<'_>) -> anyhow::Result<String> {
 /// escaping.
 fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn format_time(time: OffsetDateTime) -> anyhow::Result<String> {
-    time.format(&Rfc3339).context("cannot format time")
 }
 
 /// `text` with `block` appended after one blank line (a new store gets a header comment).
@@ -326,10 +323,7 @@ fn reserialise_without(text: &str, index: usize, store: &Path) -> anyhow::Result
 }
 
 fn row(spec: &TokenSpec, now: OffsetDateTime) -> [String; 6] {
-    let time = |time: Option<OffsetDateTime>| {
-        time.and_then(|time| time.format(&Rfc3339).ok())
-            .unwrap_or_else(|| "-".to_owned())
-    };
+    let time = |time: Option<OffsetDateTime>| time.map_or_else(|| "-".to_owned(), rfc3339);
     let hint = match (&spec.hint, &spec.source) {
         (Some(hint), _) => hint.clone(),
         (None, TokenSource::File(_)) => "(file)".to_owned(),

@@ -45,8 +45,8 @@ pub(super) fn collect<T: DeserializeOwned>(
     let mut type_errors = Vec::new();
     for _ in 0..MAX_PASSES {
         let mut unknown = Vec::new();
-        let deserializer =
-            toml::Deserializer::parse(&current).map_err(|e| super::syntax_error(file, text, &e))?;
+        let deserializer = toml::Deserializer::parse(&current)
+            .map_err(|e| super::load::syntax_error(file, text, &e))?;
         let error = match serde_ignored::deserialize(deserializer, |key| {
             unknown.push(super::key_path(&key));
         }) {
@@ -86,8 +86,9 @@ pub(super) fn collect<T: DeserializeOwned>(
         });
         let document = match &mut document {
             Some(document) => document,
-            None => document
-                .insert(toml::from_str(text).map_err(|e| super::syntax_error(file, text, &e))?),
+            None => document.insert(
+                toml::from_str(text).map_err(|e| super::load::syntax_error(file, text, &e))?,
+            ),
         };
         if !remove(document, &key) {
             return Err(ConfigErrors(type_errors));

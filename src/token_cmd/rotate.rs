@@ -21,8 +21,7 @@ use anyhow::{Context, anyhow, bail};
 use time::{OffsetDateTime, UtcOffset};
 
 use super::{
-    StoreLock, format_time, hash, is_tokens_header, parse_store, parses_to, quote, read_store,
-    write_store,
+    StoreLock, hash, is_tokens_header, parse_store, parses_to, quote, read_store, write_store,
 };
 use crate::auth::token_format;
 use crate::auth::token_store::{Previous, TokenSource, TokenSpec, TokenState, hash_token};
@@ -111,7 +110,7 @@ pub fn rotate(
         ));
         lines.push(format!(
             "previous_expires = {}\n",
-            quote(&format_time(until)?)
+            quote(&crate::timestamp::rfc3339(until))
         ));
     }
     let new_text = match edit_block(&text, index, &lines) {
