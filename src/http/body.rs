@@ -73,9 +73,8 @@ pin_project_lite::pin_project! {
     ///
     /// Not `http_body_util::Limited`: that one narrows the size hint to the limit, and with
     /// `max_body_bytes = 0` a chunked body then looks exactly empty, so hyper sends the upstream
-    /// an empty request and drops the client's bytes (200 instead of 413); with a limit of 4, a
-    /// chunked body of 5 bytes still got 413 but the upstream recorded a request.
-    /// `tests/it/structure.rs` pins both.
+    /// an empty request and drops the client's bytes (200 instead of 413).
+    /// `tests/it/structure.rs` pins it.
     pub struct Limited<B> {
         #[pin]
         inner: B,
