@@ -43,37 +43,3 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let built = validate::build(path, text, collected.raw, collected.unknown);
     diagnose::merge(built, collected.type_errors)
 }
-
-/// `routes[2].strip_prefx`, the way an operator would write the key (serde_ignored says
-/// `routes.2.strip_prefx`).
-pub fn key_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        Path::Map { parent, key } => {
-            let parent = key_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => key_path(parent),
-    }
-}
-
-pub(super) fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigErrors {
-    let location = error.span().map(|span| {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        format!("line {line}")
-    });
-    let message = error.message().trim().to_owned();
-    ConfigErrors(vec![ConfigError {
-        file: path.to_owned(),
-        key: location.unwrap_or_default(),
-        reason: message,
-    }])
-}

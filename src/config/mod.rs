@@ -9,6 +9,7 @@
 mod diagnose;
 pub mod file;
 mod load;
+pub mod mtls;
 mod redact;
 mod suggest;
 pub mod units;
@@ -23,8 +24,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 
-pub use diagnose::locate;
-pub use load::{key_path, load, load_quiet, parse};
+pub use diagnose::{key_path, locate};
+pub use load::{load, load_quiet, parse};
 pub use redact::redact_url;
 pub use suggest::did_you_mean;
 pub use units::Rate;
@@ -166,7 +167,7 @@ pub struct AuthSettings {
     /// `[auth.session]`
     pub session: Option<SessionSettings>,
     /// `[auth.mtls]` role mapping; `Some` exactly when `[tls] client_ca` is set.
-    pub mtls: Option<crate::auth::mtls::MtlsSettings>,
+    pub mtls: Option<mtls::MtlsSettings>,
 }
 
 /// `[auth.jwt]`
