@@ -20,6 +20,7 @@ use crate::error::GatewayError;
 use crate::http::body::{self, Body};
 use crate::reload::{ReloadHandle, ReloadOutcome};
 use crate::runtime::Shared;
+use crate::timestamp::rfc3339;
 
 /// Most admin connections served at once (SPEC §8.8); more wait in the listen backlog.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
@@ -34,14 +35,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHan
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(crate::server::ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::listen::accept(&listener, "admin").await;
         let shared = shared.clone();
         let reload = reload.clone();
         tokio::spawn(async move {
@@ -79,7 +73,7 @@ fn admin_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(crate::server::http1_buffer(limits));
+        .max_buf_size(crate::listen::http1_buffer(limits));
     builder
 }
 
@@ -104,7 +98,7 @@ async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/metrics") => metrics(shared),
-        (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared)),
+        (&Method::GET, "/config") => json(StatusCode::OK, &config_view(shared, reload)),
         (_, "/healthz" | "/readyz" | "/config" | "/reload" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -164,13 +158,11 @@ async fn admin_refusal(
 }
 
 /// The effective configuration without secrets: names, paths and addresses only.
-fn config_view(shared: &Shared) -> serde_json::Value {
+fn config_view(shared: &Shared, reload: &ReloadHandle) -> serde_json::Value {
     let runtime = shared.runtime.load();
-    let status = shared.reload_status().borrow().clone();
+    let status = reload.status().borrow().clone();
     let config = &runtime.config;
-    let loaded_at = time::OffsetDateTime::from(runtime.loaded_at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let loaded_at = rfc3339(runtime.loaded_at);
     serde_json::json!({
         "file": config.path.display().to_string(),
         "content_hash": runtime.content_hash,
@@ -256,12 +248,6 @@ fn reload_response(outcome: ReloadOutcome) -> Response<Body> {
             &serde_json::json!({"ok": false, "error": error}),
         ),
     }
-}
-
-fn rfc3339(at: std::time::SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, message: &'static str) -> Response<Body> {

@@ -2,6 +2,9 @@
 //! input or failed check, 2 usage error (clap's own).
 
 mod check;
+mod store_args;
+
+pub use store_args::StoreArgs;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,41 +69,6 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: String,
     },
-}
-
-/// Where the token store is: `--store`, else the store named in the config, else `tokens.toml`.
-#[derive(Debug, clap::Args)]
-pub struct StoreArgs {
-    /// Token store file.
-    #[arg(long)]
-    store: Option<PathBuf>,
-    /// Config whose `[auth] tokens` names the store (used when `--store` is absent).
-    #[arg(short, long, default_value = "gateway.toml")]
-    config: PathBuf,
-}
-
-impl StoreArgs {
-    fn path(&self) -> PathBuf {
-        if let Some(store) = &self.store {
-            return store.clone();
-        }
-        config::load(&self.config)
-            .ok()
-            .and_then(|c| c.auth.tokens)
-            .unwrap_or_else(|| PathBuf::from("tokens.toml"))
-    }
-
-    /// The config, when it exists and loads (its warnings are `check`'s to print, not ours).
-    fn config(&self) -> Option<anyhow::Result<Config>> {
-        self.config.exists().then(|| {
-            config::load_quiet(&self.config).map_err(|_| {
-                anyhow::anyhow!(
-                    "{} does not load (see `gatehouse check`)",
-                    self.config.display()
-                )
-            })
-        })
-    }
 }
 
 /// `gatehouse token …`
@@ -192,7 +160,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match command {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => return check(&config),
-        Command::Demo { dir } => crate::demo::run(dir).await,
+        Command::Demo { dir } => crate::demo::run(dir, wait_for_stop_signal()).await,
         Command::Token { command } => token(command),
         Command::Cert {
             command: CertCommand::SelfSigned { hosts, out },

@@ -31,17 +31,21 @@ pub struct Demo {
     pub curl_lines: Vec<String>,
 }
 
-/// Runs the demo until Ctrl-C or SIGTERM. Without `dir` it works in a fresh temporary folder
-/// and removes it on the way out (a `dir` given by the user is left alone).
+/// Runs the demo until `shutdown` completes (the CLI passes its Ctrl-C/SIGTERM future). Without
+/// `dir` it works in a fresh temporary folder and removes it on the way out (a `dir` given by the
+/// user is left alone).
 ///
 /// # Errors
 /// The folder cannot be written or a listener cannot be bound.
-pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    dir: Option<PathBuf>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let temporary = dir.is_none();
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()))
     });
-    let result = run_in(&dir).await;
+    let result = run_in(&dir, shutdown).await;
     let removed = if temporary {
         std::fs::remove_dir_all(&dir)
     } else {
@@ -56,7 +60,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(dir: &Path) -> anyhow::Result<()> {
+async fn run_in(dir: &Path, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let demo = start(dir).await?;
     outln!(
         "gatehouse demo is running (config: {})\n",
@@ -72,7 +76,7 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
     }
     outln!("\nFolder: {}", dir.display());
     outln!("\nPress Ctrl-C to stop.");
-    crate::cli::wait_for_stop_signal().await;
+    shutdown.await;
     demo.gateway.shutdown();
     demo.gateway.wait().await
 }

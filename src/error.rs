@@ -4,11 +4,59 @@
 //! The `Display` text is the public message from SPEC §4. It never contains a token, cookie or
 //! header value; causes that may be sensitive are kept out of it (they go to logs via `source`).
 
+use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::http::body::{self, Body};
+
+/// Another service's response, returned to the client as it was sent (external auth's 401, 403
+/// and 429). Neutral on purpose: the auth service builds it, this module only relays it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PassThrough {
+    /// The status, e.g. 401, 403 or 429.
+    pub status: StatusCode,
+    /// The headers kept (for external auth: `Content-Type`, every `WWW-Authenticate`,
+    /// `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body (empty if it was too long to relay).
+    pub body: Bytes,
+}
+
+impl PassThrough {
+    /// The response for the client.
+    pub fn to_response(&self) -> Response<Body> {
+        let mut response = Response::new(body::full(self.body.clone()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        response
+    }
+
+    /// 401 or 403: the credential was refused (a failed attempt); 429 asks for patience, neither.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    }
+}
+
+impl fmt::Debug for PassThrough {
+    /// Header names only: a relayed header may carry a challenge or a credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&HeaderName> = self.headers.iter().map(|(name, _)| name).collect();
+        f.debug_struct("PassThrough")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
 
 /// A request-path failure. Each variant carries data, not preformatted text.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +120,7 @@ pub enum GatewayError {
     },
     /// The external auth service answered 401, 403 or 429: its response goes to the client.
     #[error("access denied by auth service")]
-    AuthDenied(Arc<crate::auth::external::DenyResponse>),
+    AuthDenied(Arc<PassThrough>),
     /// External auth timed out, refused, or answered 5xx.
     #[error("auth service unavailable")]
     AuthUnavailable,
@@ -96,7 +144,92 @@ pub enum GatewayError {
     Internal,
 }
 
+/// Why authentication or authorization refused a request: the `reason` label of
+/// `gatehouse_auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthFailure {
+    /// No credential (401).
+    Missing,
+    /// A credential that did not verify (401).
+    Invalid,
+    /// An expired credential (401).
+    Expired,
+    /// The client IP is blocked by `failure_limit` (429).
+    TooManyFailures,
+    /// A required role is missing (403).
+    Forbidden,
+    /// The write gate refused a write (403).
+    WriteGate,
+    /// The external auth service denied (its 401, 403 or 429).
+    ExternalDenied,
+    /// The external auth service failed or answered an unexpected status.
+    ExternalUnavailable,
+    /// A WebSocket handshake from a foreign `Origin` (403).
+    Origin,
+}
+
+impl AuthFailure {
+    /// Every reason, in the order the metric lists them; `reason as usize` indexes it.
+    pub const ALL: [Self; 9] = [
+        Self::Missing,
+        Self::Invalid,
+        Self::Expired,
+        Self::TooManyFailures,
+        Self::Forbidden,
+        Self::WriteGate,
+        Self::ExternalDenied,
+        Self::ExternalUnavailable,
+        Self::Origin,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::TooManyFailures => "too_many_failures",
+            Self::Forbidden => "forbidden",
+            Self::WriteGate => "write_gate",
+            Self::ExternalDenied => "external_denied",
+            Self::ExternalUnavailable => "external_unavailable",
+            Self::Origin => "origin",
+        }
+    }
+}
+
 impl GatewayError {
+    /// The auth failure this error counts as, or `None` for a refusal that is not about who the
+    /// caller is. No `_` arm: a new variant must say whether it is an auth failure, so none goes
+    /// uncounted.
+    pub fn auth_failure(&self) -> Option<AuthFailure> {
+        match self {
+            Self::MissingCredentials | Self::ClientCertRequired => Some(AuthFailure::Missing),
+            Self::InvalidToken => Some(AuthFailure::Invalid),
+            Self::TokenExpired(_) => Some(AuthFailure::Expired),
+            Self::TooManyFailures { .. } => Some(AuthFailure::TooManyFailures),
+            Self::RoleRequired(_) => Some(AuthFailure::Forbidden),
+            Self::WritesDisabled => Some(AuthFailure::WriteGate),
+            Self::AuthDenied(_) => Some(AuthFailure::ExternalDenied),
+            Self::AuthUnavailable | Self::AuthUnexpectedStatus => {
+                Some(AuthFailure::ExternalUnavailable)
+            }
+            Self::OriginNotAllowed => Some(AuthFailure::Origin),
+            Self::BadRequest(_)
+            | Self::HeadersTooLarge
+            | Self::BodyTooLarge
+            | Self::MalformedBody
+            | Self::NoRoute(_)
+            | Self::MethodNotAllowed { .. }
+            | Self::RateLimited { .. }
+            | Self::RateLimiterUnavailable
+            | Self::UpstreamUnavailable(_)
+            | Self::UpstreamTimeout(_)
+            | Self::AuditUnavailable
+            | Self::Internal => None,
+        }
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -207,6 +340,39 @@ pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metric indexes its counters by `reason as usize`: `ALL` must be in declaration order.
+    #[test]
+    fn auth_failure_all_is_in_declaration_order() {
+        for (index, reason) in AuthFailure::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, index, "{reason:?}");
+        }
+        let labels: std::collections::HashSet<_> =
+            AuthFailure::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), AuthFailure::ALL.len());
+    }
+
+    #[test]
+    fn only_refusals_about_the_caller_are_auth_failures() {
+        assert_eq!(
+            GatewayError::OriginNotAllowed.auth_failure(),
+            Some(AuthFailure::Origin)
+        );
+        assert_eq!(
+            GatewayError::AuthUnexpectedStatus.auth_failure(),
+            Some(AuthFailure::ExternalUnavailable)
+        );
+        for error in [
+            GatewayError::RateLimited {
+                retry_after_secs: 1,
+            },
+            GatewayError::RateLimiterUnavailable,
+            GatewayError::UpstreamTimeout(Arc::from("api")),
+            GatewayError::Internal,
+        ] {
+            assert_eq!(error.auth_failure(), None, "{error:?}");
+        }
+    }
 
     #[test]
     fn statuses_follow_spec_table() {

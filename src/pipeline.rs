@@ -28,26 +28,22 @@
 
 mod admit;
 mod answer;
+mod context;
 mod finish;
 mod forward;
 mod host;
 mod route;
 mod settle;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::auth::AuthMethod;
 use crate::error::GatewayError;
 use crate::http::body::Body;
-use crate::http::counted::ByteCount;
-use crate::http::{forwarded, sanitize};
+use crate::http::sanitize;
 use crate::observe::audit;
-use crate::ratelimit::RateHeaders;
 use crate::runtime::{Runtime, Shared};
 use admit::{authenticate, authorize, check_origin, limit_rate, strip_client_identity};
 use finish::{Seen, count_and_log, finish};
@@ -55,70 +51,7 @@ use forward::{forward, set_upstream_headers};
 use route::{Routed, find_route, normalize, serve_session_endpoint};
 use settle::BodyFraming;
 
-/// What the server knows about the connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// `"https"` on the TLS listener, `"http"` on the cleartext one.
-    pub scheme: &'static str,
-    /// On the cleartext listener in redirect mode: the TLS port to redirect to.
-    pub redirect_to_port: Option<u16>,
-    /// The identity of the client certificate verified at this connection's handshake.
-    pub client_cert: Option<Arc<crate::tls::client_auth::ClientCert>>,
-    /// The negotiated TLS version (`"1.3"`, `"1.2"`); `None` on the cleartext listener.
-    pub tls_version: Option<&'static str>,
-}
-
-/// Per-request facts every step and the final log line share.
-#[derive(Debug)]
-pub struct RequestCtx {
-    /// Kept from the client if valid, else generated; echoed in the response.
-    pub request_id: HeaderValue,
-    /// The TCP peer.
-    pub peer: IpAddr,
-    /// Whether the peer is a trusted proxy.
-    pub peer_trusted: bool,
-    /// The client IP under the trusted-proxy rule.
-    pub client_ip: IpAddr,
-    /// `"https"` or `"http"`.
-    pub scheme: &'static str,
-    /// When handling started.
-    pub start: Instant,
-    /// Index of the matched route.
-    pub route: Option<usize>,
-    /// Who the caller is and how they authenticated, once known.
-    pub identity: Option<(Arc<str>, AuthMethod)>,
-    /// `RateLimit-Policy` and `RateLimit` for the response, on rate-limited routes.
-    pub rate_headers: Option<RateHeaders>,
-    /// The upstream called and how long it took to answer with headers.
-    pub upstream: Option<(Arc<str>, std::time::Duration)>,
-    /// Request body bytes read by the proxy, once the body is forwarded.
-    pub bytes_in: Option<ByteCount>,
-}
-
-impl RequestCtx {
-    fn new<B>(req: &Request<B>, conn: &ConnInfo, rt: &Runtime) -> Self {
-        let peer = conn.peer.ip().to_canonical();
-        Self {
-            request_id: forwarded::request_id(req.headers()),
-            peer,
-            peer_trusted: rt.trusted_proxies.contains(peer),
-            client_ip: rt.trusted_proxies.client_ip(peer, req.headers()),
-            scheme: conn.scheme,
-            start: Instant::now(),
-            route: None,
-            identity: None,
-            rate_headers: None,
-            upstream: None,
-            bytes_in: None,
-        }
-    }
-
-    fn request_id_str(&self) -> &str {
-        self.request_id.to_str().unwrap_or_default()
-    }
-}
+pub use context::{ConnInfo, RequestCtx};
 
 /// Handles one request end to end. Never fails: errors become JSON responses.
 pub async fn handle(
@@ -138,7 +71,7 @@ pub async fn handle(
     let head = Request::from_parts(parts, ());
     let result = route_and_forward(head, &mut body, conn, &mut ctx, &rt).await;
     let failed = result.is_err();
-    let denial = result.as_ref().is_err_and(audit::is_auth_denial);
+    let denial = result.as_ref().is_err_and(|e| e.auth_failure().is_some());
     let mut response = result.unwrap_or_else(|error| refuse(error, &ctx, &rt, shared));
     framing.settle(body, failed, &mut response).await;
     if method == Method::HEAD {
@@ -146,7 +79,18 @@ pub async fn handle(
     }
     finish(&ctx, &rt, &mut response);
     // Before the response goes back: a write's audit line is appended first (SPEC §7).
-    audit::record(&ctx, &rt, &method, &uri, response.status(), denial).await;
+    let facts = audit::Facts {
+        request_id: ctx.request_id_str(),
+        identity: (ctx.identity.as_ref()).map(|(subject, how)| (&**subject, how.as_str())),
+        client_ip: ctx.client_ip,
+        // The same label the metrics use: two routes sharing a path stay apart.
+        route: rt.route_labels.matched(ctx.route).map(|l| &**l),
+        method: &method,
+        uri: &uri,
+        status: response.status(),
+        denial,
+    };
+    audit::record(rt.audit.as_ref(), facts).await;
     let label = rt.route_labels.label(ctx.route);
     let upstream = ctx.upstream.as_ref().map(|(name, took)| (name, *took));
     shared.metrics.traffic.record(
@@ -193,7 +137,7 @@ async fn route_and_forward(
     // Before the rate limit: a handshake refused for its Origin spends no token (SPEC §4).
     check_origin(&req, route)?;
     limit_rate(route, caller, ctx, rt).await?;
-    audit::admit(rt, req.method())?;
+    audit::admit(rt.audit.as_ref(), req.method())?;
     set_upstream_headers(req.headers_mut(), caller, rt);
     forward(req, body, proxy, &path, ctx, rt).await
 }

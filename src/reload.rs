@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::runtime::{Runtime, Shared};
 
@@ -58,6 +58,19 @@ pub struct ReloadStatus {
 }
 
 impl ReloadStatus {
+    /// Before the first load (generation 0); replaced when [`Reloader::handle`] is taken.
+    fn first_pending() -> Self {
+        Self {
+            generation: 0,
+            attempts: 0,
+            content_hash: String::new(),
+            at: SystemTime::now(),
+            ok: true,
+            error: None,
+            restart_needed: Vec::new(),
+        }
+    }
+
     /// The status after the first load.
     pub fn first(runtime: &Runtime) -> Self {
         Self {
@@ -68,6 +81,29 @@ impl ReloadStatus {
             ok: true,
             error: None,
             restart_needed: Vec::new(),
+        }
+    }
+
+    /// Folds one attempt's outcome in; `runtime` is the one in use after it.
+    fn record(&mut self, outcome: &ReloadOutcome, runtime: &Runtime) {
+        self.attempts += 1;
+        self.at = SystemTime::now();
+        self.generation = runtime.generation;
+        self.content_hash.clone_from(&runtime.content_hash);
+        match outcome {
+            ReloadOutcome::Applied { restart_needed, .. } => {
+                self.ok = true;
+                self.error = None;
+                self.restart_needed.clone_from(restart_needed);
+            }
+            ReloadOutcome::Unchanged { .. } => {
+                self.ok = true;
+                self.error = None;
+            }
+            ReloadOutcome::Failed { error } => {
+                self.ok = false;
+                self.error = Some(error.clone());
+            }
         }
     }
 }
@@ -109,9 +145,17 @@ pub enum Trigger {
 #[derive(Debug, Clone)]
 pub struct ReloadHandle {
     triggers: mpsc::Sender<Trigger>,
+    /// Written only by the reload task (this module is its only writer); read by `/config` and
+    /// tests.
+    status: Arc<watch::Sender<ReloadStatus>>,
 }
 
 impl ReloadHandle {
+    /// Watches reload results (tests wait on `generation` or `attempts` with a timeout).
+    pub fn status(&self) -> watch::Receiver<ReloadStatus> {
+        self.status.subscribe()
+    }
+
     /// Requests a reload and waits for its outcome.
     pub async fn reload(&self) -> ReloadOutcome {
         let (reply, outcome) = oneshot::channel();
@@ -279,13 +323,29 @@ impl Reloader {
             files,
             handle: ReloadHandle {
                 triggers: trigger_tx,
+                status: Arc::new(watch::Sender::new(ReloadStatus::first_pending())),
             },
         }
     }
 
-    /// A handle for SIGHUP and `POST /reload`.
-    pub fn handle(&self) -> ReloadHandle {
+    /// A handle for SIGHUP, `POST /reload` and the reload status, which starts from the first
+    /// load: the runtime `shared` holds now.
+    pub fn handle(&self, shared: &Shared) -> ReloadHandle {
+        let first = ReloadStatus::first(&shared.runtime.load());
+        self.handle.status.send_replace(first);
         self.handle.clone()
+    }
+
+    /// Records a reload attempt's outcome: the counter in the metrics and the status readers
+    /// watch.
+    fn record(&self, shared: &Shared, outcome: &ReloadOutcome) {
+        shared
+            .metrics
+            .reload(!matches!(outcome, ReloadOutcome::Failed { .. }));
+        let runtime = shared.runtime.load();
+        self.handle
+            .status
+            .send_modify(|status| status.record(outcome, &runtime));
     }
 
     /// Runs the reload task until the process stops.
@@ -321,7 +381,7 @@ impl Reloader {
                 }
                 tracing::error!(%error, "reload refused; keeping the running configuration");
             }
-            shared.record_reload(&outcome);
+            self.record(&shared, &outcome);
             for waiter in waiters {
                 let _ = waiter.send(outcome.clone());
             }
@@ -375,7 +435,7 @@ fn collect(trigger: Trigger, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) 
 
 /// Builds, validates and (if anything changed) swaps in a new runtime; the external auth cache
 /// is emptied whatever the outcome. The caller records the
-/// outcome ([`Shared::record_reload`]) once the watch set follows the new runtime.
+/// outcome (`Reloader::record`) once the watch set follows the new runtime.
 pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let previous = shared.runtime.load_full();
     let base = previous.clone();

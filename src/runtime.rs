@@ -14,7 +14,6 @@ use std::path::PathBuf;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -23,7 +22,6 @@ use crate::observe::log_writer::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::ratelimit::RateLimits;
-use crate::reload::{ReloadOutcome, ReloadStatus};
 use crate::router::RouteTable;
 
 /// Everything a request reads, built once per (re)load.
@@ -153,7 +151,6 @@ pub struct Shared {
     /// The current runtime; `load_full()` once per request.
     pub runtime: ArcSwap<Runtime>,
     draining: AtomicBool,
-    status: watch::Sender<ReloadStatus>,
     /// Counters that outlive any one runtime.
     pub metrics: Metrics,
     /// The access log's queue and writer thread (SPEC §7); outlives any one runtime.
@@ -173,7 +170,6 @@ pub struct Bound {
 impl Shared {
     /// Wraps the first runtime.
     pub fn new(runtime: Runtime) -> Self {
-        let status = watch::Sender::new(ReloadStatus::first(&runtime));
         let metrics = Metrics::default();
         metrics.reload(true);
         let bound = Bound {
@@ -183,7 +179,6 @@ impl Shared {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             draining: AtomicBool::new(false),
-            status,
             metrics,
             access_log: AccessLog::stdout(),
             bound,
@@ -192,40 +187,6 @@ impl Shared {
     /// The listener settings in force since start.
     pub fn bound(&self) -> &Bound {
         &self.bound
-    }
-
-    /// Watches reload results (tests wait on `generation` or `attempts` with a timeout).
-    pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
-        self.status.subscribe()
-    }
-
-    /// Records a reload attempt's outcome.
-    pub fn record_reload(&self, outcome: &ReloadOutcome) {
-        self.metrics
-            .reload(!matches!(outcome, ReloadOutcome::Failed { .. }));
-        let runtime = self.runtime.load();
-        self.status.send_modify(|status| {
-            status.attempts += 1;
-            status.at = SystemTime::now();
-            status.generation = runtime.generation;
-            status.content_hash = runtime.content_hash.clone();
-            match outcome {
-                ReloadOutcome::Applied { restart_needed, .. } => {
-                    status.ok = true;
-                    status.error = None;
-                    status.restart_needed.clone_from(restart_needed);
-                }
-                ReloadOutcome::Unchanged { .. } => {
-                    status.ok = true;
-                    status.error = None;
-                }
-
-                ReloadOutcome::Failed { error } => {
-                    status.ok = false;
-                    status.error = Some(error.clone());
-                }
-            }
-        });
     }
 
     /// True once shutdown began: `/readyz` answers 503.

@@ -86,7 +86,7 @@ impl Gateway {
             admin,
             redirect_port,
         };
-        let reload = reloader.handle();
+        let reload = reloader.handle(&shared);
         let reload_task = tokio::spawn(reloader.run(shared.clone()));
         let task = tokio::spawn(serve(
             listeners,
@@ -306,15 +306,7 @@ async fn accept_loop(
             () = stopped(&mut stop) => return,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Usually EMFILE/ENFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+            pair = crate::listen::accept(&listener, if kind.tls { "https" } else { "plain" }) => pair,
             () = stopped(&mut stop) => return,
         };
         shared.metrics.connections(1);
@@ -332,9 +324,6 @@ async fn accept_loop(
         ));
     }
 }
-
-/// How long an accept loop pauses after a failed `accept` (usually out of file descriptors).
-pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often stale rate-limit keys are dropped (bounded memory between bursts of new clients).
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -433,11 +422,6 @@ struct Connection {
     lifecycle: Lifecycle,
 }
 
-/// hyper's HTTP/1 read buffer: a head of `max_header_bytes` fits, a longer one gets 431.
-pub(crate) fn http1_buffer(limits: &Limits) -> usize {
-    limits.max_header_bytes.saturating_add(4096).max(8192)
-}
-
 /// hyper-util's auto builder (HTTP/1.1 or h2) with the configured limits.
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -445,7 +429,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(http1_buffer(limits));
+        .max_buf_size(crate::listen::http1_buffer(limits));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -487,13 +471,16 @@ async fn serve_http<I>(
             Ok::<_, Infallible>(hold_until_sent(response, guard))
         }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    // Boxed once: an async block that moves a large future keeps a copy of it in each state, and
+    // this one lives as long as the connection — unboxed, every idle connection's task carried
+    // about 18 KiB of mostly duplicated state (rustc -Zprint-type-sizes; BENCHMARKS.md).
+    let mut connection =
+        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     // Runs the connection to its end: closes it gracefully (HTTP/2 GOAWAY, HTTP/1 close) once it
     // has had no open request for `idle_timeout` or the drain begins; drops it when the grace
     // period is over.
     let drive = async move {
         let mut lifecycle = lifecycle;
-        tokio::pin!(connection);
         let reason = tokio::select! {
             result = connection.as_mut() => return report(result),
             () = activity.idle(idle_timeout) => "idle",

@@ -25,11 +25,12 @@ use time::{OffsetDateTime, UtcOffset};
 use toml_edit::Value;
 
 use self::edit::StoreDocument;
-use self::store_file::{StoreLock, format_time, parse_store, read_store, write_checked};
+use self::store_file::{StoreLock, parse_store, read_store, write_checked};
 use crate::auth::token_format;
 use crate::auth::token_store::{self, TokenSource, TokenSpec};
 use crate::config::units::parse_duration;
 use crate::secret::Secret;
+use crate::timestamp::rfc3339;
 
 pub use report::hash;
 pub(crate) use report::{hash_checked, list_json, unused_role_warnings};
@@ -131,7 +132,7 @@ pub fn revoke(store: &Path, id: &str) -> anyhow::Result<()> {
     write_checked(store, &document, &expected)
 }
 
-/// `"90d"` from `now`, or an RFC 3339 time; either must lie after `now`.
+/// `"90d"` from `now`, or an RFC 3339 time (to the second); either must lie after `now`.
 fn parse_expiry(text: &str, now: OffsetDateTime) -> anyhow::Result<OffsetDateTime> {
     let expires = match parse_duration(text) {
         Ok(duration) => time::Duration::try_from(duration)
@@ -146,6 +147,8 @@ fn parse_expiry(text: &str, now: OffsetDateTime) -> anyhow::Result<OffsetDateTim
             })?
             .to_offset(UtcOffset::UTC),
     };
+    // The store keeps whole seconds (`timestamp::rfc3339`); decide on the value it will hold.
+    let expires = expires.replace_nanosecond(0).unwrap_or(expires);
     if expires <= now {
         bail!("--expires: {text:?} is not in the future");
     }
@@ -167,7 +170,7 @@ fn new_entry_fields(entry: &TokenSpec) -> anyhow::Result<Vec<(&'static str, Valu
     let times = [("created", entry.created), ("expires", entry.expires)];
     for (key, time) in times {
         if let Some(time) = time {
-            fields.push((key, Value::from(format_time(time)?)));
+            fields.push((key, Value::from(rfc3339(time))));
         }
     }
     if let Some(hint) = &entry.hint {
@@ -177,10 +180,7 @@ fn new_entry_fields(entry: &TokenSpec) -> anyhow::Result<Vec<(&'static str, Valu
 }
 
 fn row(spec: &TokenSpec, now: OffsetDateTime) -> [String; 6] {
-    let time = |time: Option<OffsetDateTime>| {
-        time.and_then(|time| time.format(&Rfc3339).ok())
-            .unwrap_or_else(|| "-".to_owned())
-    };
+    let time = |time: Option<OffsetDateTime>| time.map_or_else(|| "-".to_owned(), rfc3339);
     let hint = match (&spec.hint, &spec.source) {
         (Some(hint), _) => hint.clone(),
         (None, TokenSource::File(_)) => "(file)".to_owned(),

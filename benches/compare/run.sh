@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # NGINX and gatehouse side by side on this machine: the project's own small comparison.
 #
-#   benches/compare/run.sh [--rounds 3] [--duration 8] [--conns 32] [--idle 10000] [--no-load] [--no-idle]
+#   benches/compare/run.sh [--rounds 3] [--duration 8] [--conns 64] [--idle 10000] [--no-load]
+#                          [--no-idle] [--bin NAME=PATH]... [--perf FILE]
 #
-# What it starts (all on 127.0.0.1, every PID it starts is stopped on exit, nothing else):
+# What it starts (all on 127.0.0.1; every PID it starts is stopped on exit, nothing else):
 #   - an upstream: NGINX answering "ok" on :28080 (CPU 1);
 #   - NGINX as a TLS reverse proxy with no auth on :28443 (worker_processes 1, CPU 0): the job of
 #     the shared harness's scenario c;
-#   - gatehouse (./target/release/gatehouse or $GATEHOUSE_BIN) on :29443 (CPU 0): TLS + x-token
-#     checked against the token store + a rate limit, its access log on (to a file) — the default
-#     shape the performance goals name.
-# --perf FILE records a perf profile of gatehouse during its first h1 run.
-# Load: wrk -t1 (HTTP/1.1) and h2load -t1 (HTTP/2) on CPU 1, interleaved rounds. The figure is the
-# proxy's CPU time per request (utime+stime of its processes from /proc, over the run), and the
-# ratio gatehouse / NGINX per round, then the median. Then, unless --no-idle, the resident memory
-# of each with N idle keep-alive TLS connections (benches/compare/idle_rss.py).
-# Needs: nginx, wrk, h2load, openssl, taskset, python3 (../shared/bench/install-tools.sh has them).
+#   - gatehouse on :29443 (CPU 0): TLS + x-token checked against the token store + a rate limit,
+#     its access log on (to a file) — the default shape the performance goals name. The binary is
+#     ./target/release/gatehouse (or $GATEHOUSE_BIN); `--bin NAME=PATH` (repeatable) compares
+#     several builds instead, each on its own port (29443, 29444, …) — an A/B of one change.
+# Load: wrk -t1 -c64 (HTTP/1.1) and h2load -t1 -c8 -m8 (HTTP/2) on CPU 1, the shapes of the shared
+# harness's h1 and h2 tests, in interleaved rounds. The figure is the proxy's CPU time per request
+# (utime+stime of its processes from /proc, over the run) and the ratio to NGINX per round, then
+# the median. Then, unless --no-idle, the resident memory of each with N idle keep-alive TLS
+# connections (benches/compare/idle_rss.py).
+# --perf FILE records `perf record -g` of the first gatehouse during its first h1 run
+# (PERF_TEST=h2: its h2 run).
+# Needs: nginx, wrk, h2load, openssl, curl, taskset, python3 (../shared/bench/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rounds=3 duration=8 conns=32 idle=10000 load=1 idle_on=1 perf_out=""
+rounds=3 duration=8 conns=64 idle=10000 load=1 idle_on=1 perf_out=""
+bins=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -27,16 +32,19 @@ while [ $# -gt 0 ]; do
     --idle) idle="$2"; shift 2 ;;
     --no-load) load=0; shift ;;
     --no-idle) idle_on=0; shift ;;
-    --perf) perf_out="$2"; shift 2 ;;   # perf record -g gatehouse during its first h1 run into FILE
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --bin) bins+=("$2"); shift 2 ;;
+    --perf) perf_out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-bin="${GATEHOUSE_BIN:-./target/release/gatehouse}"
-for tool in nginx wrk h2load openssl taskset python3 timeout; do
+[ "${#bins[@]}" -gt 0 ] || bins=("gatehouse=${GATEHOUSE_BIN:-./target/release/gatehouse}")
+for tool in nginx wrk h2load openssl curl taskset python3 timeout; do
   command -v "$tool" >/dev/null || { echo "missing $tool (see ../shared/bench/install-tools.sh)" >&2; exit 1; }
 done
-[ -x "$bin" ] || { echo "missing $bin: cargo build --release first" >&2; exit 1; }
+for entry in "${bins[@]}"; do
+  [ -x "${entry#*=}" ] || { echo "missing ${entry#*=}: cargo build --release first" >&2; exit 1; }
+done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work="$(mktemp -d /tmp/gatehouse-compare.XXXXXX)"
@@ -77,18 +85,14 @@ nginx_conf proxy "upstream app { server 127.0.0.1:28080; keepalive 256; }
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
-mkdir -p "$work/gatehouse"
-printf '%s' "$token" > "$work/gatehouse/token"
-cat > "$work/gatehouse/tokens.toml" <<TOML
-[[tokens]]
-id = "compare"
-file = "token"
-roles = ["admin"]
-TOML
-cat > "$work/gatehouse/gateway.toml" <<TOML
+gatehouse_conf() { # gatehouse_conf DIR PORT ADMIN_PORT
+  mkdir -p "$1"
+  printf '%s' "$token" > "$1/token"
+  printf '[[tokens]]\nid = "compare"\nfile = "token"\nroles = ["admin"]\n' > "$1/tokens.toml"
+  cat > "$1/gateway.toml" <<TOML
 [server]
-listen = "127.0.0.1:29443"
-admin_listen = "127.0.0.1:29901"
+listen = "127.0.0.1:$2"
+admin_listen = "127.0.0.1:$3"
 [limits]
 max_connections = 30000
 drain_delay = "0s"
@@ -113,6 +117,7 @@ upstream = "app"
 auth = ["token"]
 rate_limit = "compare"
 TOML
+}
 
 start() { # start CPU LOGFILE CMD...: run in the background pinned to CPU, remember its PID
   local cpu="$1" log="$2"; shift 2
@@ -128,19 +133,33 @@ wait_for() { # wait_for URL: poll until it answers (bounded)
 }
 start 1 "$work/upstream/out.log" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf"
 start 0 "$work/proxy/out.log" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf"
-start 0 "$work/gatehouse-access.log" "$bin" run -c "$work/gatehouse/gateway.toml"
-gatehouse_timeout_pid="${started[-1]}"
 wait_for http://127.0.0.1:28080/
 wait_for https://127.0.0.1:28443/
-wait_for https://127.0.0.1:29443/
-[ "$(curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:29443/)" = 401 ] || { echo "gatehouse answered without a token" >&2; exit 1; }
 
-pids_of() { # pids_of NAME: the proxy's PIDs (NGINX master + workers; gatehouse itself)
+declare -A port_of timeout_pid_of
+names=()
+i=0
+for entry in "${bins[@]}"; do
+  name="${entry%%=*}"; path="${entry#*=}"
+  port=$((29443 + i)); admin=$((29901 + i)); i=$((i + 1))
+  gatehouse_conf "$work/$name" "$port" "$admin"
+  # The access log goes to a file outside the watched config folder, as stdout would.
+  start 0 "$work/$name-access.log" "$path" run -c "$work/$name/gateway.toml"
+  timeout_pid_of[$name]="${started[-1]}"
+  port_of[$name]="$port"
+  names+=("$name")
+  wait_for "https://127.0.0.1:$port/"
+  [ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/")" = 401 ] \
+    || { echo "$name answered without a token" >&2; exit 1; }
+done
+port_of[nginx]=28443
+
+pids_of() { # pids_of NAME: the proxy's PIDs (NGINX master + worker; a gatehouse binary)
   if [ "$1" = nginx ]; then
     local master; master="$(cat "$work/proxy/nginx.pid")"
     echo "$master $(pgrep -P "$master" | tr '\n' ' ')"
   else
-    pgrep -P "$gatehouse_timeout_pid" | tr '\n' ' '   # the binary, exec'd by taskset under timeout
+    pgrep -P "${timeout_pid_of[$1]}" | tr '\n' ' '   # exec'd by taskset under timeout
   fi
 }
 cpu_ticks() { # cpu_ticks PIDS...: utime+stime summed
@@ -150,14 +169,13 @@ cpu_ticks() { # cpu_ticks PIDS...: utime+stime summed
   done
   echo "$total"
 }
-url_of() { [ "$1" = nginx ] && echo https://127.0.0.1:28443/ || echo https://127.0.0.1:29443/; }
 hz="$(getconf CLK_TCK)"
 
 measure() { # measure NAME TEST -> "requests cpu_us_per_request"
   local name="$1" test="$2" url out reqs before after pids
-  url="$(url_of "$name")"; pids="$(pids_of "$name")"
+  url="https://127.0.0.1:${port_of[$name]}/"; pids="$(pids_of "$name")"
   before="$(cpu_ticks $pids)"
-  if [ -n "$perf_out" ] && [ "$name" = gatehouse ] && [ "$test" = h1 ]; then
+  if [ -n "$perf_out" ] && [ "$name" != nginx ] && [ "$test" = "${PERF_TEST:-h1}" ]; then
     timeout $((duration + 30)) perf record -q -g -o "$perf_out" -p "${pids%% *}" -- sleep "$duration" >/dev/null 2>&1 &
     perf_out=""
   fi
@@ -165,7 +183,7 @@ measure() { # measure NAME TEST -> "requests cpu_us_per_request"
     out="$(taskset -c 1 timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" -H "x-token: $token" "$url")"
     reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
   else
-    out="$(taskset -c 1 timeout $((duration + 30)) h2load -t1 -c"$conns" -m10 -D"$duration" -H "x-token: $token" "$url")"
+    out="$(taskset -c 1 timeout $((duration + 30)) h2load -t1 -c8 -m8 -D"$duration" -H "x-token: $token" "$url")"
     reqs="$(awk '/^requests:/ {print $8}' <<<"$out")"
   fi
   after="$(cpu_ticks $pids)"
@@ -177,40 +195,40 @@ if [ "$load" = 1 ]; then
   results="$work/results.txt"
   for round in $(seq 1 "$rounds"); do
     for test in h1 h2; do
-      for name in nginx gatehouse; do
+      for name in nginx "${names[@]}"; do
         read -r reqs us <<<"$(measure "$name" "$test")"
         echo "$round $test $name $reqs $us" | tee -a "$results"
       done
     done
   done
-  python3 - "$results" "$duration" <<'PY'
+  python3 - "$results" "$duration" "${names[@]}" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-duration = float(sys.argv[2])
-print("\n| test | NGINX req/s | gatehouse req/s | NGINX CPU µs/req | gatehouse CPU µs/req | ratio (median of rounds) | range |")
-print("|---|--:|--:|--:|--:|--:|--:|")
+duration, names = float(sys.argv[2]), sys.argv[3:]
+print("\n| test | proxy | req/s | CPU µs/req | vs NGINX (median of rounds) | range |")
+print("|---|---|--:|--:|--:|--:|")
 for test in ("h1", "h2"):
     by = {}
     for r, t, name, reqs, us in rows:
         if t == test:
             by.setdefault(r, {})[name] = (int(reqs), float(us))
-    ratios = [v["gatehouse"][1] / v["nginx"][1] for v in by.values() if v["nginx"][1] > 0]
     med = lambda name, i: statistics.median(v[name][i] for v in by.values())
-    print(f"| {test} | {med('nginx',0)/duration:,.0f} | {med('gatehouse',0)/duration:,.0f} | "
-          f"{med('nginx',1):.1f} | {med('gatehouse',1):.1f} | {statistics.median(ratios):.2f}× | "
-          f"{min(ratios):.2f}–{max(ratios):.2f} |")
+    print(f"| {test} | nginx | {med('nginx', 0) / duration:,.0f} | {med('nginx', 1):.1f} | 1.00× | |")
+    for name in names:
+        ratios = [v[name][1] / v["nginx"][1] for v in by.values() if v["nginx"][1] > 0]
+        print(f"| {test} | {name} | {med(name, 0) / duration:,.0f} | {med(name, 1):.1f} | "
+              f"{statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} |")
 PY
 fi
 
 if [ "$idle_on" = 1 ]; then
   echo
-  echo "| server | idle TLS connections | RSS before (MiB) | RSS with them open (MiB) | per connection (KiB) |"
+  echo "| proxy | idle TLS connections | RSS before (MiB) | RSS with them open (MiB) | per connection (KiB) |"
   echo "|---|--:|--:|--:|--:|"
-  for name in nginx gatehouse; do
+  for name in nginx "${names[@]}"; do
     pids="$(pids_of "$name" | tr ' ' ',')"
-    port=28443; [ "$name" = gatehouse ] && port=29443
-    json="$(taskset -c 1 timeout 600 python3 benches/compare/idle_rss.py --port "$port" --pids "$pids" \
-      --conns "$idle" --header "x-token: $token")"
+    json="$(taskset -c 1 timeout 600 python3 benches/compare/idle_rss.py --port "${port_of[$name]}" \
+      --pids "$pids" --conns "$idle" --header "x-token: $token")"
     python3 -c "import json,sys; j=json.loads(sys.argv[2]); b=j['rss_before_kib']; a=j['rss_after_kib']; n=max(j['opened'],1)
 print(f\"| {sys.argv[1]} | {j['opened']} (failed {j['failed']}) | {b/1024:.1f} | {a/1024:.1f} | {(a-b)/n:.1f} |\")" "$name" "$json"
   done

@@ -17,17 +17,17 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::external::{AuthRequest, Decision, ExternalAuth};
 use super::failures::FailureLimit;
-use super::jwt::{JwtError, JwtVerifier, looks_like_jwt};
+use super::jwt::{JwtVerifier, looks_like_jwt};
 use super::session::csrf::Target;
 use super::session::{CookieRequest, Refusal, SessionAuth};
 use super::token_store::{self, Lookup, TokenStore};
 use super::{Identity, credentials};
 use crate::config::{AuthKind, AuthSettings};
 use crate::error::GatewayError;
+use crate::timestamp::rfc3339;
 
 /// The per-runtime authentication state.
 #[derive(Debug)]
@@ -248,7 +248,7 @@ impl Authenticator {
             return jwt
                 .verify(credential, now)
                 .await
-                .map_err(|error| LocalFailure::Refused(jwt_error(error)));
+                .map_err(|error| LocalFailure::Refused(error.into()));
         }
         if !kinds.contains(&AuthKind::Token) {
             return Err(LocalFailure::NotApplicable);
@@ -373,23 +373,6 @@ fn external_decision(decision: Decision) -> Result<Authenticated, GatewayError> 
         Decision::Unavailable => Err(GatewayError::AuthUnavailable),
         Decision::Unexpected(_) => Err(GatewayError::AuthUnexpectedStatus),
     }
-}
-
-fn jwt_error(error: JwtError) -> GatewayError {
-    match error {
-        JwtError::Expired(at) => GatewayError::TokenExpired(rfc3339(at)),
-        JwtError::Invalid(_) => GatewayError::InvalidToken,
-    }
-}
-
-/// RFC 3339 in UTC with whole seconds, as SPEC §4's example (`2027-02-21T10:00:00Z`).
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(at);
-    at.format(&Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
 fn join_errors(errors: &[crate::config::ConfigError]) -> String {

@@ -49,28 +49,27 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+// The cache's clock is tokio's: the same as `std::time::Instant` in the gateway, and one that
+// tests can pause and advance to see a TTL end (`external/cache_ttl_tests.rs`).
+use tokio::time::Instant;
 
 use super::{AuthMethod, Identity};
 use crate::config::{CacheKey, ExternalSettings};
+use crate::error::PassThrough;
 use crate::http::body::{self, Body};
+use crate::http::client::{HttpsClient, Pool, Roots};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 use crate::observe::auth_service::AuthServiceStats;
 
@@ -172,7 +171,7 @@ pub enum Decision {
         anonymous: bool,
     },
     /// 401, 403 or 429: returned to the client as the auth service sent it.
-    Deny(Arc<DenyResponse>),
+    Deny(Arc<PassThrough>),
     /// Timeout, refused or broken connection, or 5xx: the pipeline answers 503
     /// `auth service unavailable`.
     Unavailable,
@@ -198,40 +197,6 @@ impl fmt::Debug for Decision {
             Self::Unavailable => f.write_str("Unavailable"),
             Self::Unexpected(status) => f.debug_tuple("Unexpected").field(status).finish(),
         }
-    }
-}
-
-/// A denial to return to the client unchanged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DenyResponse {
-    /// 401, 403 or 429.
-    pub status: StatusCode,
-    /// The auth service's `Content-Type`, `WWW-Authenticate` (all values) and `Retry-After`.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The auth service's body (empty if it was longer than 64 KiB).
-    pub body: Bytes,
-}
-
-impl DenyResponse {
-    /// The response for the client.
-    pub fn to_response(&self) -> Response<Body> {
-        let mut response = Response::new(body::full(self.body.clone()));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        for (name, value) in &self.headers {
-            headers.append(name.clone(), value.clone());
-        }
-        response
-    }
-}
-
-impl fmt::Debug for DenyResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DenyResponse")
-            .field("status", &self.status)
-            .field("headers", &HeaderNames(&self.headers))
-            .field("body_len", &self.body.len())
-            .finish()
     }
 }
 
@@ -266,7 +231,7 @@ pub struct ExternalAuth {
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
     cache_key: CacheKey,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: HttpsClient<Body>,
     state: Mutex<State>,
     calls: AtomicU64,
     coalesced: AtomicU64,
@@ -691,17 +656,6 @@ impl ExternalAuth {
     }
 }
 
-impl DenyResponse {
-    /// 401 or 403: the service refused the credential (a failed attempt, cached negatively);
-    /// 429 is the service asking for patience, neither.
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self.status,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        )
-    }
-}
-
 /// The check that makes the auth call for a key. Dropping it without [`Leader::finish`] (the
 /// check was cancelled or panicked) removes its in-flight entry and closes the channel, so its
 /// followers stop waiting and try again.
@@ -931,7 +885,7 @@ async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> De
     if let Some(value) = headers.get(RETRY_AFTER) {
         kept.push((RETRY_AFTER, value.clone()));
     }
-    Decision::Deny(Arc::new(DenyResponse {
+    Decision::Deny(Arc::new(PassThrough {
         status,
         headers: kept,
         body,
@@ -1084,42 +1038,13 @@ fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
 }
 
 /// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
-fn client(
-    url: &Uri,
-    timeout: Duration,
-) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let tls = tls_config(url.scheme_str() == Some("https"))?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
-}
-
-/// rustls with the system roots for an https URL; for plain http no root is ever consulted.
-fn tls_config(https: bool) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("auth.external: TLS setup failed: {e}"))?;
-    let builder = if https {
-        builder
-            .with_native_roots()
-            .map_err(|e| format!("auth.external.url: no system CA roots: {e}"))?
-    } else {
-        builder.with_root_certificates(rustls::RootCertStore::empty())
+fn client(url: &Uri, timeout: Duration) -> Result<HttpsClient<Body>, String> {
+    let pool = Pool {
+        connect_timeout: timeout,
+        idle_timeout: Some(POOL_IDLE_TIMEOUT),
+        max_idle_per_host: MAX_IDLE_CONNECTIONS,
     };
-    Ok(builder.with_no_client_auth())
+    crate::http::client::build("auth.external.url", Roots::system_for(url), pool)
 }
 
 #[cfg(test)]
@@ -1130,6 +1055,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
 
+    use http::Response;
     use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
@@ -1363,7 +1289,7 @@ mod tests {
         check_with(auth, &client_headers(token)).await
     }
 
-    fn denial(decision: &Decision) -> Arc<DenyResponse> {
+    fn denial(decision: &Decision) -> Arc<PassThrough> {
         match decision {
             Decision::Deny(deny) => deny.clone(),
             other => panic!("expected a denial, got {other:?}"),
@@ -1899,7 +1825,7 @@ mod tests {
         key
     }
 
-    fn allow_decision() -> Decision {
+    pub(super) fn allow_decision() -> Decision {
         Decision::Allow {
             identity: Identity {
                 subject: Arc::from("alice"),
@@ -1913,7 +1839,7 @@ mod tests {
     }
 
     fn deny_decision() -> Decision {
-        Decision::Deny(Arc::new(DenyResponse {
+        Decision::Deny(Arc::new(PassThrough {
             status: StatusCode::UNAUTHORIZED,
             headers: Vec::new(),
             body: Bytes::new(),
@@ -2103,3 +2029,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod cache_ttl_tests;

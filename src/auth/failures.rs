@@ -6,54 +6,60 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::RateLimiter;
+use governor::clock::{Clock, DefaultClock, Reference as _};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
 
 use crate::config::RatePolicy;
 use crate::error::GatewayError;
+use crate::ratelimit::quota;
 
 /// Most IPs remembered as blocked; beyond it expired entries are purged, then the oldest dropped.
 const MAX_BLOCKED: usize = 100_000;
 
-/// Per-IP failed-attempt limiter.
-pub struct FailureLimit {
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+/// Per-IP failed-attempt limiter. `C` is its clock: the default one, or governor's
+/// `FakeRelativeClock` in tests.
+pub struct FailureLimit<C: Clock = DefaultClock> {
+    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    /// When each blocked IP's block ends, on `clock`.
+    blocked: Mutex<HashMap<IpAddr, C::Instant>>,
     /// Fast path: no lock while nobody is blocked.
     any_blocked: AtomicBool,
 }
 
-impl std::fmt::Debug for FailureLimit {
+impl<C: Clock> std::fmt::Debug for FailureLimit<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FailureLimit").finish_non_exhaustive()
     }
 }
 
-/// governor quota for a policy: `burst` cells, one refilled every `per / count`.
-pub fn quota(policy: &RatePolicy) -> Quota {
-    let period = policy.rate.per / policy.rate.count.get();
-    let burst = NonZeroU32::new(policy.burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period.max(Duration::from_nanos(1))).map_or_else(
-        || Quota::per_second(policy.rate.count),
-        |q| q.allow_burst(burst),
-    )
-}
-
 impl FailureLimit {
     /// A limiter for `policy`.
     pub fn new(policy: &RatePolicy) -> Self {
+        Self::with_clock(policy, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> FailureLimit<C> {
+    /// A limiter for `policy` on `clock`.
+    pub fn with_clock(policy: &RatePolicy, clock: C) -> Self {
         Self {
-            limiter: RateLimiter::keyed(quota(policy)),
+            limiter: RateLimiter::hashmap_with_clock(quota(policy), clock.clone()),
+            clock,
             blocked: Mutex::new(HashMap::new()),
             any_blocked: AtomicBool::new(false),
         }
     }
+}
 
+impl<C: Clock> FailureLimit<C> {
     /// 429 if `ip` is blocked now.
     ///
     /// # Errors
@@ -63,9 +69,9 @@ impl FailureLimit {
             return Ok(());
         }
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
+        let now = self.clock.now();
         match blocked.get(&ip) {
-            Some(until) if *until > now => Err(too_many(*until - now)),
+            Some(until) if *until > now => Err(too_many(until.duration_since(now).into())),
             Some(_) => {
                 blocked.remove(&ip);
                 self.any_blocked
@@ -79,11 +85,11 @@ impl FailureLimit {
     /// Records a failed attempt; returns the 429 to answer instead of 401 once the budget is spent.
     pub fn record_failure(&self, ip: IpAddr) -> Option<GatewayError> {
         let not_until = self.limiter.check_key(&ip).err()?;
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let until = Instant::now() + wait;
+        let now = self.clock.now();
+        let wait = not_until.wait_time_from(now);
+        let until = now + Nanos::from(wait);
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         if blocked.len() >= MAX_BLOCKED {
-            let now = Instant::now();
             blocked.retain(|_, until| *until > now);
             self.limiter.retain_recent();
         }
@@ -102,33 +108,4 @@ fn too_many(wait: Duration) -> GatewayError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Rate, RateKey};
-
-    #[test]
-    fn burst_of_failures_then_blocked_even_for_valid_attempts() {
-        let policy = RatePolicy {
-            key: RateKey::Ip,
-            rate: Rate {
-                count: NonZeroU32::new(1).unwrap(),
-                per: Duration::from_secs(60),
-            },
-            burst: 3,
-        };
-        let limit = FailureLimit::new(&policy);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..3 {
-            assert!(limit.record_failure(ip).is_none());
-        }
-        let error = limit.record_failure(ip).expect("fourth failure is limited");
-        assert_eq!(error.to_string(), "too many failed attempts");
-        assert!(
-            matches!(limit.check(ip), Err(GatewayError::TooManyFailures { retry_after_secs }) if (1..=60).contains(&retry_after_secs))
-        );
-        assert!(
-            limit.check("192.0.2.2".parse().unwrap()).is_ok(),
-            "other IPs are unaffected"
-        );
-    }
-}
+mod tests;

@@ -13,18 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
-use super::jwt::base64url_decode;
+use crate::http::client::{HttpsClient, Pool, Roots};
 
 /// Unknown-`kid` refetches happen at most this often.
 pub(crate) const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -158,7 +156,9 @@ fn declared_algorithm(jwk: &Jwk) -> Result<Option<Algorithm>, &'static str> {
 }
 
 fn decode_param(value: &str) -> Result<Vec<u8>, &'static str> {
-    base64url_decode(value).ok_or("a key parameter is not base64url")
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| "a key parameter is not base64url")
 }
 
 fn rsa_key(n: &str, e: &str) -> Result<DecodingKey, &'static str> {
@@ -258,7 +258,7 @@ impl KeySet {
 }
 
 /// The HTTP client used for `jwks_url`.
-type JwksClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type JwksClient = HttpsClient<Empty<Bytes>>;
 
 /// When fetches happened; guarded by the single-flight lock.
 #[derive(Debug, Default)]
@@ -316,11 +316,13 @@ impl RemoteJwks {
             .ok_or_else(|| {
                 "auth.jwt.jwks_url: expected an absolute http or https URL".to_owned()
             })?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_max_idle_per_host(1)
-            .build(connector(uri.scheme_str() == Some("https"))?);
+        let pool = Pool {
+            connect_timeout: FETCH_TIMEOUT,
+            idle_timeout: None,
+            max_idle_per_host: 1,
+        };
+        let client =
+            crate::http::client::build("auth.jwt.jwks_url", Roots::system_for(&uri), pool)?;
         Ok(Self {
             url: uri,
             client,
@@ -452,24 +454,5 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn connector(https: bool) -> Result<HttpsConnector<HttpConnector>, String> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(FETCH_TIMEOUT));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = if https {
-        builder
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| format!("auth.jwt.jwks_url: no system CA roots: {e}"))?
-    } else {
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup failed: {e}"))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        builder.with_tls_config(config)
-    };
-    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
-}
+#[cfg(test)]
+mod tests;

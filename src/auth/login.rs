@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::authenticate::rfc3339;
 use super::session::csrf::{self, Target};
 use super::session::table::Via;
 use super::session::{Opened, SessionAuth};
@@ -30,6 +29,7 @@ use crate::error::GatewayError;
 use crate::http::body::{self, Body};
 use crate::http::forwarded;
 use crate::secret::Secret;
+use crate::timestamp::rfc3339;
 
 /// Largest login body read: a JSON object holding one token (JWTs run to a few KiB).
 pub const MAX_LOGIN_BODY: usize = 8 * 1024;

@@ -7,7 +7,7 @@ use std::path::Path;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::StoreArgs;
+use super::store_args::StoreArgs;
 use crate::auth::token_store;
 use crate::config::{self, Config, ConfigError, RouteAction, RouteConfig, UpstreamConfig};
 

@@ -46,9 +46,9 @@ pub(super) fn collect<T: DeserializeOwned>(
     for _ in 0..MAX_PASSES {
         let mut unknown = Vec::new();
         let deserializer =
-            toml::Deserializer::parse(&current).map_err(|e| super::syntax_error(file, text, &e))?;
+            toml::Deserializer::parse(&current).map_err(|e| syntax_error(file, text, &e))?;
         let error = match serde_ignored::deserialize(deserializer, |key| {
-            unknown.push(super::key_path(&key));
+            unknown.push(key_path(&key));
         }) {
             Ok(raw) => {
                 // In file order (serde's visiting order is not the file's).
@@ -86,8 +86,9 @@ pub(super) fn collect<T: DeserializeOwned>(
         });
         let document = match &mut document {
             Some(document) => document,
-            None => document
-                .insert(toml::from_str(text).map_err(|e| super::syntax_error(file, text, &e))?),
+            None => {
+                document.insert(toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?)
+            }
         };
         if !remove(document, &key) {
             return Err(ConfigErrors(type_errors));
@@ -294,6 +295,41 @@ fn redact_value(message: &str) -> String {
             &message[quoted + 1 + end + 1..]
         ),
         None => message.to_owned(),
+    }
+}
+
+/// A TOML syntax error as one config error, with its line when the parser knows it.
+pub(super) fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigErrors {
+    let location = error.span().map(|span| {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        format!("line {line}")
+    });
+    let message = error.message().trim().to_owned();
+    ConfigErrors(vec![ConfigError {
+        file: path.to_owned(),
+        key: location.unwrap_or_default(),
+        reason: message,
+    }])
+}
+
+/// `routes[2].strip_prefx`, the way an operator would write the key (serde_ignored says
+/// `routes.2.strip_prefx`).
+pub fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = key_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }
 

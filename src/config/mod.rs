@@ -8,6 +8,8 @@
 
 mod diagnose;
 pub mod file;
+mod load;
+pub mod mtls;
 mod redact;
 mod suggest;
 pub mod units;
@@ -16,13 +18,14 @@ mod validate;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 
-pub use diagnose::locate;
+pub use diagnose::{key_path, locate};
+pub use load::{load, load_quiet, parse};
 pub use redact::redact_url;
 pub use suggest::did_you_mean;
 pub use units::Rate;
@@ -164,7 +167,7 @@ pub struct AuthSettings {
     /// `[auth.session]`
     pub session: Option<SessionSettings>,
     /// `[auth.mtls]` role mapping; `Some` exactly when `[tls] client_ca` is set.
-    pub mtls: Option<crate::auth::mtls::MtlsSettings>,
+    pub mtls: Option<mtls::MtlsSettings>,
 }
 
 /// `[auth.jwt]`
@@ -473,74 +476,3 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-/// Reads and validates `path`, and logs its [`Config::warnings`] (at start and on every reload).
-///
-/// # Errors
-/// Every problem found: unreadable file, TOML syntax, unknown keys, bad values, dangling names.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let config = load_quiet(path)?;
-    for warning in &config.warnings {
-        tracing::warn!(%warning, "config warning");
-    }
-    Ok(config)
-}
-
-/// [`load`] without logging the warnings, for `gatehouse check`, which prints them itself.
-///
-/// # Errors
-/// As [`load`].
-pub fn load_quiet(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_owned(),
-            key: String::new(),
-            reason: format!("cannot read: {e}"),
-        }])
-    })?;
-    parse(path, &text)
-}
-
-/// Validates `text` as if read from `path` (relative paths resolve against its folder).
-///
-/// # Errors
-/// Every problem found.
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let collected = diagnose::collect::<file::GatewayFile>(path, text)?;
-    let built = validate::build(path, text, collected.raw, collected.unknown);
-    diagnose::merge(built, collected.type_errors)
-}
-
-/// `routes[2].strip_prefx`, the way an operator would write the key (serde_ignored says
-/// `routes.2.strip_prefx`).
-pub fn key_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        Path::Map { parent, key } => {
-            let parent = key_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => key_path(parent),
-    }
-}
-
-fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigErrors {
-    let location = error.span().map(|span| {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        format!("line {line}")
-    });
-    let message = error.message().trim().to_owned();
-    ConfigErrors(vec![ConfigError {
-        file: path.to_owned(),
-        key: location.unwrap_or_default(),
-        reason: message,
-    }])
-}

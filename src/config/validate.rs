@@ -360,13 +360,13 @@ fn auth(check: &mut Checker, raw: &file::AuthFile, client_ca: bool) -> AuthSetti
     }
 }
 
-/// `[auth.mtls]`, checked by [`crate::auth::mtls::settings`].
+/// `[auth.mtls]`, checked by [`super::mtls::settings`].
 fn mtls_settings(
     check: &mut Checker,
     raw: Option<&file::MtlsFile>,
     client_ca: bool,
-) -> Option<crate::auth::mtls::MtlsSettings> {
-    let (settings, problems) = crate::auth::mtls::settings(raw, client_ca);
+) -> Option<super::mtls::MtlsSettings> {
+    let (settings, problems) = super::mtls::settings(raw, client_ca);
     for (key, reason) in problems {
         check.error(key, reason);
     }

@@ -52,19 +52,29 @@ pub struct BodyLimitExceeded {
 impl BodyLimitExceeded {
     /// True if `error` or any error in its `source` chain is a [`BodyLimitExceeded`].
     pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
-        let mut current = Some(error);
-        while let Some(err) = current {
-            if err.is::<Self>() {
-                return true;
-            }
-            current = err.source();
-        }
-        false
+        caused_by::<Self>(error)
     }
+}
+
+/// True if `error` or any error in its `source` chain is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(err) = current {
+        if err.is::<E>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 pin_project_lite::pin_project! {
     /// Fails with [`BodyLimitExceeded`] as soon as more than `limit` bytes have streamed through.
+    ///
+    /// Not `http_body_util::Limited`: that one narrows the size hint to the limit, and with
+    /// `max_body_bytes = 0` a chunked body then looks exactly empty, so hyper sends the upstream
+    /// an empty request and drops the client's bytes (200 instead of 413).
+    /// `tests/it/structure.rs` pins it.
     pub struct Limited<B> {
         #[pin]
         inner: B,
@@ -135,14 +145,7 @@ pub struct ClientBodyError(#[source] BoxError);
 impl ClientBodyError {
     /// True if `error` or any error in its `source` chain is a [`ClientBodyError`].
     pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
-        let mut current = Some(error);
-        while let Some(err) = current {
-            if err.is::<Self>() {
-                return true;
-            }
-            current = err.source();
-        }
-        false
+        caused_by::<Self>(error)
     }
 }
 

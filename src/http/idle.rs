@@ -287,3 +287,6 @@ mod tests {
         assert!(waited.await.is_err());
     }
 }
+
+#[cfg(test)]
+mod io_tests;

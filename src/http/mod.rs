@@ -1,7 +1,9 @@
 //! HTTP helpers the pipeline composes: body types and limits, byte-counting bodies, path
-//! normalisation, request hygiene, forwarded headers, and the connection idle deadline.
+//! normalisation, request hygiene, forwarded headers, the connection idle deadline, and the
+//! outbound client builder.
 
 pub mod body;
+pub mod client;
 pub mod counted;
 pub mod forwarded;
 pub mod h2_trailers;

@@ -12,20 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::traffic::escape;
-use crate::error::GatewayError;
-
-/// Why authentication or authorization refused a request (`gatehouse_auth_failures_total`).
-pub const AUTH_FAILURE_REASONS: [&str; 9] = [
-    "missing",
-    "invalid",
-    "expired",
-    "too_many_failures",
-    "forbidden",
-    "write_gate",
-    "external_denied",
-    "external_unavailable",
-    "origin",
-];
+use crate::error::{AuthFailure, GatewayError};
 
 /// The metric registry.
 #[derive(Debug, Default)]
@@ -34,9 +21,9 @@ pub struct Metrics {
     reloads_error: AtomicU64,
     /// Unix milliseconds of the last successful reload (the first load counts).
     last_reload_ok_ms: AtomicU64,
-    /// By (route label, reason); routes come from the config, reasons from
-    /// [`AUTH_FAILURE_REASONS`], so the map stays small.
-    auth_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// By (route label, reason); routes come from the config, reasons from [`AuthFailure`], so
+    /// the map stays small.
+    auth_failures: Mutex<BTreeMap<(String, AuthFailure), u64>>,
     active_connections: AtomicI64,
     rate_limited: Mutex<BTreeMap<String, u64>>,
     upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -62,6 +49,13 @@ impl Metrics {
     /// Counts a refused request by the reason its error implies (no-op for other errors).
     /// `route` is the request's metric label ([`super::labels::RouteLabels::label`]).
     pub fn refused(&self, error: &GatewayError, route: &str) {
+        if let Some(reason) = error.auth_failure() {
+            let mut map = self
+                .auth_failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *map.entry((route.to_owned(), reason)).or_default() += 1;
+        }
         match error {
             GatewayError::RateLimited { .. } => {
                 let mut map = self
@@ -72,15 +66,8 @@ impl Metrics {
             }
             GatewayError::UpstreamUnavailable(name) => self.upstream_error(name, "unavailable"),
             GatewayError::UpstreamTimeout(name) => self.upstream_error(name, "timeout"),
-            other => {
-                if let Some(reason) = auth_reason(other) {
-                    let mut map = self
-                        .auth_failures
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    *map.entry((route.to_owned(), reason)).or_default() += 1;
-                }
-            }
+            // The other refusals have no counter of their own here.
+            _ => {}
         }
     }
 
@@ -142,8 +129,9 @@ impl Metrics {
         {
             let _ = writeln!(
                 out,
-                "gatehouse_auth_failures_total{{route=\"{}\",reason=\"{reason}\"}} {count}",
-                escape(route)
+                "gatehouse_auth_failures_total{{route=\"{}\",reason=\"{}\"}} {count}",
+                escape(route),
+                reason.label()
             );
         }
         header(
@@ -215,24 +203,6 @@ fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The `reason` label for an auth-related refusal.
-fn auth_reason(error: &GatewayError) -> Option<&'static str> {
-    Some(match error {
-        GatewayError::MissingCredentials | GatewayError::ClientCertRequired => "missing",
-        GatewayError::InvalidToken => "invalid",
-        GatewayError::TokenExpired(_) => "expired",
-        GatewayError::TooManyFailures { .. } => "too_many_failures",
-        GatewayError::RoleRequired(_) => "forbidden",
-        GatewayError::WritesDisabled => "write_gate",
-        GatewayError::AuthDenied(_) => "external_denied",
-        GatewayError::AuthUnavailable | GatewayError::AuthUnexpectedStatus => {
-            "external_unavailable"
-        }
-        GatewayError::OriginNotAllowed => "origin",
-        _ => return None,
-    })
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a family.

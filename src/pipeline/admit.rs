@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method, Request, header};
 
+use super::context::{ConnInfo, RequestCtx};
 use super::host::host_with_port;
-use super::{ConnInfo, RequestCtx};
 use crate::auth::roles::{self, Requirement};
 use crate::auth::{Attempt, Authenticated, SessionCookie, credentials, mtls};
 use crate::config::RouteConfig;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, Version, header};
 
-use super::{ConnInfo, RequestCtx};
+use super::context::{ConnInfo, RequestCtx};
 use crate::http::body::Body;
 use crate::http::counted::{ByteCount, OnEnd};
 use crate::http::forwarded::X_REQUEST_ID;

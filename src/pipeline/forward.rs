@@ -8,8 +8,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
-use super::RequestCtx;
 use super::admit::tunnels_websocket;
+use super::context::RequestCtx;
 use super::host::upstream_host;
 use super::route::ProxyRoute;
 use crate::auth::{Authenticated, credentials};

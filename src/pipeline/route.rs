@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::RequestCtx;
 use super::answer::{redirect, respond};
+use super::context::RequestCtx;
 use super::host::request_host;
 use crate::auth::login;
 use crate::config::{ProxyAction, RouteAction, RouteConfig};

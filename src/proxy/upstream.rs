@@ -26,13 +26,10 @@ use std::time::Instant;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
 use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
+use crate::http::client::{HttpsClient, Pool, Roots};
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -81,7 +78,7 @@ pub struct Upstream {
     targets: Box<[Target]>,
     next: AtomicUsize,
     epoch: Instant,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: HttpsClient<Body>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -112,12 +109,7 @@ impl Upstream {
                 })
             })
             .collect::<Result<Box<[_]>, String>>()?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.max_idle_per_target)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector(config)?);
+        let client = client(config)?;
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             config: config.clone(),
@@ -294,36 +286,17 @@ impl Upstream {
     }
 }
 
-/// The connector: plain HTTP, or rustls with the configured CA (or the system roots).
-fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector>, String> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(config.connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match (&config.ca, config.https) {
-        (Some(ca), _) => builder.with_tls_config(client_tls(Some(ca))?),
-        (None, true) => builder
-            .with_native_roots()
-            .map_err(|e| format!("upstream {}: no system CA roots: {e}", config.name))?,
-        (None, false) => builder.with_tls_config(client_tls(None)?),
+/// The pooled client: plain HTTP, or rustls with the configured CA (or the system roots).
+fn client(config: &UpstreamConfig) -> Result<HttpsClient<Body>, String> {
+    let roots = match (&config.ca, config.https) {
+        (Some(ca), _) => Roots::CaFile(ca),
+        (None, true) => Roots::System,
+        (None, false) => Roots::PlainOnly,
     };
-    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
-}
-
-fn client_tls(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = ca {
-        for cert in crate::tls::certs::load_chain(ca).map_err(|e| e.to_string())? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    let pool = Pool {
+        connect_timeout: config.connect_timeout,
+        idle_timeout: Some(config.pool_idle_timeout),
+        max_idle_per_host: config.max_idle_per_target,
+    };
+    crate::http::client::build(&format!("upstream {}", config.name), roots, pool)
 }

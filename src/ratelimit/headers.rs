@@ -5,8 +5,16 @@ use std::fmt::Write as _;
 
 use http::HeaderValue;
 
-use super::RateHeaders;
 use crate::config::RatePolicy;
+
+/// The two response fields of the IETF draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// `RateLimit-Policy`, e.g. `"default";q=200;w=2`.
+    pub policy: http::HeaderValue,
+    /// `RateLimit`, e.g. `"default";r=57;t=1`.
+    pub state: http::HeaderValue,
+}
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 

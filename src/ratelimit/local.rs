@@ -43,7 +43,7 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
-use super::LogThrottle;
+use super::throttle::LogThrottle;
 
 /// Default hard cap on keys tracked per policy: 64 shards × 14,336 keys, the most a
 /// 16,384-bucket table holds at its 7/8 load factor. One more key per shard would double every

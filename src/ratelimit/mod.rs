@@ -41,34 +41,36 @@
 //! (the same `Arc`), so a reload never hands clients a fresh burst; a changed policy starts empty.
 //! The Redis connection and its error counter are kept while the URL is unchanged.
 
+mod gcra;
 mod headers;
 mod local;
 mod redis;
+mod throttle;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 
-use crate::auth::failures::quota;
 use crate::config::{OnError, RateBackend, RateKey, RatePolicy};
 
+use self::gcra::Gcra;
 use self::headers::PolicyHeaders;
 use self::local::{Decision, Key, LocalLimiter};
 use self::redis::RedisBackend;
+use self::throttle::LogThrottle;
 
+pub use self::gcra::quota;
+pub use self::headers::RateHeaders;
 pub use self::local::MAX_TRACKED_KEYS;
+pub use self::throttle::LOG_INTERVAL;
 
 /// Most distinct routes remembered per `key = "route"` policy; past it, further routes share one
 /// budget. Routes come from the configuration, so real tables stay far below this.
 pub const MAX_ROUTE_KEYS: usize = 10_000;
-
-/// Least time between two warnings from one source (Redis failures, key cap reached).
-pub const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The rate limiters of one runtime: one per policy, plus the optional Redis backend.
 ///
@@ -112,15 +114,6 @@ pub enum Limited {
     Unavailable,
 }
 
-/// The two response fields of the IETF draft.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateHeaders {
-    /// `RateLimit-Policy`, e.g. `"default";q=200;w=2`.
-    pub policy: http::HeaderValue,
-    /// `RateLimit`, e.g. `"default";r=57;t=1`.
-    pub state: http::HeaderValue,
-}
-
 /// One policy's settings, limiter and precomputed header parts.
 struct Policy<C: Clock> {
     settings: RatePolicy,
@@ -130,15 +123,6 @@ struct Policy<C: Clock> {
     /// `gatehouse:rl:{escaped name}:`
     redis_prefix: Box<str>,
     routes: RouteKeys,
-}
-
-/// GCRA parameters shared by the local and the Redis limiter.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Gcra {
-    /// Emission interval `T`: one request's weight.
-    interval: Duration,
-    /// Bucket size.
-    burst: u32,
 }
 
 impl RateLimits {
@@ -271,10 +255,7 @@ impl<C: Clock> Policy<C> {
         let quota = quota(settings);
         Self {
             settings: settings.clone(),
-            gcra: Gcra {
-                interval: quota.replenish_interval(),
-                burst: quota.burst_size().get(),
-            },
+            gcra: Gcra::of(&quota),
             local: LocalLimiter::new(quota, clock, max_keys, name),
             headers: PolicyHeaders::new(name, settings),
             redis_prefix: redis::key_prefix(name).into(),
@@ -327,16 +308,6 @@ impl<C: Clock> Policy<C> {
     }
 }
 
-impl Gcra {
-    /// Requests admitted at once when the TAT is `ahead` of now (governor's formula).
-    fn remaining(self, ahead: Duration) -> u32 {
-        let interval = self.interval.as_nanos().max(1);
-        let full = interval * u128::from(self.burst);
-        let remaining = full.saturating_sub(ahead.as_nanos()) / interval;
-        u32::try_from(remaining).unwrap_or(u32::MAX).min(self.burst)
-    }
-}
-
 /// Whole seconds, rounded up.
 fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
@@ -377,46 +348,6 @@ impl RouteKeys {
         let key: Arc<str> = Arc::from(route);
         known.insert(Arc::clone(&key));
         key
-    }
-}
-
-/// Lets one log line through per [`LOG_INTERVAL`].
-pub(crate) struct LogThrottle {
-    /// Milliseconds since [`EPOCH`] before which nothing is logged.
-    next: AtomicU64,
-}
-
-/// Time base of [`LogThrottle`] and the Redis backend's retry timer.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Milliseconds since [`EPOCH`].
-pub(crate) fn millis_now() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-impl LogThrottle {
-    /// A throttle that lets the first line through.
-    pub(crate) const fn new() -> Self {
-        Self {
-            next: AtomicU64::new(0),
-        }
-    }
-
-    /// `true` for at most one caller per [`LOG_INTERVAL`].
-    pub(crate) fn ready(&self) -> bool {
-        let now = millis_now();
-        let next = self.next.load(Ordering::Relaxed);
-        let interval = u64::try_from(LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
-        now >= next
-            && self
-                .next
-                .compare_exchange(
-                    next,
-                    now.saturating_add(interval),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
     }
 }
 

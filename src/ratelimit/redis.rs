@@ -12,7 +12,7 @@
 //!
 //! Every call is bounded by `timeout`. A call that fails or times out — including before the
 //! first connection is up — counts in [`RedisBackend::errors`], logs a warning (at most one per
-//! [`super::LOG_INTERVAL`]) and leaves the decision to `on_error`. After a failure Redis is not
+//! [`super::throttle::LOG_INTERVAL`]) and leaves the decision to `on_error`. After a failure Redis is not
 //! asked for [`RETRY_AFTER_FAILURE`]: those checks go straight to `on_error` (and count as
 //! errors), so an outage costs requests no latency; then one request probes Redis, and its
 //! success ends the outage (logged). Reconnection is the connection manager's: it is created on
@@ -29,8 +29,9 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, Script};
 use arc_swap::ArcSwapOption;
 
+use super::gcra::Gcra;
 use super::local::{Decision, Key};
-use super::{Gcra, LogThrottle, millis_now};
+use super::throttle::{LogThrottle, millis_now};
 use crate::config::{OnError, RateBackend, redact_url};
 
 /// After a failed call, checks skip Redis (and `on_error` decides) for this long; then one

@@ -22,10 +22,11 @@ use time::{OffsetDateTime, UtcOffset};
 use toml_edit::Value;
 
 use super::edit::StoreDocument;
-use super::store_file::{StoreLock, format_time, parse_store, read_store, write_checked};
+use super::store_file::{StoreLock, parse_store, read_store, write_checked};
 use crate::auth::token_format;
 use crate::auth::token_store::{Previous, TokenSource, TokenSpec, TokenState, hash_token};
 use crate::secret::Secret;
+use crate::timestamp::rfc3339;
 
 /// What `rotate` did.
 #[derive(Debug)]
@@ -115,7 +116,7 @@ fn rotated_fields(entry: &TokenSpec) -> anyhow::Result<[(&'static str, Option<Va
     let (previous_sha256, previous_expires) = match &entry.previous {
         Some(previous) => (
             Some(Value::from(hex::encode(previous.sha256))),
-            Some(Value::from(format_time(previous.until)?)),
+            Some(Value::from(rfc3339(previous.until))),
         ),
         None => (None, None),
     };

@@ -5,8 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::edit::StoreDocument;
 use crate::auth::token_store::{self, TokenSpec};
@@ -80,8 +78,4 @@ pub(super) fn write_checked(
         );
     }
     write_atomically(store, text.as_bytes(), STORE_MODE).map_err(anyhow::Error::msg)
-}
-
-pub(super) fn format_time(time: OffsetDateTime) -> anyhow::Result<String> {
-    time.format(&Rfc3339).context("cannot format time")
 }

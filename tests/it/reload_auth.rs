@@ -41,7 +41,7 @@ async fn wait_refused(gw: &TestGateway, before: &ReloadStatus) -> ReloadStatus {
 
 /// The status now.
 fn status_now(gw: &TestGateway) -> ReloadStatus {
-    gw.gateway().shared().reload_status().borrow().clone()
+    gw.gateway().reload_handle().status().borrow().clone()
 }
 
 /// A `[[routes]]` table proxying `/api` to `api-service` with credential kinds `auth`.

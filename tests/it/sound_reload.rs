@@ -44,7 +44,7 @@ async fn watched_gateway() -> TestGateway {
 }
 
 fn attempts(gw: &TestGateway) -> u64 {
-    gw.gateway().shared().reload_status().borrow().attempts
+    gw.gateway().reload_handle().status().borrow().attempts
 }
 
 #[tokio::test]
@@ -61,7 +61,7 @@ async fn an_idle_gateway_never_reloads() {
     let config = gw.file("gateway.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("body = \"ok\"", "body = \"changed\"")).unwrap();
-    let generation = gw.gateway().shared().reload_status().borrow().generation;
+    let generation = gw.gateway().reload_handle().status().borrow().generation;
     wait_generation(&gw, generation).await;
 }
 
@@ -137,7 +137,7 @@ async fn writes_to_other_files_beside_the_config_are_not_changes() {
 #[tokio::test]
 async fn a_certificate_then_key_rotation_is_not_a_failed_reload() {
     let gw = watched_gateway().await;
-    let status = gw.gateway().shared().reload_status().borrow().clone();
+    let status = gw.gateway().reload_handle().status().borrow().clone();
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
@@ -150,7 +150,7 @@ async fn a_certificate_then_key_rotation_is_not_a_failed_reload() {
     );
     let applied = wait_generation(&gw, status.generation).await;
     tokio::time::sleep(QUIET_WINDOW).await;
-    let now = gw.gateway().shared().reload_status().borrow().clone();
+    let now = gw.gateway().reload_handle().status().borrow().clone();
     assert!(now.ok && applied.ok, "{now:?}");
     let metrics = gw.admin_get("/metrics").await.text();
     assert!(

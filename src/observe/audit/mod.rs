@@ -34,8 +34,6 @@ use tokio::sync::oneshot;
 use crate::auth::roles::is_write;
 use crate::error::GatewayError;
 use crate::observe::redact_query::redact_query;
-use crate::pipeline::RequestCtx;
-use crate::runtime::Runtime;
 use writer::{Entry, Sink};
 
 /// The audit log as one runtime sees it: its path, and the writer shared with every runtime
@@ -112,67 +110,61 @@ impl AuditLog {
     }
 }
 
-/// Whether `error` is a refusal by authentication or authorization (audited even when
-/// anonymous).
-pub fn is_auth_denial(error: &GatewayError) -> bool {
-    matches!(
-        error,
-        GatewayError::MissingCredentials
-            | GatewayError::InvalidToken
-            | GatewayError::TokenExpired(_)
-            | GatewayError::TooManyFailures { .. }
-            | GatewayError::RoleRequired(_)
-            | GatewayError::WritesDisabled
-            | GatewayError::OriginNotAllowed
-            | GatewayError::AuthDenied(_)
-            | GatewayError::AuthUnavailable
-            | GatewayError::AuthUnexpectedStatus
-    )
-}
-
 /// Fail-closed gate before forwarding: a write is refused while the audit log cannot be written.
 ///
 /// # Errors
 /// [`GatewayError::AuditUnavailable`] for a write while the last append failed.
-pub fn admit(rt: &Runtime, method: &Method) -> Result<(), GatewayError> {
-    match &rt.audit {
+pub fn admit(audit: Option<&AuditLog>, method: &Method) -> Result<(), GatewayError> {
+    match audit {
         Some(audit) if is_write(method) && !audit.healthy() => Err(GatewayError::AuditUnavailable),
         _ => Ok(()),
     }
 }
 
-/// Writes the request's audit line if it is audited (an identity, or an auth `denial`); a write
+/// What the request path knows about a finished request, for its audit line.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    /// The request id, as echoed to the client.
+    pub request_id: &'a str,
+    /// Who the caller is and how they authenticated, once known.
+    pub identity: Option<(&'a str, &'static str)>,
+    /// The client IP under the trusted-proxy rule.
+    pub client_ip: std::net::IpAddr,
+    /// The route's label (the metrics' label), if one matched.
+    pub route: Option<&'a str>,
+    /// The method as the client sent it.
+    pub method: &'a Method,
+    /// The request target as the client sent it (the query is redacted here).
+    pub uri: &'a Uri,
+    /// The response status.
+    pub status: StatusCode,
+    /// Whether authentication or authorization refused the request.
+    pub denial: bool,
+}
+
+/// Writes the request's audit line if it is audited (an identity, or an auth denial); a write
 /// method returns only once the line was appended.
-pub async fn record(
-    ctx: &RequestCtx,
-    rt: &Runtime,
-    method: &Method,
-    uri: &Uri,
-    status: StatusCode,
-    denial: bool,
-) {
-    let Some(audit) = &rt.audit else { return };
-    if ctx.identity.is_none() && !denial {
+pub async fn record(audit: Option<&AuditLog>, facts: Facts<'_>) {
+    let Some(audit) = audit else { return };
+    if facts.identity.is_none() && !facts.denial {
         return;
     }
-    // The same label the metrics use: two routes sharing a path stay apart.
-    let route = rt.route_labels.matched(ctx.route).map(|l| &**l);
-    let target = match uri.query() {
-        Some(query) => format!("{}?{}", uri.path(), redact_query(query)),
-        None => uri.path().to_owned(),
+    let target = match facts.uri.query() {
+        Some(query) => format!("{}?{}", facts.uri.path(), redact_query(query)),
+        None => facts.uri.path().to_owned(),
     };
     let fields = Fields {
-        request_id: ctx.request_id.to_str().unwrap_or_default(),
-        identity: ctx.identity.as_ref().map(|(subject, _)| &**subject),
-        auth_method: ctx.identity.as_ref().map(|(_, m)| m.as_str()),
-        client_ip: ctx.client_ip,
-        method: method.as_str(),
+        request_id: facts.request_id,
+        identity: facts.identity.map(|(subject, _)| subject),
+        auth_method: facts.identity.map(|(_, method)| method),
+        client_ip: facts.client_ip,
+        method: facts.method.as_str(),
         path: &target,
-        route,
-        status: status.as_u16(),
+        route: facts.route,
+        status: facts.status.as_u16(),
     };
     let body = fields.body(&now_rfc3339_ms());
-    audit.append(body, is_write(method)).await;
+    audit.append(body, is_write(facts.method)).await;
 }
 
 /// A record's fields, before the writer adds `prev`.

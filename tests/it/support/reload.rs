@@ -17,7 +17,7 @@ pub async fn wait_status(
     what: &str,
     done: impl FnMut(&ReloadStatus) -> bool,
 ) -> ReloadStatus {
-    let mut rx = gw.gateway().shared().reload_status();
+    let mut rx = gw.gateway().reload_handle().status();
     let waited = tokio::time::timeout(RELOAD_WAIT, rx.wait_for(done))
         .await
         .map(|seen| seen.map(|s| s.clone()));

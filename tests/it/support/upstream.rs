@@ -157,10 +157,21 @@ impl Upstream {
         Upstream::spawn_raw(websocket_echo).await
     }
 
-    /// An address nothing listens on: bound, then dropped, so a connection is refused.
+    /// An address that refuses connections for the rest of the test run: a socket bound to it
+    /// that never listens, so a SYN gets a RST (`ECONNREFUSED`), and held (without
+    /// `SO_REUSEADDR`) so no other test's listener can take the port. Binding a listener and
+    /// dropping it, as this once did, freed the port for anyone.
     pub fn refusing() -> SocketAddr {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
+        static RESERVED: std::sync::Mutex<Vec<tokio::net::TcpSocket>> =
+            std::sync::Mutex::new(Vec::new());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        RESERVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(socket);
+        addr
     }
 
     async fn start(handler: Handler) -> Upstream {

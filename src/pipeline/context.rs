@@ -1,0 +1,79 @@
+//! What every step of a request shares: the connection it came on ([`ConnInfo`]) and the
+//! request's own facts as they become known ([`RequestCtx`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request};
+
+use crate::auth::AuthMethod;
+use crate::http::counted::ByteCount;
+use crate::http::forwarded;
+use crate::ratelimit::RateHeaders;
+use crate::runtime::Runtime;
+
+/// What the server knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// `"https"` on the TLS listener, `"http"` on the cleartext one.
+    pub scheme: &'static str,
+    /// On the cleartext listener in redirect mode: the TLS port to redirect to.
+    pub redirect_to_port: Option<u16>,
+    /// The identity of the client certificate verified at this connection's handshake.
+    pub client_cert: Option<Arc<crate::tls::client_auth::ClientCert>>,
+    /// The negotiated TLS version (`"1.3"`, `"1.2"`); `None` on the cleartext listener.
+    pub tls_version: Option<&'static str>,
+}
+
+/// Per-request facts every step and the final log line share.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Kept from the client if valid, else generated; echoed in the response.
+    pub request_id: HeaderValue,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    pub peer_trusted: bool,
+    /// The client IP under the trusted-proxy rule.
+    pub client_ip: IpAddr,
+    /// `"https"` or `"http"`.
+    pub scheme: &'static str,
+    /// When handling started.
+    pub start: Instant,
+    /// Index of the matched route.
+    pub route: Option<usize>,
+    /// Who the caller is and how they authenticated, once known.
+    pub identity: Option<(Arc<str>, AuthMethod)>,
+    /// `RateLimit-Policy` and `RateLimit` for the response, on rate-limited routes.
+    pub rate_headers: Option<RateHeaders>,
+    /// The upstream called and how long it took to answer with headers.
+    pub upstream: Option<(Arc<str>, std::time::Duration)>,
+    /// Request body bytes read by the proxy, once the body is forwarded.
+    pub bytes_in: Option<ByteCount>,
+}
+
+impl RequestCtx {
+    pub(super) fn new<B>(req: &Request<B>, conn: &ConnInfo, rt: &Runtime) -> Self {
+        let peer = conn.peer.ip().to_canonical();
+        Self {
+            request_id: forwarded::request_id(req.headers()),
+            peer,
+            peer_trusted: rt.trusted_proxies.contains(peer),
+            client_ip: rt.trusted_proxies.client_ip(peer, req.headers()),
+            scheme: conn.scheme,
+            start: Instant::now(),
+            route: None,
+            identity: None,
+            rate_headers: None,
+            upstream: None,
+            bytes_in: None,
+        }
+    }
+
+    pub(super) fn request_id_str(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+}
