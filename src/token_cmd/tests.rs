@@ -85,6 +85,30 @@ fn create_with_an_rfc3339_expiry() {
     .unwrap();
     let specs = token_store::parse(&std::fs::read_to_string(&store).unwrap(), &store).unwrap();
     assert_eq!(specs[0].expires, Some(datetime!(2027-06-01 10:00 UTC)));
+    // The store keeps whole seconds: a fraction is dropped, not refused by the re-parse check.
+    create(
+        &store,
+        "b",
+        &roles(&["viewer"]),
+        Some("2027-06-01T12:00:00.75+02:00"),
+        NOW,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&store).unwrap();
+    assert!(
+        text.contains("expires = \"2027-06-01T10:00:00Z\"\nhint"),
+        "{text}"
+    );
+    // Within the second that is `now`, an expiry is not in the future.
+    let error = create(
+        &store,
+        "c",
+        &roles(&["viewer"]),
+        Some("2027-01-01T12:00:00.9Z"),
+        NOW,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("not in the future"), "{error}");
 }
 
 #[test]
