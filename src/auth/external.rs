@@ -5,21 +5,21 @@
 //! that carry a body, never the client's framing, `Upgrade` or `Connection` headers) carrying only
 //! the configured `forward_headers` the client sent, plus `X-Forwarded-Method`, `X-Forwarded-Uri`,
 //! `X-Forwarded-Host`, `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a
-//! [`Decision`]:
+//! [`ExternalDecision`]:
 //!
 //! | auth service answer | decision | the client sees |
 //! |---|---|---|
-//! | 2xx | [`Decision::Allow`] | the upstream's response; `copy_headers` go upstream |
-//! | 401, 403, 429 | [`Decision::Deny`] | the auth service's status, body, `Content-Type`, `WWW-Authenticate`, `Retry-After` |
-//! | timeout, refused, broken, 5xx | [`Decision::Unavailable`] | 503 `auth service unavailable` |
-//! | anything else | [`Decision::Unexpected`] | 500 `unexpected auth service status` |
+//! | 2xx | [`ExternalDecision::Allow`] | the upstream's response; `copy_headers` go upstream |
+//! | 401, 403, 429 | [`ExternalDecision::Deny`] | the auth service's status, body, `Content-Type`, `WWW-Authenticate`, `Retry-After` |
+//! | timeout, refused, broken, 5xx | [`ExternalDecision::Unavailable`] | 503 `auth service unavailable` |
+//! | anything else | [`ExternalDecision::Unexpected`] | 500 `unexpected auth service status` |
 //!
 //! # Who an allowed caller is (SPEC §8.3)
 //! The value of the first `copy_headers` header present on the 2xx answer; without one,
 //! `external:` + the first 12 hex characters of a SHA-256 over the forwarded header values, so
 //! two callers with different credentials never share an identity (nor an identity-keyed rate
 //! limit). A request that sent none of the forward headers has no credential: it is allowed as
-//! `anonymous` and rate-limited by client IP ([`Decision::Allow`]'s `anonymous`).
+//! `anonymous` and rate-limited by client IP ([`ExternalDecision::Allow`]'s `anonymous`).
 //!
 //! # The decision cache (SPEC §8.2)
 //! A decision is reused only for what the auth service decided on. With `cache_key = "request"`
@@ -123,7 +123,7 @@ const NEVER_FORWARDED: [&str; 14] = [
 /// The cache key: SHA-256 over what the decision may be reused for (see `cache_key`).
 type Key = [u8; 32];
 /// One in-flight auth call, as seen by the checks waiting for it.
-type Flight = watch::Receiver<Option<Decision>>;
+type Flight = watch::Receiver<Option<ExternalDecision>>;
 
 /// One request to authenticate: what the auth service is told about it.
 pub struct AuthRequest<'a> {
@@ -158,7 +158,7 @@ impl fmt::Debug for AuthRequest<'_> {
 
 /// What the auth service decided about one request.
 #[derive(Clone)]
-pub enum Decision {
+pub enum ExternalDecision {
     /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
     /// values, in configuration order), to be set on the upstream request.
     Allow {
@@ -179,7 +179,7 @@ pub enum Decision {
     Unexpected(u16),
 }
 
-impl fmt::Debug for Decision {
+impl fmt::Debug for ExternalDecision {
     /// Copied header values are left out: an auth service may hand a credential to upstreams.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -274,7 +274,7 @@ struct State {
 /// What [`ExternalAuth::join`] found.
 enum Turn<'a> {
     /// A live cached decision.
-    Hit(Decision),
+    Hit(ExternalDecision),
     /// Nobody is asking: this check makes the call.
     Lead(Leader<'a>),
     /// Another check is asking: wait for its answer.
@@ -316,7 +316,7 @@ impl ExternalAuth {
 
     /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
     /// the cache or from a call already in flight for the same key when possible.
-    pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
+    pub async fn check(&self, request: &AuthRequest<'_>) -> ExternalDecision {
         if !self.caches() {
             return self.ask(request).await;
         }
@@ -491,21 +491,21 @@ impl ExternalAuth {
     }
 
     /// Waits for the leader's decision; `None` if the leader went away without one.
-    async fn follow(&self, mut flight: Flight) -> Option<Decision> {
+    async fn follow(&self, mut flight: Flight) -> Option<ExternalDecision> {
         let wait = self.timeout.saturating_add(FOLLOW_GRACE);
         match tokio::time::timeout(wait, flight.wait_for(Option::is_some)).await {
             Ok(Ok(decision)) => decision.clone(),
             Ok(Err(_leader_gone)) => None,
             Err(_elapsed) => {
                 tracing::warn!("external auth call in flight did not finish in time");
-                Some(Decision::Unavailable)
+                Some(ExternalDecision::Unavailable)
             }
         }
     }
 
     /// Caches `decision` if its kind is cacheable and no [`clear`](Self::clear) happened since
     /// `epoch`.
-    fn remember(&self, key: Key, decision: &Decision, epoch: u64) {
+    fn remember(&self, key: Key, decision: &ExternalDecision, epoch: u64) {
         let ttl = self.ttl(decision);
         if ttl.is_zero() {
             return;
@@ -519,20 +519,22 @@ impl ExternalAuth {
     }
 
     /// How long `decision` may be cached (zero: not at all).
-    fn ttl(&self, decision: &Decision) -> Duration {
+    fn ttl(&self, decision: &ExternalDecision) -> Duration {
         match decision {
-            Decision::Allow { .. } => self.cache_ttl,
-            Decision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
-            Decision::Deny(_) | Decision::Unavailable | Decision::Unexpected(_) => Duration::ZERO,
+            ExternalDecision::Allow { .. } => self.cache_ttl,
+            ExternalDecision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
+            ExternalDecision::Deny(_)
+            | ExternalDecision::Unavailable
+            | ExternalDecision::Unexpected(_) => Duration::ZERO,
         }
     }
 
     /// One auth call, bounded by `timeout` from connect to the end of a denial's body.
-    async fn ask(&self, request: &AuthRequest<'_>) -> Decision {
+    async fn ask(&self, request: &AuthRequest<'_>) -> ExternalDecision {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let Some(outgoing) = self.build(request) else {
             tracing::warn!("external auth request could not be built");
-            return Decision::Unavailable;
+            return ExternalDecision::Unavailable;
         };
         let subject = self.credential_subject(request.headers);
         let started = Instant::now();
@@ -544,7 +546,7 @@ impl ExternalAuth {
                         timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
                         "external auth service timed out"
                     );
-                    Decision::Unavailable
+                    ExternalDecision::Unavailable
                 }
             };
         self.stats.observe(started.elapsed());
@@ -593,12 +595,16 @@ impl ExternalAuth {
 
     /// Sends the request and classifies the answer; `subject` names an allowed caller the
     /// service does not name (`None`: no credential was sent).
-    async fn exchange(&self, outgoing: Request<Body>, subject: Option<Arc<str>>) -> Decision {
+    async fn exchange(
+        &self,
+        outgoing: Request<Body>,
+        subject: Option<Arc<str>>,
+    ) -> ExternalDecision {
         let response = match self.client.request(outgoing).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(error = %error, "external auth service unreachable");
-                return Decision::Unavailable;
+                return ExternalDecision::Unavailable;
             }
         };
         let (parts, incoming) = response.into_parts();
@@ -613,18 +619,18 @@ impl ExternalAuth {
                     status = parts.status.as_u16(),
                     "external auth service failed"
                 );
-                Decision::Unavailable
+                ExternalDecision::Unavailable
             }
             other => {
                 tracing::warn!(status = other, "unexpected external auth service status");
-                Decision::Unexpected(other)
+                ExternalDecision::Unexpected(other)
             }
         }
     }
 
     /// An allow: the copy headers present and the identity they name, else the credential's
     /// `external:` subject, else anonymous.
-    fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> Decision {
+    fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> ExternalDecision {
         let mut copy = Vec::new();
         let mut named = None;
         for name in &self.copy_headers {
@@ -643,7 +649,7 @@ impl ExternalAuth {
         let subject = named
             .or(credential_subject)
             .unwrap_or_else(|| self.anonymous_subject.clone());
-        Decision::Allow {
+        ExternalDecision::Allow {
             identity: Identity {
                 subject,
                 roles: self.no_roles.clone(),
@@ -664,14 +670,14 @@ struct Leader<'a> {
     key: Key,
     /// The cache epoch when the call started.
     epoch: u64,
-    sender: watch::Sender<Option<Decision>>,
+    sender: watch::Sender<Option<ExternalDecision>>,
     finished: bool,
 }
 
 impl Leader<'_> {
     /// Caches the decision (unless the cache was cleared meanwhile), retires the in-flight entry
     /// (in one critical section, so a newcomer sees one or the other) and wakes the followers.
-    fn finish(mut self, decision: &Decision) {
+    fn finish(mut self, decision: &ExternalDecision) {
         let ttl = self.auth.ttl(decision);
         {
             let mut state = self.auth.lock();
@@ -709,7 +715,7 @@ impl Drop for Leader<'_> {
 
 /// A cached decision and when it stops counting.
 struct Entry {
-    decision: Decision,
+    decision: ExternalDecision,
     expires: Instant,
 }
 
@@ -731,16 +737,16 @@ impl Default for Cache {
 
 impl Cache {
     /// The live decision for `key`.
-    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
+    fn get(&mut self, key: &Key, now: Instant) -> Option<ExternalDecision> {
         self.allows
             .get(key, now)
             .or_else(|| self.denials.get(key, now))
     }
 
     /// Stores `decision` for `ttl` in the map of its kind.
-    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
+    fn insert(&mut self, key: Key, decision: ExternalDecision, ttl: Duration, now: Instant) {
         match decision {
-            Decision::Allow { .. } => {
+            ExternalDecision::Allow { .. } => {
                 self.denials.remove(&key);
                 self.allows.insert(key, decision, ttl, now);
             }
@@ -782,7 +788,7 @@ impl Bounded {
     }
 
     /// The live decision for `key`; an expired one is dropped.
-    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
+    fn get(&mut self, key: &Key, now: Instant) -> Option<ExternalDecision> {
         let entry = self.entries.get(key)?;
         if entry.expires > now {
             return Some(entry.decision.clone());
@@ -792,7 +798,7 @@ impl Bounded {
     }
 
     /// Stores `decision` for `ttl`: expired entries go first, then, while full, the oldest.
-    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
+    fn insert(&mut self, key: Key, decision: ExternalDecision, ttl: Duration, now: Instant) {
         let Some(expires) = now.checked_add(ttl) else {
             return;
         };
@@ -858,7 +864,7 @@ fn framed(hasher: &mut Sha256, bytes: &[u8]) {
 }
 
 /// A denial: the status plus the headers and (bounded) body the client gets.
-async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> Decision {
+async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> ExternalDecision {
     let mut kept = Vec::new();
     let body = match read_bounded(incoming, MAX_DENY_BODY).await {
         Ok(Some(body)) => {
@@ -876,7 +882,7 @@ async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> De
         }
         Err(error) => {
             tracing::warn!(error = %error, "external auth denial body broke off");
-            return Decision::Unavailable;
+            return ExternalDecision::Unavailable;
         }
     };
     for value in headers.get_all(WWW_AUTHENTICATE) {
@@ -885,7 +891,7 @@ async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> De
     if let Some(value) = headers.get(RETRY_AFTER) {
         kept.push((RETRY_AFTER, value.clone()));
     }
-    Decision::Deny(Arc::new(PassThrough {
+    ExternalDecision::Deny(Arc::new(PassThrough {
         status,
         headers: kept,
         body,
@@ -1251,7 +1257,7 @@ mod tests {
         headers
     }
 
-    async fn check_with(auth: &ExternalAuth, headers: &HeaderMap) -> Decision {
+    async fn check_with(auth: &ExternalAuth, headers: &HeaderMap) -> ExternalDecision {
         check_on(auth, &Method::PUT, "/api/v1/thing?x=1", headers).await
     }
 
@@ -1260,7 +1266,7 @@ mod tests {
         method: &Method,
         uri: &str,
         headers: &HeaderMap,
-    ) -> Decision {
+    ) -> ExternalDecision {
         let request_id = HeaderValue::from_static("req-1");
         let request = request(method, uri, headers, &request_id);
         tokio::time::timeout(WAIT, auth.check(&request))
@@ -1285,13 +1291,13 @@ mod tests {
         }
     }
 
-    async fn check(auth: &ExternalAuth, token: &str) -> Decision {
+    async fn check(auth: &ExternalAuth, token: &str) -> ExternalDecision {
         check_with(auth, &client_headers(token)).await
     }
 
-    fn denial(decision: &Decision) -> Arc<PassThrough> {
+    fn denial(decision: &ExternalDecision) -> Arc<PassThrough> {
         match decision {
-            Decision::Deny(deny) => deny.clone(),
+            ExternalDecision::Deny(deny) => deny.clone(),
             other => panic!("expected a denial, got {other:?}"),
         }
     }
@@ -1315,7 +1321,7 @@ mod tests {
         })
         .await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let Decision::Allow {
+        let ExternalDecision::Allow {
             identity,
             copy,
             anonymous,
@@ -1334,9 +1340,9 @@ mod tests {
     }
 
     /// The allowed identity and its anonymity.
-    fn allowed(decision: &Decision) -> (String, bool) {
+    fn allowed(decision: &ExternalDecision) -> (String, bool) {
         match decision {
-            Decision::Allow {
+            ExternalDecision::Allow {
                 identity,
                 anonymous,
                 ..
@@ -1350,7 +1356,7 @@ mod tests {
         let mock = Mock::start(|_| Reply::status(204)).await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
         let decision = check(&auth, "t").await;
-        let Decision::Allow { copy, .. } = &decision else {
+        let ExternalDecision::Allow { copy, .. } = &decision else {
             panic!("expected allow");
         };
         assert!(copy.is_empty());
@@ -1457,8 +1463,14 @@ mod tests {
     async fn server_error_is_unavailable_and_never_cached() {
         let mock = Mock::start(|_| Reply::status(500)).await;
         let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unavailable
+        ));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unavailable
+        ));
         assert_eq!(mock.count(), 2);
     }
 
@@ -1466,12 +1478,21 @@ mod tests {
     async fn other_status_is_unexpected() {
         let mock = Mock::start(|_| Reply::status(418)).await;
         let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(418)));
-        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(418)));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unexpected(418)
+        ));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unexpected(418)
+        ));
         assert_eq!(mock.count(), 2, "unexpected answers are not cached");
         let mock = Mock::start(|_| Reply::status(302).header("location", "/login")).await;
         let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(302)));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unexpected(302)
+        ));
     }
 
     #[tokio::test]
@@ -1483,7 +1504,10 @@ mod tests {
         })
         .unwrap();
         let started = Instant::now();
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unavailable
+        ));
         assert!(started.elapsed() >= Duration::from_millis(200));
         mock.arrival().await;
     }
@@ -1495,7 +1519,10 @@ mod tests {
         drop(listener);
         let url = format!("http://{addr}/v1/auth").parse().unwrap();
         let auth = ExternalAuth::new(&settings(url)).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
+        assert!(matches!(
+            check(&auth, "t").await,
+            ExternalDecision::Unavailable
+        ));
         assert_eq!(auth.calls(), 1);
     }
 
@@ -1519,7 +1546,7 @@ mod tests {
         headers.insert("host", HeaderValue::from_static("gateway.example"));
         assert!(matches!(
             check_with(&auth, &headers).await,
-            Decision::Allow { .. }
+            ExternalDecision::Allow { .. }
         ));
 
         let [seen] = &mock.requests()[..] else {
@@ -1656,7 +1683,7 @@ mod tests {
         mock.arrival().await;
         mock.release();
         let decision = tokio::time::timeout(WAIT, follower).await.unwrap().unwrap();
-        assert!(matches!(decision, Decision::Allow { .. }));
+        assert!(matches!(decision, ExternalDecision::Allow { .. }));
         assert_eq!(auth.calls(), 2);
         assert!(auth.lock().in_flight.is_empty());
     }
@@ -1783,7 +1810,7 @@ mod tests {
         let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
         let headers = client_headers("t");
         let get = check_on(&auth, &Method::GET, "/reports", &headers).await;
-        assert!(matches!(get, Decision::Allow { .. }));
+        assert!(matches!(get, ExternalDecision::Allow { .. }));
         let delete = check_on(&auth, &Method::DELETE, "/admin", &headers).await;
         assert_eq!(denial(&delete).status, StatusCode::FORBIDDEN);
         check_on(&auth, &Method::GET, "/reports", &headers).await;
@@ -1813,7 +1840,7 @@ mod tests {
         auth.clear();
         held.release();
         let decision = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
-        assert!(matches!(decision, Decision::Allow { .. }));
+        assert!(matches!(decision, ExternalDecision::Allow { .. }));
         assert_eq!(auth.lock().cache.len(), 0);
         check(&auth, "t").await;
         assert_eq!(held.count(), 2);
@@ -1825,8 +1852,8 @@ mod tests {
         key
     }
 
-    pub(super) fn allow_decision() -> Decision {
-        Decision::Allow {
+    pub(super) fn allow_decision() -> ExternalDecision {
+        ExternalDecision::Allow {
             identity: Identity {
                 subject: Arc::from("alice"),
                 roles: Arc::from(Vec::new()),
@@ -1838,8 +1865,8 @@ mod tests {
         }
     }
 
-    fn deny_decision() -> Decision {
-        Decision::Deny(Arc::new(PassThrough {
+    fn deny_decision() -> ExternalDecision {
+        ExternalDecision::Deny(Arc::new(PassThrough {
             status: StatusCode::UNAUTHORIZED,
             headers: Vec::new(),
             body: Bytes::new(),
@@ -1896,7 +1923,7 @@ mod tests {
         }
         assert!(matches!(
             cache.get(&key(usize::MAX), now),
-            Some(Decision::Allow { .. })
+            Some(ExternalDecision::Allow { .. })
         ));
         assert_eq!(cache.len(), MAX_DENIALS + 1);
         assert!(cache.get(&key(0), now).is_none(), "the oldest denials went");
@@ -2009,7 +2036,7 @@ mod tests {
             !text.contains("super-secret") && !text.contains("query-secret"),
             "{text}"
         );
-        let allow = Decision::Allow {
+        let allow = ExternalDecision::Allow {
             identity: Identity {
                 subject: Arc::from("alice"),
                 roles: Arc::from(Vec::new()),
