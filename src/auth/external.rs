@@ -32,7 +32,8 @@
 //! its oldest entry when full, so a flood of unknown credentials (all denials) never evicts a live
 //! allow. [`ExternalAuth::clear`] empties both; every reload calls it, changed or not. Concurrent
 //! checks with the same key share one auth call (single flight), so a burst of identical new
-//! requests costs the auth service one call.
+//! requests costs the auth service one call. The maps are in `external/cache.rs`, the calls in
+//! flight in `external/single_flight.rs`; the TTL rules stay here.
 //!
 //! # Credentials in the URL
 //! `url = "http://user:password@auth/check"` authenticates gatehouse itself to the auth service:
@@ -44,11 +45,10 @@
 //!
 //! No header value (credential or not) ever reaches a log line, an error or `Debug` output.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -60,9 +60,6 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
-// The cache's clock is tokio's: the same as `std::time::Instant` in the gateway, and one that
-// tests can pause and advance to see a TTL end (`external/cache_ttl_tests.rs`).
 use tokio::time::Instant;
 
 use super::{AuthMethod, Identity};
@@ -73,6 +70,14 @@ use crate::http::client::{HttpsClient, Pool, Roots};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 use crate::observe::auth_service::AuthServiceStats;
 
+mod cache;
+mod decision;
+mod single_flight;
+
+use self::cache::Key;
+pub use self::decision::ExternalDecision;
+use self::single_flight::{SingleFlight, Turn};
+
 /// `x-forwarded-method`: the client's method, for the auth service.
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 /// `x-forwarded-uri`: the client's normalised path and query, for the auth service.
@@ -82,11 +87,6 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Most bytes of a denial body passed through to the client.
 const MAX_DENY_BODY: usize = 64 * 1024;
-/// Most cached allows; past it expired entries go, then the oldest.
-const MAX_ALLOWS: usize = 10_000;
-/// Most cached denials, kept apart from the allows so a flood of unknown credentials only ever
-/// evicts other denials.
-const MAX_DENIALS: usize = 10_000;
 /// The subject of an allowed request that carried no credential.
 const ANONYMOUS: &str = "anonymous";
 /// Hex characters of the credential hash in an `external:` subject.
@@ -94,8 +94,6 @@ const SUBJECT_HASH_CHARS: usize = 12;
 /// How many times a follower whose leader vanished (cancelled, panicked) tries to join or lead a
 /// new call before calling on its own.
 const MAX_ROUNDS: usize = 3;
-/// Extra time a follower waits beyond `timeout` for a leader that is not being polled.
-const FOLLOW_GRACE: Duration = Duration::from_millis(250);
 /// Idle keep-alive connections kept to the auth service.
 const MAX_IDLE_CONNECTIONS: usize = 64;
 /// How long an idle keep-alive connection to the auth service is kept.
@@ -119,11 +117,6 @@ const NEVER_FORWARDED: [&str; 14] = [
     "x-forwarded-for",
     "x-request-id",
 ];
-
-/// The cache key: SHA-256 over what the decision may be reused for (see `cache_key`).
-type Key = [u8; 32];
-/// One in-flight auth call, as seen by the checks waiting for it.
-type Flight = watch::Receiver<Option<ExternalDecision>>;
 
 /// One request to authenticate: what the auth service is told about it.
 pub struct AuthRequest<'a> {
@@ -156,61 +149,6 @@ impl fmt::Debug for AuthRequest<'_> {
     }
 }
 
-/// What the auth service decided about one request.
-#[derive(Clone)]
-pub enum ExternalDecision {
-    /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
-    /// values, in configuration order), to be set on the upstream request.
-    Allow {
-        /// The caller: `subject` from the first configured copy header present, else
-        /// `external:` + a hash of the forwarded credential, else `anonymous`.
-        identity: Identity,
-        /// Auth response headers to set on the upstream request.
-        copy: Arc<[(HeaderName, HeaderValue)]>,
-        /// No credential was sent and the service named nobody: rate limits key on the IP.
-        anonymous: bool,
-    },
-    /// 401, 403 or 429: returned to the client as the auth service sent it.
-    Deny(Arc<PassThrough>),
-    /// Timeout, refused or broken connection, or 5xx: the pipeline answers 503
-    /// `auth service unavailable`.
-    Unavailable,
-    /// Any other status: the pipeline answers 500 `unexpected auth service status`.
-    Unexpected(u16),
-}
-
-impl fmt::Debug for ExternalDecision {
-    /// Copied header values are left out: an auth service may hand a credential to upstreams.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Allow {
-                identity,
-                copy,
-                anonymous,
-            } => f
-                .debug_struct("Allow")
-                .field("identity", identity)
-                .field("copy", &HeaderNames(copy))
-                .field("anonymous", anonymous)
-                .finish(),
-            Self::Deny(deny) => f.debug_tuple("Deny").field(deny).finish(),
-            Self::Unavailable => f.write_str("Unavailable"),
-            Self::Unexpected(status) => f.debug_tuple("Unexpected").field(status).finish(),
-        }
-    }
-}
-
-/// Debug-prints header names only.
-struct HeaderNames<'a>(&'a [(HeaderName, HeaderValue)]);
-
-impl fmt::Debug for HeaderNames<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(name, _)| name))
-            .finish()
-    }
-}
-
 /// The `[auth.external]` client: asks the auth service, caches and coalesces its decisions.
 ///
 /// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from new
@@ -232,9 +170,9 @@ pub struct ExternalAuth {
     negative_cache_ttl: Duration,
     cache_key: CacheKey,
     client: HttpsClient<Body>,
-    state: Mutex<State>,
+    /// The decision cache and the calls in flight.
+    flights: SingleFlight,
     calls: AtomicU64,
-    coalesced: AtomicU64,
     /// `/metrics` counters, handed on to the next `ExternalAuth` by [`Self::keep_stats`].
     stats: Arc<AuthServiceStats>,
     anonymous_subject: Arc<str>,
@@ -258,27 +196,6 @@ impl fmt::Debug for ExternalAuth {
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
-}
-
-/// The cache and the calls in flight, under one short-held lock so that "not cached" and "nobody
-/// is asking" are decided together.
-#[derive(Default)]
-struct State {
-    cache: Cache,
-    in_flight: HashMap<Key, Flight>,
-    /// Bumped by every [`ExternalAuth::clear`]: a call that started before it does not cache its
-    /// answer after it.
-    epoch: u64,
-}
-
-/// What [`ExternalAuth::join`] found.
-enum Turn<'a> {
-    /// A live cached decision.
-    Hit(ExternalDecision),
-    /// Nobody is asking: this check makes the call.
-    Lead(Leader<'a>),
-    /// Another check is asking: wait for its answer.
-    Follow(Flight),
 }
 
 impl ExternalAuth {
@@ -305,9 +222,8 @@ impl ExternalAuth {
             cache_key: settings.cache_key,
             client: client(&url, settings.timeout)?,
             url,
-            state: Mutex::new(State::default()),
+            flights: SingleFlight::default(),
             calls: AtomicU64::new(0),
-            coalesced: AtomicU64::new(0),
             stats: Arc::default(),
             anonymous_subject: Arc::from(ANONYMOUS),
             no_roles: Arc::from(Vec::new()),
@@ -322,7 +238,7 @@ impl ExternalAuth {
         }
         let key = self.key(request);
         for _ in 0..MAX_ROUNDS {
-            match self.join(key) {
+            match self.flights.join(key) {
                 Turn::Hit(decision) => {
                     self.stats.hit();
                     return decision;
@@ -330,11 +246,11 @@ impl ExternalAuth {
                 Turn::Lead(leader) => {
                     self.stats.miss();
                     let decision = self.ask(request).await;
-                    leader.finish(&decision);
+                    leader.finish(&decision, self.ttl(&decision));
                     return decision;
                 }
                 Turn::Follow(flight) => {
-                    if let Some(decision) = self.follow(flight).await {
+                    if let Some(decision) = SingleFlight::follow(flight, self.timeout).await {
                         self.stats.miss();
                         return decision;
                     }
@@ -343,7 +259,7 @@ impl ExternalAuth {
             }
         }
         self.stats.miss();
-        let epoch = self.lock().epoch;
+        let epoch = self.flights.epoch();
         let decision = self.ask(request).await;
         self.remember(key, &decision, epoch);
         decision
@@ -360,10 +276,7 @@ impl ExternalAuth {
     /// Empties the decision cache and forgets the calls in flight (their answers are still
     /// delivered to the checks waiting for them, but not cached). Every reload calls this.
     pub fn clear(&self) {
-        let mut state = self.lock();
-        state.cache.clear();
-        state.in_flight.clear();
-        state.epoch = state.epoch.wrapping_add(1);
+        self.flights.clear();
     }
 
     /// Calls made to the auth service so far (for tests/metrics).
@@ -373,7 +286,7 @@ impl ExternalAuth {
 
     /// Checks answered by waiting on another check's call instead of calling (for tests/metrics).
     pub fn coalesced(&self) -> u64 {
-        self.coalesced.load(Ordering::Relaxed)
+        self.flights.coalesced()
     }
 
     /// Takes over the metrics of the `ExternalAuth` this one replaces on a reload.
@@ -394,10 +307,6 @@ impl ExternalAuth {
     /// request's method and URI reach the auth service).
     fn caches(&self) -> bool {
         !self.cache_ttl.is_zero() || !self.negative_cache_ttl.is_zero()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cache key for `cache_key`: the forwarded credentials, plus for `"request"` the
@@ -466,56 +375,11 @@ impl ExternalAuth {
         )))
     }
 
-    /// Under one lock: a cached decision, or the call in flight to wait for, or leadership.
-    fn join(&self, key: Key) -> Turn<'_> {
-        let mut state = self.lock();
-        if let Some(decision) = state.cache.get(&key, Instant::now()) {
-            return Turn::Hit(decision);
-        }
-        if let Some(flight) = state.in_flight.get(&key) {
-            // A closed channel means its leader is gone; lead a new call in its place.
-            if flight.has_changed().is_ok() {
-                self.coalesced.fetch_add(1, Ordering::Relaxed);
-                return Turn::Follow(flight.clone());
-            }
-        }
-        let (sender, flight) = watch::channel(None);
-        state.in_flight.insert(key, flight);
-        Turn::Lead(Leader {
-            auth: self,
-            key,
-            epoch: state.epoch,
-            sender,
-            finished: false,
-        })
-    }
-
-    /// Waits for the leader's decision; `None` if the leader went away without one.
-    async fn follow(&self, mut flight: Flight) -> Option<ExternalDecision> {
-        let wait = self.timeout.saturating_add(FOLLOW_GRACE);
-        match tokio::time::timeout(wait, flight.wait_for(Option::is_some)).await {
-            Ok(Ok(decision)) => decision.clone(),
-            Ok(Err(_leader_gone)) => None,
-            Err(_elapsed) => {
-                tracing::warn!("external auth call in flight did not finish in time");
-                Some(ExternalDecision::Unavailable)
-            }
-        }
-    }
-
     /// Caches `decision` if its kind is cacheable and no [`clear`](Self::clear) happened since
     /// `epoch`.
     fn remember(&self, key: Key, decision: &ExternalDecision, epoch: u64) {
-        let ttl = self.ttl(decision);
-        if ttl.is_zero() {
-            return;
-        }
-        let mut state = self.lock();
-        if state.epoch == epoch {
-            state
-                .cache
-                .insert(key, decision.clone(), ttl, Instant::now());
-        }
+        self.flights
+            .remember(key, decision, self.ttl(decision), epoch);
     }
 
     /// How long `decision` may be cached (zero: not at all).
@@ -659,201 +523,6 @@ impl ExternalAuth {
             copy: Arc::from(copy),
             anonymous,
         }
-    }
-}
-
-/// The check that makes the auth call for a key. Dropping it without [`Leader::finish`] (the
-/// check was cancelled or panicked) removes its in-flight entry and closes the channel, so its
-/// followers stop waiting and try again.
-struct Leader<'a> {
-    auth: &'a ExternalAuth,
-    key: Key,
-    /// The cache epoch when the call started.
-    epoch: u64,
-    sender: watch::Sender<Option<ExternalDecision>>,
-    finished: bool,
-}
-
-impl Leader<'_> {
-    /// Caches the decision (unless the cache was cleared meanwhile), retires the in-flight entry
-    /// (in one critical section, so a newcomer sees one or the other) and wakes the followers.
-    fn finish(mut self, decision: &ExternalDecision) {
-        let ttl = self.auth.ttl(decision);
-        {
-            let mut state = self.auth.lock();
-            if !ttl.is_zero() && state.epoch == self.epoch {
-                state
-                    .cache
-                    .insert(self.key, decision.clone(), ttl, Instant::now());
-            }
-            self.retire(&mut state);
-        }
-        self.finished = true;
-        self.sender.send_replace(Some(decision.clone()));
-    }
-
-    /// Removes this leader's in-flight entry (and only this leader's).
-    fn retire(&self, state: &mut State) {
-        let ours = state
-            .in_flight
-            .get(&self.key)
-            .is_some_and(|flight| flight.same_channel(&self.sender.subscribe()));
-        if ours {
-            state.in_flight.remove(&self.key);
-        }
-    }
-}
-
-impl Drop for Leader<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            let mut state = self.auth.lock();
-            self.retire(&mut state);
-        }
-    }
-}
-
-/// A cached decision and when it stops counting.
-struct Entry {
-    decision: ExternalDecision,
-    expires: Instant,
-}
-
-/// The decision cache: allows and denials apart, each bounded on its own, so a flood of unknown
-/// credentials (denials) can only evict other denials, never a live allow.
-struct Cache {
-    allows: Bounded,
-    denials: Bounded,
-}
-
-impl Default for Cache {
-    fn default() -> Self {
-        Self {
-            allows: Bounded::new(MAX_ALLOWS),
-            denials: Bounded::new(MAX_DENIALS),
-        }
-    }
-}
-
-impl Cache {
-    /// The live decision for `key`.
-    fn get(&mut self, key: &Key, now: Instant) -> Option<ExternalDecision> {
-        self.allows
-            .get(key, now)
-            .or_else(|| self.denials.get(key, now))
-    }
-
-    /// Stores `decision` for `ttl` in the map of its kind.
-    fn insert(&mut self, key: Key, decision: ExternalDecision, ttl: Duration, now: Instant) {
-        match decision {
-            ExternalDecision::Allow { .. } => {
-                self.denials.remove(&key);
-                self.allows.insert(key, decision, ttl, now);
-            }
-            _ => {
-                self.allows.remove(&key);
-                self.denials.insert(key, decision, ttl, now);
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.allows.clear();
-        self.denials.clear();
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.allows.entries.len() + self.denials.entries.len()
-    }
-}
-
-/// A map of at most `capacity` entries that evicts the oldest first. Its entries share one TTL,
-/// so insertion order is expiry order: the front of `order` is both the next to expire and the
-/// oldest. `order` may hold stale pairs (a key removed or stored again); a pair counts only while
-/// it matches the map's entry.
-struct Bounded {
-    entries: HashMap<Key, Entry>,
-    order: VecDeque<(Key, Instant)>,
-    capacity: usize,
-}
-
-impl Bounded {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// The live decision for `key`; an expired one is dropped.
-    fn get(&mut self, key: &Key, now: Instant) -> Option<ExternalDecision> {
-        let entry = self.entries.get(key)?;
-        if entry.expires > now {
-            return Some(entry.decision.clone());
-        }
-        self.entries.remove(key);
-        None
-    }
-
-    /// Stores `decision` for `ttl`: expired entries go first, then, while full, the oldest.
-    fn insert(&mut self, key: Key, decision: ExternalDecision, ttl: Duration, now: Instant) {
-        let Some(expires) = now.checked_add(ttl) else {
-            return;
-        };
-        self.pop_while(|_, at| at <= now);
-        if !self.entries.contains_key(&key) {
-            let capacity = self.capacity;
-            let mut evicted = 0usize;
-            self.pop_while(|entries, _| {
-                entries.len() >= capacity && {
-                    evicted += 1;
-                    true
-                }
-            });
-            if evicted > 0 {
-                tracing::debug!(evicted, "external auth decision cache full; oldest evicted");
-            }
-        }
-        self.entries.insert(key, Entry { decision, expires });
-        self.order.push_back((key, expires));
-        if self.order.len() > self.capacity.saturating_mul(2) {
-            self.compact();
-        }
-    }
-
-    fn remove(&mut self, key: &Key) {
-        self.entries.remove(key);
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.order.clear();
-    }
-
-    /// Pops the front of `order` (dropping its entry if the pair is current) while `pop` says so.
-    fn pop_while(&mut self, mut pop: impl FnMut(&HashMap<Key, Entry>, Instant) -> bool) {
-        while let Some(&(key, at)) = self.order.front() {
-            if !pop(&self.entries, at) {
-                return;
-            }
-            self.order.pop_front();
-            if self.entries.get(&key).is_some_and(|e| e.expires == at) {
-                self.entries.remove(&key);
-            }
-        }
-    }
-
-    /// Rebuilds `order` from the live entries, dropping stale pairs.
-    fn compact(&mut self) {
-        let mut order: Vec<(Key, Instant)> = self
-            .entries
-            .iter()
-            .map(|(key, entry)| (*key, entry.expires))
-            .collect();
-        order.sort_by_key(|(_, at)| *at);
-        self.order = order.into();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The decision cache's TTLs on tokio's paused clock: an allow lives exactly `cache_ttl`, a
 //! 401/403 denial exactly `negative_cache_ttl`, and nothing else is cached; no network, no
 //! sleeping. Decisions enter the cache the way a real check's do: through the leader of a call
-//! ([`ExternalAuth::join`] → [`Leader::finish`]) or [`ExternalAuth::remember`].
+//! (`SingleFlight::join` → `Leader::finish`) or [`ExternalAuth::remember`].
 
 use super::*;
 
@@ -38,8 +38,8 @@ fn deny(status: StatusCode) -> ExternalDecision {
 
 /// Leads a call for `key` and finishes it with `decision`, as a real check does.
 fn decide(auth: &ExternalAuth, key: Key, decision: &ExternalDecision) {
-    match auth.join(key) {
-        Turn::Lead(leader) => leader.finish(decision),
+    match auth.flights.join(key) {
+        Turn::Lead(leader) => leader.finish(decision, auth.ttl(decision)),
         Turn::Hit(_) => panic!("a live entry where none was expected"),
         Turn::Follow(_) => panic!("a call in flight where none was expected"),
     }
@@ -48,7 +48,7 @@ fn decide(auth: &ExternalAuth, key: Key, decision: &ExternalDecision) {
 /// The cached decision for `key`, if live. A miss makes this check the leader; dropping it
 /// retires the call without caching anything.
 fn cached(auth: &ExternalAuth, key: Key) -> Option<ExternalDecision> {
-    match auth.join(key) {
+    match auth.flights.join(key) {
         Turn::Hit(decision) => Some(decision),
         Turn::Lead(_) | Turn::Follow(_) => None,
     }
@@ -142,11 +142,11 @@ async fn an_allow_replaces_a_cached_refusal_with_its_own_ttl() {
 #[tokio::test(start_paused = true)]
 async fn a_call_that_started_before_a_clear_does_not_refill_the_cache() {
     let auth = auth(TTL, NEGATIVE_TTL);
-    let Turn::Lead(leader) = auth.join([1; 32]) else {
+    let Turn::Lead(leader) = auth.flights.join([1; 32]) else {
         panic!("empty cache: this check leads");
     };
     auth.clear();
-    leader.finish(&allow());
+    leader.finish(&allow(), TTL);
     assert!(cached(&auth, [1; 32]).is_none());
     auth.remember([2; 32], &allow(), 0);
     assert!(
