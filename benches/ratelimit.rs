@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::config::{OnError, Rate, RateBackend, RateKey, RatePolicy};
-use gatehouse::ratelimit::{Limited, RateLimits, Subject};
+use gatehouse::ratelimit::{RateLimits, RateRefusal, Subject};
 
 /// Live keys in the local benches.
 const LIVE_KEYS: u32 = 100_000;
@@ -208,7 +208,7 @@ fn redis_path(c: &mut Criterion) {
                     n = (n + 1) % REDIS_KEYS;
                     let decision = limits.check("p", &subject_ip(n)).await;
                     assert!(
-                        !matches!(decision, Err(Limited::Unavailable)),
+                        !matches!(decision, Err(RateRefusal::Unavailable)),
                         "Redis failed"
                     );
                     black_box(decision.is_ok());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use time::OffsetDateTime;
 
-use super::external::{AuthRequest, Decision, ExternalAuth};
+use super::external::{AuthRequest, ExternalAuth, ExternalDecision};
 use super::failures::FailureLimit;
 use super::jwt::{JwtVerifier, looks_like_jwt};
 use super::session::csrf::Target;
@@ -220,7 +220,7 @@ impl Authenticator {
         };
         if let Some(external) = external {
             let decision = external.check(&external_request(attempt)).await;
-            let refused = matches!(&decision, Decision::Deny(deny) if deny.is_refusal());
+            let refused = matches!(&decision, ExternalDecision::Deny(deny) if deny.is_refusal());
             return external_decision(decision).map_err(|error| {
                 if refused && external_credential {
                     // Like an invalid token: a guess costs budget, cached answer or not.
@@ -358,9 +358,9 @@ fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
     }
 }
 
-fn external_decision(decision: Decision) -> Result<Authenticated, GatewayError> {
+fn external_decision(decision: ExternalDecision) -> Result<Authenticated, GatewayError> {
     match decision {
-        Decision::Allow {
+        ExternalDecision::Allow {
             identity,
             copy,
             anonymous,
@@ -369,9 +369,9 @@ fn external_decision(decision: Decision) -> Result<Authenticated, GatewayError> 
             copy: Some(copy),
             anonymous,
         }),
-        Decision::Deny(response) => Err(GatewayError::AuthDenied(response)),
-        Decision::Unavailable => Err(GatewayError::AuthUnavailable),
-        Decision::Unexpected(_) => Err(GatewayError::AuthUnexpectedStatus),
+        ExternalDecision::Deny(response) => Err(GatewayError::AuthDenied(response)),
+        ExternalDecision::Unavailable => Err(GatewayError::AuthUnavailable),
+        ExternalDecision::Unexpected(_) => Err(GatewayError::AuthUnexpectedStatus),
     }
 }
 

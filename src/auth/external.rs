@@ -5,21 +5,21 @@
 //! that carry a body, never the client's framing, `Upgrade` or `Connection` headers) carrying only
 //! the configured `forward_headers` the client sent, plus `X-Forwarded-Method`, `X-Forwarded-Uri`,
 //! `X-Forwarded-Host`, `X-Forwarded-For` (the client IP) and `X-Request-Id`. The answer becomes a
-//! [`Decision`]:
+//! [`ExternalDecision`]:
 //!
 //! | auth service answer | decision | the client sees |
 //! |---|---|---|
-//! | 2xx | [`Decision::Allow`] | the upstream's response; `copy_headers` go upstream |
-//! | 401, 403, 429 | [`Decision::Deny`] | the auth service's status, body, `Content-Type`, `WWW-Authenticate`, `Retry-After` |
-//! | timeout, refused, broken, 5xx | [`Decision::Unavailable`] | 503 `auth service unavailable` |
-//! | anything else | [`Decision::Unexpected`] | 500 `unexpected auth service status` |
+//! | 2xx | [`ExternalDecision::Allow`] | the upstream's response; `copy_headers` go upstream |
+//! | 401, 403, 429 | [`ExternalDecision::Deny`] | the auth service's status, body, `Content-Type`, `WWW-Authenticate`, `Retry-After` |
+//! | timeout, refused, broken, 5xx | [`ExternalDecision::Unavailable`] | 503 `auth service unavailable` |
+//! | anything else | [`ExternalDecision::Unexpected`] | 500 `unexpected auth service status` |
 //!
 //! # Who an allowed caller is (SPEC §8.3)
 //! The value of the first `copy_headers` header present on the 2xx answer; without one,
 //! `external:` + the first 12 hex characters of a SHA-256 over the forwarded header values, so
 //! two callers with different credentials never share an identity (nor an identity-keyed rate
 //! limit). A request that sent none of the forward headers has no credential: it is allowed as
-//! `anonymous` and rate-limited by client IP ([`Decision::Allow`]'s `anonymous`).
+//! `anonymous` and rate-limited by client IP ([`ExternalDecision::Allow`]'s `anonymous`).
 //!
 //! # The decision cache (SPEC §8.2)
 //! A decision is reused only for what the auth service decided on. With `cache_key = "request"`
@@ -32,7 +32,8 @@
 //! its oldest entry when full, so a flood of unknown credentials (all denials) never evicts a live
 //! allow. [`ExternalAuth::clear`] empties both; every reload calls it, changed or not. Concurrent
 //! checks with the same key share one auth call (single flight), so a burst of identical new
-//! requests costs the auth service one call.
+//! requests costs the auth service one call. The maps are in `external/cache.rs`, the calls in
+//! flight in `external/single_flight.rs`; the TTL rules stay here.
 //!
 //! # Credentials in the URL
 //! `url = "http://user:password@auth/check"` authenticates gatehouse itself to the auth service:
@@ -44,11 +45,10 @@
 //!
 //! No header value (credential or not) ever reaches a log line, an error or `Debug` output.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -60,9 +60,6 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
-// The cache's clock is tokio's: the same as `std::time::Instant` in the gateway, and one that
-// tests can pause and advance to see a TTL end (`external/cache_ttl_tests.rs`).
 use tokio::time::Instant;
 
 use super::{AuthMethod, Identity};
@@ -73,6 +70,14 @@ use crate::http::client::{HttpsClient, Pool, Roots};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 use crate::observe::auth_service::AuthServiceStats;
 
+mod cache;
+mod decision;
+mod single_flight;
+
+use self::cache::Key;
+pub use self::decision::ExternalDecision;
+use self::single_flight::{SingleFlight, Turn};
+
 /// `x-forwarded-method`: the client's method, for the auth service.
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 /// `x-forwarded-uri`: the client's normalised path and query, for the auth service.
@@ -82,11 +87,6 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Most bytes of a denial body passed through to the client.
 const MAX_DENY_BODY: usize = 64 * 1024;
-/// Most cached allows; past it expired entries go, then the oldest.
-const MAX_ALLOWS: usize = 10_000;
-/// Most cached denials, kept apart from the allows so a flood of unknown credentials only ever
-/// evicts other denials.
-const MAX_DENIALS: usize = 10_000;
 /// The subject of an allowed request that carried no credential.
 const ANONYMOUS: &str = "anonymous";
 /// Hex characters of the credential hash in an `external:` subject.
@@ -94,8 +94,6 @@ const SUBJECT_HASH_CHARS: usize = 12;
 /// How many times a follower whose leader vanished (cancelled, panicked) tries to join or lead a
 /// new call before calling on its own.
 const MAX_ROUNDS: usize = 3;
-/// Extra time a follower waits beyond `timeout` for a leader that is not being polled.
-const FOLLOW_GRACE: Duration = Duration::from_millis(250);
 /// Idle keep-alive connections kept to the auth service.
 const MAX_IDLE_CONNECTIONS: usize = 64;
 /// How long an idle keep-alive connection to the auth service is kept.
@@ -119,11 +117,6 @@ const NEVER_FORWARDED: [&str; 14] = [
     "x-forwarded-for",
     "x-request-id",
 ];
-
-/// The cache key: SHA-256 over what the decision may be reused for (see `cache_key`).
-type Key = [u8; 32];
-/// One in-flight auth call, as seen by the checks waiting for it.
-type Flight = watch::Receiver<Option<Decision>>;
 
 /// One request to authenticate: what the auth service is told about it.
 pub struct AuthRequest<'a> {
@@ -156,61 +149,6 @@ impl fmt::Debug for AuthRequest<'_> {
     }
 }
 
-/// What the auth service decided about one request.
-#[derive(Clone)]
-pub enum Decision {
-    /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
-    /// values, in configuration order), to be set on the upstream request.
-    Allow {
-        /// The caller: `subject` from the first configured copy header present, else
-        /// `external:` + a hash of the forwarded credential, else `anonymous`.
-        identity: Identity,
-        /// Auth response headers to set on the upstream request.
-        copy: Arc<[(HeaderName, HeaderValue)]>,
-        /// No credential was sent and the service named nobody: rate limits key on the IP.
-        anonymous: bool,
-    },
-    /// 401, 403 or 429: returned to the client as the auth service sent it.
-    Deny(Arc<PassThrough>),
-    /// Timeout, refused or broken connection, or 5xx: the pipeline answers 503
-    /// `auth service unavailable`.
-    Unavailable,
-    /// Any other status: the pipeline answers 500 `unexpected auth service status`.
-    Unexpected(u16),
-}
-
-impl fmt::Debug for Decision {
-    /// Copied header values are left out: an auth service may hand a credential to upstreams.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Allow {
-                identity,
-                copy,
-                anonymous,
-            } => f
-                .debug_struct("Allow")
-                .field("identity", identity)
-                .field("copy", &HeaderNames(copy))
-                .field("anonymous", anonymous)
-                .finish(),
-            Self::Deny(deny) => f.debug_tuple("Deny").field(deny).finish(),
-            Self::Unavailable => f.write_str("Unavailable"),
-            Self::Unexpected(status) => f.debug_tuple("Unexpected").field(status).finish(),
-        }
-    }
-}
-
-/// Debug-prints header names only.
-struct HeaderNames<'a>(&'a [(HeaderName, HeaderValue)]);
-
-impl fmt::Debug for HeaderNames<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(name, _)| name))
-            .finish()
-    }
-}
-
 /// The `[auth.external]` client: asks the auth service, caches and coalesces its decisions.
 ///
 /// The decision cache lives inside this value. A reload builds a fresh `ExternalAuth` from new
@@ -232,9 +170,9 @@ pub struct ExternalAuth {
     negative_cache_ttl: Duration,
     cache_key: CacheKey,
     client: HttpsClient<Body>,
-    state: Mutex<State>,
+    /// The decision cache and the calls in flight.
+    flights: SingleFlight,
     calls: AtomicU64,
-    coalesced: AtomicU64,
     /// `/metrics` counters, handed on to the next `ExternalAuth` by [`Self::keep_stats`].
     stats: Arc<AuthServiceStats>,
     anonymous_subject: Arc<str>,
@@ -258,27 +196,6 @@ impl fmt::Debug for ExternalAuth {
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
-}
-
-/// The cache and the calls in flight, under one short-held lock so that "not cached" and "nobody
-/// is asking" are decided together.
-#[derive(Default)]
-struct State {
-    cache: Cache,
-    in_flight: HashMap<Key, Flight>,
-    /// Bumped by every [`ExternalAuth::clear`]: a call that started before it does not cache its
-    /// answer after it.
-    epoch: u64,
-}
-
-/// What [`ExternalAuth::join`] found.
-enum Turn<'a> {
-    /// A live cached decision.
-    Hit(Decision),
-    /// Nobody is asking: this check makes the call.
-    Lead(Leader<'a>),
-    /// Another check is asking: wait for its answer.
-    Follow(Flight),
 }
 
 impl ExternalAuth {
@@ -305,9 +222,8 @@ impl ExternalAuth {
             cache_key: settings.cache_key,
             client: client(&url, settings.timeout)?,
             url,
-            state: Mutex::new(State::default()),
+            flights: SingleFlight::default(),
             calls: AtomicU64::new(0),
-            coalesced: AtomicU64::new(0),
             stats: Arc::default(),
             anonymous_subject: Arc::from(ANONYMOUS),
             no_roles: Arc::from(Vec::new()),
@@ -316,13 +232,13 @@ impl ExternalAuth {
 
     /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
     /// the cache or from a call already in flight for the same key when possible.
-    pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
+    pub async fn check(&self, request: &AuthRequest<'_>) -> ExternalDecision {
         if !self.caches() {
             return self.ask(request).await;
         }
         let key = self.key(request);
         for _ in 0..MAX_ROUNDS {
-            match self.join(key) {
+            match self.flights.join(key) {
                 Turn::Hit(decision) => {
                     self.stats.hit();
                     return decision;
@@ -330,11 +246,11 @@ impl ExternalAuth {
                 Turn::Lead(leader) => {
                     self.stats.miss();
                     let decision = self.ask(request).await;
-                    leader.finish(&decision);
+                    leader.finish(&decision, self.ttl(&decision));
                     return decision;
                 }
                 Turn::Follow(flight) => {
-                    if let Some(decision) = self.follow(flight).await {
+                    if let Some(decision) = SingleFlight::follow(flight, self.timeout).await {
                         self.stats.miss();
                         return decision;
                     }
@@ -343,7 +259,7 @@ impl ExternalAuth {
             }
         }
         self.stats.miss();
-        let epoch = self.lock().epoch;
+        let epoch = self.flights.epoch();
         let decision = self.ask(request).await;
         self.remember(key, &decision, epoch);
         decision
@@ -360,10 +276,7 @@ impl ExternalAuth {
     /// Empties the decision cache and forgets the calls in flight (their answers are still
     /// delivered to the checks waiting for them, but not cached). Every reload calls this.
     pub fn clear(&self) {
-        let mut state = self.lock();
-        state.cache.clear();
-        state.in_flight.clear();
-        state.epoch = state.epoch.wrapping_add(1);
+        self.flights.clear();
     }
 
     /// Calls made to the auth service so far (for tests/metrics).
@@ -373,7 +286,7 @@ impl ExternalAuth {
 
     /// Checks answered by waiting on another check's call instead of calling (for tests/metrics).
     pub fn coalesced(&self) -> u64 {
-        self.coalesced.load(Ordering::Relaxed)
+        self.flights.coalesced()
     }
 
     /// Takes over the metrics of the `ExternalAuth` this one replaces on a reload.
@@ -394,10 +307,6 @@ impl ExternalAuth {
     /// request's method and URI reach the auth service).
     fn caches(&self) -> bool {
         !self.cache_ttl.is_zero() || !self.negative_cache_ttl.is_zero()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cache key for `cache_key`: the forwarded credentials, plus for `"request"` the
@@ -466,73 +375,30 @@ impl ExternalAuth {
         )))
     }
 
-    /// Under one lock: a cached decision, or the call in flight to wait for, or leadership.
-    fn join(&self, key: Key) -> Turn<'_> {
-        let mut state = self.lock();
-        if let Some(decision) = state.cache.get(&key, Instant::now()) {
-            return Turn::Hit(decision);
-        }
-        if let Some(flight) = state.in_flight.get(&key) {
-            // A closed channel means its leader is gone; lead a new call in its place.
-            if flight.has_changed().is_ok() {
-                self.coalesced.fetch_add(1, Ordering::Relaxed);
-                return Turn::Follow(flight.clone());
-            }
-        }
-        let (sender, flight) = watch::channel(None);
-        state.in_flight.insert(key, flight);
-        Turn::Lead(Leader {
-            auth: self,
-            key,
-            epoch: state.epoch,
-            sender,
-            finished: false,
-        })
-    }
-
-    /// Waits for the leader's decision; `None` if the leader went away without one.
-    async fn follow(&self, mut flight: Flight) -> Option<Decision> {
-        let wait = self.timeout.saturating_add(FOLLOW_GRACE);
-        match tokio::time::timeout(wait, flight.wait_for(Option::is_some)).await {
-            Ok(Ok(decision)) => decision.clone(),
-            Ok(Err(_leader_gone)) => None,
-            Err(_elapsed) => {
-                tracing::warn!("external auth call in flight did not finish in time");
-                Some(Decision::Unavailable)
-            }
-        }
-    }
-
     /// Caches `decision` if its kind is cacheable and no [`clear`](Self::clear) happened since
     /// `epoch`.
-    fn remember(&self, key: Key, decision: &Decision, epoch: u64) {
-        let ttl = self.ttl(decision);
-        if ttl.is_zero() {
-            return;
-        }
-        let mut state = self.lock();
-        if state.epoch == epoch {
-            state
-                .cache
-                .insert(key, decision.clone(), ttl, Instant::now());
-        }
+    fn remember(&self, key: Key, decision: &ExternalDecision, epoch: u64) {
+        self.flights
+            .remember(key, decision, self.ttl(decision), epoch);
     }
 
     /// How long `decision` may be cached (zero: not at all).
-    fn ttl(&self, decision: &Decision) -> Duration {
+    fn ttl(&self, decision: &ExternalDecision) -> Duration {
         match decision {
-            Decision::Allow { .. } => self.cache_ttl,
-            Decision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
-            Decision::Deny(_) | Decision::Unavailable | Decision::Unexpected(_) => Duration::ZERO,
+            ExternalDecision::Allow { .. } => self.cache_ttl,
+            ExternalDecision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
+            ExternalDecision::Deny(_)
+            | ExternalDecision::Unavailable
+            | ExternalDecision::Unexpected(_) => Duration::ZERO,
         }
     }
 
     /// One auth call, bounded by `timeout` from connect to the end of a denial's body.
-    async fn ask(&self, request: &AuthRequest<'_>) -> Decision {
+    async fn ask(&self, request: &AuthRequest<'_>) -> ExternalDecision {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let Some(outgoing) = self.build(request) else {
             tracing::warn!("external auth request could not be built");
-            return Decision::Unavailable;
+            return ExternalDecision::Unavailable;
         };
         let subject = self.credential_subject(request.headers);
         let started = Instant::now();
@@ -544,7 +410,7 @@ impl ExternalAuth {
                         timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
                         "external auth service timed out"
                     );
-                    Decision::Unavailable
+                    ExternalDecision::Unavailable
                 }
             };
         self.stats.observe(started.elapsed());
@@ -593,12 +459,16 @@ impl ExternalAuth {
 
     /// Sends the request and classifies the answer; `subject` names an allowed caller the
     /// service does not name (`None`: no credential was sent).
-    async fn exchange(&self, outgoing: Request<Body>, subject: Option<Arc<str>>) -> Decision {
+    async fn exchange(
+        &self,
+        outgoing: Request<Body>,
+        subject: Option<Arc<str>>,
+    ) -> ExternalDecision {
         let response = match self.client.request(outgoing).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(error = %error, "external auth service unreachable");
-                return Decision::Unavailable;
+                return ExternalDecision::Unavailable;
             }
         };
         let (parts, incoming) = response.into_parts();
@@ -613,18 +483,18 @@ impl ExternalAuth {
                     status = parts.status.as_u16(),
                     "external auth service failed"
                 );
-                Decision::Unavailable
+                ExternalDecision::Unavailable
             }
             other => {
                 tracing::warn!(status = other, "unexpected external auth service status");
-                Decision::Unexpected(other)
+                ExternalDecision::Unexpected(other)
             }
         }
     }
 
     /// An allow: the copy headers present and the identity they name, else the credential's
     /// `external:` subject, else anonymous.
-    fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> Decision {
+    fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> ExternalDecision {
         let mut copy = Vec::new();
         let mut named = None;
         for name in &self.copy_headers {
@@ -643,7 +513,7 @@ impl ExternalAuth {
         let subject = named
             .or(credential_subject)
             .unwrap_or_else(|| self.anonymous_subject.clone());
-        Decision::Allow {
+        ExternalDecision::Allow {
             identity: Identity {
                 subject,
                 roles: self.no_roles.clone(),
@@ -656,201 +526,6 @@ impl ExternalAuth {
     }
 }
 
-/// The check that makes the auth call for a key. Dropping it without [`Leader::finish`] (the
-/// check was cancelled or panicked) removes its in-flight entry and closes the channel, so its
-/// followers stop waiting and try again.
-struct Leader<'a> {
-    auth: &'a ExternalAuth,
-    key: Key,
-    /// The cache epoch when the call started.
-    epoch: u64,
-    sender: watch::Sender<Option<Decision>>,
-    finished: bool,
-}
-
-impl Leader<'_> {
-    /// Caches the decision (unless the cache was cleared meanwhile), retires the in-flight entry
-    /// (in one critical section, so a newcomer sees one or the other) and wakes the followers.
-    fn finish(mut self, decision: &Decision) {
-        let ttl = self.auth.ttl(decision);
-        {
-            let mut state = self.auth.lock();
-            if !ttl.is_zero() && state.epoch == self.epoch {
-                state
-                    .cache
-                    .insert(self.key, decision.clone(), ttl, Instant::now());
-            }
-            self.retire(&mut state);
-        }
-        self.finished = true;
-        self.sender.send_replace(Some(decision.clone()));
-    }
-
-    /// Removes this leader's in-flight entry (and only this leader's).
-    fn retire(&self, state: &mut State) {
-        let ours = state
-            .in_flight
-            .get(&self.key)
-            .is_some_and(|flight| flight.same_channel(&self.sender.subscribe()));
-        if ours {
-            state.in_flight.remove(&self.key);
-        }
-    }
-}
-
-impl Drop for Leader<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            let mut state = self.auth.lock();
-            self.retire(&mut state);
-        }
-    }
-}
-
-/// A cached decision and when it stops counting.
-struct Entry {
-    decision: Decision,
-    expires: Instant,
-}
-
-/// The decision cache: allows and denials apart, each bounded on its own, so a flood of unknown
-/// credentials (denials) can only evict other denials, never a live allow.
-struct Cache {
-    allows: Bounded,
-    denials: Bounded,
-}
-
-impl Default for Cache {
-    fn default() -> Self {
-        Self {
-            allows: Bounded::new(MAX_ALLOWS),
-            denials: Bounded::new(MAX_DENIALS),
-        }
-    }
-}
-
-impl Cache {
-    /// The live decision for `key`.
-    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
-        self.allows
-            .get(key, now)
-            .or_else(|| self.denials.get(key, now))
-    }
-
-    /// Stores `decision` for `ttl` in the map of its kind.
-    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
-        match decision {
-            Decision::Allow { .. } => {
-                self.denials.remove(&key);
-                self.allows.insert(key, decision, ttl, now);
-            }
-            _ => {
-                self.allows.remove(&key);
-                self.denials.insert(key, decision, ttl, now);
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.allows.clear();
-        self.denials.clear();
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.allows.entries.len() + self.denials.entries.len()
-    }
-}
-
-/// A map of at most `capacity` entries that evicts the oldest first. Its entries share one TTL,
-/// so insertion order is expiry order: the front of `order` is both the next to expire and the
-/// oldest. `order` may hold stale pairs (a key removed or stored again); a pair counts only while
-/// it matches the map's entry.
-struct Bounded {
-    entries: HashMap<Key, Entry>,
-    order: VecDeque<(Key, Instant)>,
-    capacity: usize,
-}
-
-impl Bounded {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// The live decision for `key`; an expired one is dropped.
-    fn get(&mut self, key: &Key, now: Instant) -> Option<Decision> {
-        let entry = self.entries.get(key)?;
-        if entry.expires > now {
-            return Some(entry.decision.clone());
-        }
-        self.entries.remove(key);
-        None
-    }
-
-    /// Stores `decision` for `ttl`: expired entries go first, then, while full, the oldest.
-    fn insert(&mut self, key: Key, decision: Decision, ttl: Duration, now: Instant) {
-        let Some(expires) = now.checked_add(ttl) else {
-            return;
-        };
-        self.pop_while(|_, at| at <= now);
-        if !self.entries.contains_key(&key) {
-            let capacity = self.capacity;
-            let mut evicted = 0usize;
-            self.pop_while(|entries, _| {
-                entries.len() >= capacity && {
-                    evicted += 1;
-                    true
-                }
-            });
-            if evicted > 0 {
-                tracing::debug!(evicted, "external auth decision cache full; oldest evicted");
-            }
-        }
-        self.entries.insert(key, Entry { decision, expires });
-        self.order.push_back((key, expires));
-        if self.order.len() > self.capacity.saturating_mul(2) {
-            self.compact();
-        }
-    }
-
-    fn remove(&mut self, key: &Key) {
-        self.entries.remove(key);
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.order.clear();
-    }
-
-    /// Pops the front of `order` (dropping its entry if the pair is current) while `pop` says so.
-    fn pop_while(&mut self, mut pop: impl FnMut(&HashMap<Key, Entry>, Instant) -> bool) {
-        while let Some(&(key, at)) = self.order.front() {
-            if !pop(&self.entries, at) {
-                return;
-            }
-            self.order.pop_front();
-            if self.entries.get(&key).is_some_and(|e| e.expires == at) {
-                self.entries.remove(&key);
-            }
-        }
-    }
-
-    /// Rebuilds `order` from the live entries, dropping stale pairs.
-    fn compact(&mut self) {
-        let mut order: Vec<(Key, Instant)> = self
-            .entries
-            .iter()
-            .map(|(key, entry)| (*key, entry.expires))
-            .collect();
-        order.sort_by_key(|(_, at)| *at);
-        self.order = order.into();
-    }
-}
-
 /// Feeds `bytes` to the hash with its length in front.
 fn framed(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_be_bytes());
@@ -858,7 +533,7 @@ fn framed(hasher: &mut Sha256, bytes: &[u8]) {
 }
 
 /// A denial: the status plus the headers and (bounded) body the client gets.
-async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> Decision {
+async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> ExternalDecision {
     let mut kept = Vec::new();
     let body = match read_bounded(incoming, MAX_DENY_BODY).await {
         Ok(Some(body)) => {
@@ -876,7 +551,7 @@ async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> De
         }
         Err(error) => {
             tracing::warn!(error = %error, "external auth denial body broke off");
-            return Decision::Unavailable;
+            return ExternalDecision::Unavailable;
         }
     };
     for value in headers.get_all(WWW_AUTHENTICATE) {
@@ -885,7 +560,7 @@ async fn deny(status: StatusCode, headers: &HeaderMap, incoming: Incoming) -> De
     if let Some(value) = headers.get(RETRY_AFTER) {
         kept.push((RETRY_AFTER, value.clone()));
     }
-    Decision::Deny(Arc::new(PassThrough {
+    ExternalDecision::Deny(Arc::new(PassThrough {
         status,
         headers: kept,
         body,
@@ -1048,987 +723,7 @@ fn client(url: &Uri, timeout: Duration) -> Result<HttpsClient<Body>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use std::convert::Infallible;
-    use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
-
-    use http::Response;
-    use http_body_util::Full;
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
-    use tokio::net::TcpListener;
-    use tokio::sync::mpsc;
-
-    /// Bound on every wait in these tests.
-    const WAIT: Duration = Duration::from_secs(10);
-
-    /// What the mock auth service received.
-    #[derive(Debug, Clone)]
-    struct Recorded {
-        method: Method,
-        uri: String,
-        headers: HeaderMap,
-        body: Bytes,
-    }
-
-    /// What the mock auth service answers.
-    #[derive(Clone)]
-    struct Reply {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Bytes,
-        /// Hold the answer until [`Mock::release`].
-        hold: bool,
-    }
-
-    impl Reply {
-        fn status(status: u16) -> Self {
-            Self {
-                status,
-                headers: Vec::new(),
-                body: Bytes::new(),
-                hold: false,
-            }
-        }
-
-        fn header(mut self, name: &'static str, value: &str) -> Self {
-            self.headers.push((name, value.to_owned()));
-            self
-        }
-
-        fn body(mut self, body: impl Into<Bytes>) -> Self {
-            self.body = body.into();
-            self
-        }
-
-        fn held(mut self) -> Self {
-            self.hold = true;
-            self
-        }
-    }
-
-    struct MockState {
-        reply: Box<dyn Fn(&Recorded) -> Reply + Send + Sync>,
-        requests: Mutex<Vec<Recorded>>,
-        count: AtomicUsize,
-        arrived: mpsc::UnboundedSender<()>,
-        release: watch::Receiver<bool>,
-    }
-
-    /// A real HTTP/1.1 auth service on 127.0.0.1 that records each request and answers as
-    /// scripted.
-    struct Mock {
-        addr: SocketAddr,
-        state: Arc<MockState>,
-        arrivals: mpsc::UnboundedReceiver<()>,
-        release: watch::Sender<bool>,
-    }
-
-    impl Mock {
-        async fn start(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (arrived, arrivals) = mpsc::unbounded_channel();
-            let (release, release_rx) = watch::channel(false);
-            let state = Arc::new(MockState {
-                reply: Box::new(reply),
-                requests: Mutex::new(Vec::new()),
-                count: AtomicUsize::new(0),
-                arrived,
-                release: release_rx,
-            });
-            let serving = state.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let state = serving.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| answer(state.clone(), req));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-            Self {
-                addr,
-                state,
-                arrivals,
-                release,
-            }
-        }
-
-        fn url(&self, path: &str) -> Uri {
-            format!("http://{}{path}", self.addr).parse().unwrap()
-        }
-
-        fn count(&self) -> usize {
-            self.state.count.load(Ordering::SeqCst)
-        }
-
-        fn requests(&self) -> Vec<Recorded> {
-            self.state.requests.lock().unwrap().clone()
-        }
-
-        async fn arrival(&mut self) {
-            tokio::time::timeout(WAIT, self.arrivals.recv())
-                .await
-                .expect("auth request arrives")
-                .expect("mock running");
-        }
-
-        fn release(&self) {
-            self.release.send_replace(true);
-        }
-    }
-
-    async fn answer(
-        state: Arc<MockState>,
-        req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let (parts, incoming) = req.into_parts();
-        let body = incoming
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let recorded = Recorded {
-            method: parts.method,
-            uri: parts.uri.to_string(),
-            headers: parts.headers,
-            body,
-        };
-        let reply = (state.reply)(&recorded);
-        state.requests.lock().unwrap().push(recorded);
-        state.count.fetch_add(1, Ordering::SeqCst);
-        let _ = state.arrived.send(());
-        if reply.hold {
-            let mut release = state.release.clone();
-            let _ = release.wait_for(|released| *released).await;
-        }
-        let mut response = Response::new(Full::new(reply.body));
-        *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
-        for (name, value) in reply.headers {
-            response
-                .headers_mut()
-                .append(name, HeaderValue::from_str(&value).unwrap());
-        }
-        Ok(response)
-    }
-
-    fn settings(url: Uri) -> ExternalSettings {
-        ExternalSettings {
-            url,
-            method: Method::GET,
-            forward_headers: vec![
-                HeaderName::from_static("x-token"),
-                HeaderName::from_static("authorization"),
-            ],
-            copy_headers: vec![
-                HeaderName::from_static("x-user"),
-                HeaderName::from_static("x-tenant"),
-            ],
-            timeout: Duration::from_secs(5),
-            cache_ttl: Duration::ZERO,
-            negative_cache_ttl: Duration::ZERO,
-            cache_key: CacheKey::Request,
-        }
-    }
-
-    fn cached(url: Uri) -> ExternalSettings {
-        ExternalSettings {
-            cache_ttl: Duration::from_secs(60),
-            negative_cache_ttl: Duration::from_secs(60),
-            ..settings(url)
-        }
-    }
-
-    fn client_headers(token: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-token", HeaderValue::from_str(token).unwrap());
-        headers
-    }
-
-    async fn check_with(auth: &ExternalAuth, headers: &HeaderMap) -> Decision {
-        check_on(auth, &Method::PUT, "/api/v1/thing?x=1", headers).await
-    }
-
-    async fn check_on(
-        auth: &ExternalAuth,
-        method: &Method,
-        uri: &str,
-        headers: &HeaderMap,
-    ) -> Decision {
-        let request_id = HeaderValue::from_static("req-1");
-        let request = request(method, uri, headers, &request_id);
-        tokio::time::timeout(WAIT, auth.check(&request))
-            .await
-            .expect("check finishes")
-    }
-
-    /// A request from 203.0.113.7 to `gateway.example`.
-    fn request<'a>(
-        method: &'a Method,
-        uri: &'a str,
-        headers: &'a HeaderMap,
-        request_id: &'a HeaderValue,
-    ) -> AuthRequest<'a> {
-        AuthRequest {
-            method,
-            uri,
-            host: Some("gateway.example"),
-            headers,
-            client_ip: "203.0.113.7".parse().unwrap(),
-            request_id,
-        }
-    }
-
-    async fn check(auth: &ExternalAuth, token: &str) -> Decision {
-        check_with(auth, &client_headers(token)).await
-    }
-
-    fn denial(decision: &Decision) -> Arc<PassThrough> {
-        match decision {
-            Decision::Deny(deny) => deny.clone(),
-            other => panic!("expected a denial, got {other:?}"),
-        }
-    }
-
-    fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Vec<&'a str> {
-        headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.to_str().unwrap())
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn allow_copies_configured_headers_and_names_the_subject() {
-        let mock = Mock::start(|_| {
-            Reply::status(200)
-                .header("x-tenant", "t1")
-                .header("x-user", "alice")
-                .header("x-other", "not copied")
-                .body("ok")
-        })
-        .await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let Decision::Allow {
-            identity,
-            copy,
-            anonymous,
-        } = check(&auth, "secret-token").await
-        else {
-            panic!("expected allow");
-        };
-        assert_eq!(&*identity.subject, "alice");
-        assert!(identity.roles.is_empty());
-        assert_eq!(identity.method, AuthMethod::External);
-        assert_eq!(identity.expires, None);
-        assert!(!anonymous);
-        assert_eq!(header(&copy, "x-user"), ["alice"]);
-        assert_eq!(header(&copy, "x-tenant"), ["t1"]);
-        assert_eq!(copy.len(), 2, "only configured copy headers: {copy:?}");
-    }
-
-    /// The allowed identity and its anonymity.
-    fn allowed(decision: &Decision) -> (String, bool) {
-        match decision {
-            Decision::Allow {
-                identity,
-                anonymous,
-                ..
-            } => (identity.subject.to_string(), *anonymous),
-            other => panic!("expected allow, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn allow_without_copy_headers_is_subject_external_hash_of_the_credential() {
-        let mock = Mock::start(|_| Reply::status(204)).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let decision = check(&auth, "t").await;
-        let Decision::Allow { copy, .. } = &decision else {
-            panic!("expected allow");
-        };
-        assert!(copy.is_empty());
-        let (subject, anonymous) = allowed(&decision);
-        assert!(!anonymous);
-        let hash = subject.strip_prefix("external:").expect("external: prefix");
-        assert_eq!(hash.len(), 12);
-        assert!(
-            hash.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        );
-        assert!(
-            !subject.contains('t') || !subject.ends_with(":t"),
-            "never the credential"
-        );
-
-        // Same credential, same subject; another credential, another subject.
-        assert_eq!(allowed(&check(&auth, "t").await).0, subject);
-        let other = allowed(&check(&auth, "u").await).0;
-        assert_ne!(other, subject);
-        assert!(other.starts_with("external:"));
-        // The value moved to another forward header is another credential.
-        let mut as_authorization = HeaderMap::new();
-        as_authorization.insert("authorization", HeaderValue::from_static("t"));
-        assert_ne!(
-            allowed(&check_with(&auth, &as_authorization).await).0,
-            subject
-        );
-    }
-
-    #[tokio::test]
-    async fn allow_without_a_credential_is_anonymous_unless_the_service_names_someone() {
-        let mock = Mock::start(|_| Reply::status(200)).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert("cookie", HeaderValue::from_static("not a forward header"));
-        assert_eq!(
-            allowed(&check_with(&auth, &headers).await),
-            ("anonymous".to_owned(), true)
-        );
-        let mock = Mock::start(|_| Reply::status(200).header("x-user", "guest-7")).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        assert_eq!(
-            allowed(&check_with(&auth, &HeaderMap::new()).await),
-            ("guest-7".to_owned(), false)
-        );
-    }
-
-    #[tokio::test]
-    async fn unauthorized_passes_through_with_body_and_www_authenticate() {
-        let body = r#"{"code":401,"message":"incorrect api key auth"}"#;
-        let mock = Mock::start(move |_| {
-            Reply::status(401)
-                .header("content-type", "application/json")
-                .header("www-authenticate", r#"Bearer realm="keptn""#)
-                .header("x-internal", "dropped")
-                .body(body)
-        })
-        .await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let deny = denial(&check(&auth, "wrong").await);
-        assert_eq!(deny.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(deny.body, body);
-        assert_eq!(
-            header(&deny.headers, "www-authenticate"),
-            [r#"Bearer realm="keptn""#]
-        );
-        assert_eq!(header(&deny.headers, "content-type"), ["application/json"]);
-        assert!(header(&deny.headers, "x-internal").is_empty());
-
-        let response = deny.to_response();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            response.headers()[WWW_AUTHENTICATE],
-            r#"Bearer realm="keptn""#
-        );
-        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
-        let sent = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(sent, body);
-    }
-
-    #[tokio::test]
-    async fn forbidden_passes_through() {
-        let mock = Mock::start(|_| Reply::status(403).body("no")).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let deny = denial(&check(&auth, "t").await);
-        assert_eq!(deny.status, StatusCode::FORBIDDEN);
-        assert_eq!(deny.body, "no");
-    }
-
-    #[tokio::test]
-    async fn too_many_requests_keeps_retry_after_and_is_never_cached() {
-        let mock = Mock::start(|_| Reply::status(429).header("retry-after", "7")).await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        let deny = denial(&check(&auth, "t").await);
-        assert_eq!(deny.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(header(&deny.headers, "retry-after"), ["7"]);
-        assert_eq!(deny.to_response().headers()[RETRY_AFTER], "7");
-        denial(&check(&auth, "t").await);
-        assert_eq!(mock.count(), 2);
-    }
-
-    #[tokio::test]
-    async fn server_error_is_unavailable_and_never_cached() {
-        let mock = Mock::start(|_| Reply::status(500)).await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
-        assert_eq!(mock.count(), 2);
-    }
-
-    #[tokio::test]
-    async fn other_status_is_unexpected() {
-        let mock = Mock::start(|_| Reply::status(418)).await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(418)));
-        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(418)));
-        assert_eq!(mock.count(), 2, "unexpected answers are not cached");
-        let mock = Mock::start(|_| Reply::status(302).header("location", "/login")).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unexpected(302)));
-    }
-
-    #[tokio::test]
-    async fn slow_auth_service_is_unavailable_after_the_timeout() {
-        let mut mock = Mock::start(|_| Reply::status(200).held()).await;
-        let auth = ExternalAuth::new(&ExternalSettings {
-            timeout: Duration::from_millis(200),
-            ..settings(mock.url("/v1/auth"))
-        })
-        .unwrap();
-        let started = Instant::now();
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        mock.arrival().await;
-    }
-
-    #[tokio::test]
-    async fn refused_connection_is_unavailable() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let url = format!("http://{addr}/v1/auth").parse().unwrap();
-        let auth = ExternalAuth::new(&settings(url)).unwrap();
-        assert!(matches!(check(&auth, "t").await, Decision::Unavailable));
-        assert_eq!(auth.calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn auth_request_has_no_body_and_carries_forwarded_headers() {
-        let mock = Mock::start(|_| Reply::status(200)).await;
-        let auth = ExternalAuth::new(&ExternalSettings {
-            method: Method::POST,
-            ..settings(mock.url("/v1/auth?via=gatehouse"))
-        })
-        .unwrap();
-        let mut headers = client_headers("first");
-        headers.append("x-token", HeaderValue::from_static("second"));
-        headers.insert("authorization", HeaderValue::from_static("Bearer abc"));
-        headers.insert("cookie", HeaderValue::from_static("session=not-forwarded"));
-        headers.insert("upgrade", HeaderValue::from_static("websocket"));
-        headers.insert("connection", HeaderValue::from_static("upgrade"));
-        headers.insert("content-length", HeaderValue::from_static("5"));
-        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-        headers.insert("host", HeaderValue::from_static("gateway.example"));
-        assert!(matches!(
-            check_with(&auth, &headers).await,
-            Decision::Allow { .. }
-        ));
-
-        let [seen] = &mock.requests()[..] else {
-            panic!("one auth request expected");
-        };
-        assert_eq!(seen.method, Method::POST);
-        assert_eq!(seen.uri, "/v1/auth?via=gatehouse");
-        assert!(seen.body.is_empty());
-        let h = &seen.headers;
-        assert_eq!(h["content-length"], "0");
-        for absent in ["transfer-encoding", "upgrade", "connection", "cookie"] {
-            assert!(!h.contains_key(absent), "{absent} must not be sent: {h:?}");
-        }
-        let tokens: Vec<_> = h.get_all("x-token").iter().collect();
-        assert_eq!(tokens, ["first", "second"]);
-        assert_eq!(h["authorization"], "Bearer abc");
-        assert_eq!(h["x-forwarded-method"], "PUT");
-        assert_eq!(h["x-forwarded-uri"], "/api/v1/thing?x=1");
-        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
-        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
-        assert_eq!(h["x-request-id"], "req-1");
-        assert_eq!(h["host"], mock.addr.to_string());
-    }
-
-    #[tokio::test]
-    async fn get_auth_request_sends_no_content_length() {
-        let mock = Mock::start(|_| Reply::status(200)).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        check(&auth, "t").await;
-        let [seen] = &mock.requests()[..] else {
-            panic!("one auth request expected");
-        };
-        assert_eq!(seen.method, Method::GET);
-        assert!(!seen.headers.contains_key("content-length"));
-        assert!(!seen.headers.contains_key("transfer-encoding"));
-        assert!(seen.body.is_empty());
-    }
-
-    #[tokio::test]
-    async fn allow_is_cached_per_credential() {
-        let mock = Mock::start(|_| Reply::status(200).header("x-user", "bob")).await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        let first = check(&auth, "token-a").await;
-        let second = check(&auth, "token-a").await;
-        assert_eq!(mock.count(), 1);
-        assert_eq!(auth.calls(), 1);
-        for decision in [first, second] {
-            assert_eq!(allowed(&decision).0, "bob");
-        }
-        check(&auth, "token-b").await;
-        assert_eq!(
-            mock.count(),
-            2,
-            "different credentials are asked about separately"
-        );
-    }
-
-    #[tokio::test]
-    async fn unauthorized_is_negatively_cached() {
-        let mock = Mock::start(|_| Reply::status(401).body("nope")).await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        let first = denial(&check(&auth, "bad").await);
-        let second = denial(&check(&auth, "bad").await);
-        assert_eq!(mock.count(), 1);
-        assert_eq!(second.body, "nope");
-        assert!(Arc::ptr_eq(&first, &second));
-    }
-
-    #[tokio::test]
-    async fn zero_ttls_cache_nothing() {
-        let mock = Mock::start(|r| match r.headers.get("x-token") {
-            Some(token) if token == "good" => Reply::status(200),
-            _ => Reply::status(401),
-        })
-        .await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        for token in ["good", "good", "bad", "bad"] {
-            check(&auth, token).await;
-        }
-        assert_eq!(mock.count(), 4);
-    }
-
-    #[tokio::test]
-    async fn allow_only_ttl_does_not_cache_denials() {
-        let mock = Mock::start(|_| Reply::status(403)).await;
-        let auth = ExternalAuth::new(&ExternalSettings {
-            negative_cache_ttl: Duration::ZERO,
-            ..cached(mock.url("/v1/auth"))
-        })
-        .unwrap();
-        denial(&check(&auth, "t").await);
-        denial(&check(&auth, "t").await);
-        assert_eq!(mock.count(), 2);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_burst_of_identical_new_credentials_makes_one_call() {
-        let mut mock = Mock::start(|_| Reply::status(200).header("x-user", "carol").held()).await;
-        let auth = Arc::new(ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap());
-        let checks: Vec<_> = (0..20)
-            .map(|_| {
-                let auth = auth.clone();
-                tokio::spawn(async move { check(&auth, "fresh-token").await })
-            })
-            .collect();
-        mock.arrival().await;
-        wait_until(|| auth.coalesced() == 19).await;
-        mock.release();
-        for task in checks {
-            let decision = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
-            assert_eq!(allowed(&decision).0, "carol");
-        }
-        assert_eq!(mock.count(), 1);
-        assert_eq!(auth.calls(), 1);
-        assert!(auth.lock().in_flight.is_empty());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_cancelled_leader_does_not_wedge_its_followers() {
-        let mut mock = Mock::start(|_| Reply::status(200).held()).await;
-        let auth = Arc::new(ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap());
-        let leader = tokio::spawn({
-            let auth = auth.clone();
-            async move { check(&auth, "t").await }
-        });
-        mock.arrival().await;
-        let follower = tokio::spawn({
-            let auth = auth.clone();
-            async move { check(&auth, "t").await }
-        });
-        wait_until(|| auth.coalesced() == 1).await;
-        leader.abort();
-        // The follower takes over and asks itself.
-        mock.arrival().await;
-        mock.release();
-        let decision = tokio::time::timeout(WAIT, follower).await.unwrap().unwrap();
-        assert!(matches!(decision, Decision::Allow { .. }));
-        assert_eq!(auth.calls(), 2);
-        assert!(auth.lock().in_flight.is_empty());
-    }
-
-    /// Yields until `ready` holds, bounded by [`WAIT`].
-    async fn wait_until(ready: impl Fn() -> bool) {
-        tokio::time::timeout(WAIT, async {
-            while !ready() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("condition reached in time");
-    }
-
-    #[tokio::test]
-    async fn oversized_denial_body_is_dropped_but_the_status_kept() {
-        let mock = Mock::start(|_| {
-            Reply::status(403)
-                .header("content-type", "text/plain")
-                .body(vec![b'x'; MAX_DENY_BODY + 1])
-        })
-        .await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        let deny = denial(&check(&auth, "t").await);
-        assert_eq!(deny.status, StatusCode::FORBIDDEN);
-        assert!(deny.body.is_empty());
-        assert!(header(&deny.headers, "content-type").is_empty());
-        let mock = Mock::start(|_| Reply::status(403).body(vec![b'x'; MAX_DENY_BODY])).await;
-        let auth = ExternalAuth::new(&settings(mock.url("/v1/auth"))).unwrap();
-        assert_eq!(denial(&check(&auth, "t").await).body.len(), MAX_DENY_BODY);
-    }
-
-    /// The key of a GET /x from 203.0.113.7 to gateway.example with `headers`.
-    fn key_of(auth: &ExternalAuth, headers: &HeaderMap) -> Key {
-        let request_id = HeaderValue::from_static("rid");
-        auth.key(&request(&Method::GET, "/x", headers, &request_id))
-    }
-
-    #[test]
-    fn keys_depend_on_names_and_values_not_on_other_headers() {
-        for cache_key in [CacheKey::Request, CacheKey::Credential] {
-            let auth = ExternalAuth::new(&ExternalSettings {
-                cache_key,
-                ..settings("http://127.0.0.1:1/".parse().unwrap())
-            })
-            .unwrap();
-            let key = |headers: &HeaderMap| key_of(&auth, headers);
-            let a = client_headers("abc");
-            let mut b = client_headers("abc");
-            b.insert("cookie", HeaderValue::from_static("unrelated"));
-            assert_eq!(key(&a), key(&b));
-            assert_ne!(key(&a), key(&client_headers("abd")));
-            let mut as_bearer = HeaderMap::new();
-            as_bearer.insert("authorization", HeaderValue::from_static("abc"));
-            assert_ne!(key(&a), key(&as_bearer));
-            let mut split = client_headers("ab");
-            split.append("x-token", HeaderValue::from_static("c"));
-            assert_ne!(key(&a), key(&split));
-            assert_ne!(key(&a), key(&HeaderMap::new()));
-        }
-    }
-
-    #[test]
-    fn request_keys_cover_everything_the_service_saw_and_credential_keys_only_the_credential() {
-        let url: Uri = "http://127.0.0.1:1/".parse().unwrap();
-        let by_request = ExternalAuth::new(&settings(url.clone())).unwrap();
-        let by_credential = ExternalAuth::new(&ExternalSettings {
-            cache_key: CacheKey::Credential,
-            ..settings(url)
-        })
-        .unwrap();
-        let headers = client_headers("abc");
-        let rid = HeaderValue::from_static("rid");
-        let base = request(&Method::GET, "/reports", &headers, &rid);
-        let variants = [
-            AuthRequest {
-                method: &Method::DELETE,
-                ..request(&Method::GET, "/reports", &headers, &rid)
-            },
-            request(&Method::GET, "/admin", &headers, &rid),
-            request(&Method::GET, "/reports?all=1", &headers, &rid),
-            AuthRequest {
-                host: Some("other.example"),
-                ..request(&Method::GET, "/reports", &headers, &rid)
-            },
-            AuthRequest {
-                host: None,
-                ..request(&Method::GET, "/reports", &headers, &rid)
-            },
-            AuthRequest {
-                client_ip: "198.51.100.1".parse().unwrap(),
-                ..request(&Method::GET, "/reports", &headers, &rid)
-            },
-        ];
-        for variant in &variants {
-            assert_ne!(
-                by_request.key(&base),
-                by_request.key(variant),
-                "{variant:?}"
-            );
-            assert_eq!(
-                by_credential.key(&base),
-                by_credential.key(variant),
-                "{variant:?}"
-            );
-        }
-        let other_id = HeaderValue::from_static("another request id");
-        let same = request(&Method::GET, "/reports", &headers, &other_id);
-        assert_eq!(
-            by_request.key(&base),
-            by_request.key(&same),
-            "request ids differ always"
-        );
-    }
-
-    #[tokio::test]
-    async fn request_mode_asks_again_for_another_method_or_path() {
-        let mock = Mock::start(|r| match r.headers.get("x-forwarded-method") {
-            Some(method) if method == "GET" => Reply::status(200),
-            _ => Reply::status(403),
-        })
-        .await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        let headers = client_headers("t");
-        let get = check_on(&auth, &Method::GET, "/reports", &headers).await;
-        assert!(matches!(get, Decision::Allow { .. }));
-        let delete = check_on(&auth, &Method::DELETE, "/admin", &headers).await;
-        assert_eq!(denial(&delete).status, StatusCode::FORBIDDEN);
-        check_on(&auth, &Method::GET, "/reports", &headers).await;
-        check_on(&auth, &Method::DELETE, "/admin", &headers).await;
-        assert_eq!(mock.count(), 2, "each decision cached for its own request");
-    }
-
-    #[tokio::test]
-    async fn clear_empties_the_cache_and_a_call_in_flight_does_not_refill_it() {
-        let mock = Mock::start(|_| Reply::status(200)).await;
-        let auth = ExternalAuth::new(&cached(mock.url("/v1/auth"))).unwrap();
-        check(&auth, "t").await;
-        check(&auth, "t").await;
-        assert_eq!(mock.count(), 1);
-        auth.clear();
-        check(&auth, "t").await;
-        assert_eq!(mock.count(), 2, "cleared");
-
-        // A call that started before a clear delivers its answer but does not cache it.
-        let mut held = Mock::start(|_| Reply::status(200).held()).await;
-        let auth = Arc::new(ExternalAuth::new(&cached(held.url("/v1/auth"))).unwrap());
-        let first = tokio::spawn({
-            let auth = auth.clone();
-            async move { check(&auth, "t").await }
-        });
-        held.arrival().await;
-        auth.clear();
-        held.release();
-        let decision = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
-        assert!(matches!(decision, Decision::Allow { .. }));
-        assert_eq!(auth.lock().cache.len(), 0);
-        check(&auth, "t").await;
-        assert_eq!(held.count(), 2);
-    }
-
-    fn key(i: usize) -> Key {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        key
-    }
-
-    pub(super) fn allow_decision() -> Decision {
-        Decision::Allow {
-            identity: Identity {
-                subject: Arc::from("alice"),
-                roles: Arc::from(Vec::new()),
-                method: AuthMethod::External,
-                expires: None,
-            },
-            copy: Arc::from(Vec::new()),
-            anonymous: false,
-        }
-    }
-
-    fn deny_decision() -> Decision {
-        Decision::Deny(Arc::new(PassThrough {
-            status: StatusCode::UNAUTHORIZED,
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }))
-    }
-
-    #[test]
-    fn bounded_map_drops_expired_entries_then_the_oldest() {
-        let now = Instant::now();
-        let mut map = Bounded::new(4);
-        let ttl = Duration::from_secs(60);
-        for i in 0..4 {
-            map.insert(
-                key(i),
-                deny_decision(),
-                ttl,
-                now + Duration::from_secs(i as u64),
-            );
-        }
-        assert_eq!(map.entries.len(), 4);
-        // Full of live entries: the oldest goes.
-        map.insert(key(4), deny_decision(), ttl, now + Duration::from_secs(4));
-        assert_eq!(map.entries.len(), 4);
-        let at = now + Duration::from_secs(5);
-        assert!(map.get(&key(0), at).is_none());
-        for i in 1..=4 {
-            assert!(map.get(&key(i), at).is_some(), "{i}");
-        }
-        // Later, expired entries go before any live one.
-        let later = now + Duration::from_secs(62);
-        map.insert(key(5), deny_decision(), ttl, later);
-        assert_eq!(map.entries.len(), 3, "keys 1 and 2 expired");
-        assert!(map.get(&key(3), later).is_some());
-        assert!(map.get(&key(5), later).is_some());
-        // Storing a key again many times keeps the order queue bounded.
-        for _ in 0..100 {
-            map.insert(key(5), deny_decision(), ttl, later);
-        }
-        assert!(map.order.len() <= 8, "{}", map.order.len());
-        assert!(map.get(&key(5), later).is_some());
-        assert!(map.get(&key(4), later).is_some());
-        // Expired entries are not served.
-        assert!(map.get(&key(5), later + ttl).is_none());
-    }
-
-    #[test]
-    fn a_flood_of_denials_never_evicts_an_allow() {
-        let now = Instant::now();
-        let mut cache = Cache::default();
-        let ttl = Duration::from_secs(60);
-        cache.insert(key(usize::MAX), allow_decision(), ttl, now);
-        for i in 0..MAX_DENIALS * 2 + 1 {
-            cache.insert(key(i), deny_decision(), ttl, now);
-        }
-        assert!(matches!(
-            cache.get(&key(usize::MAX), now),
-            Some(Decision::Allow { .. })
-        ));
-        assert_eq!(cache.len(), MAX_DENIALS + 1);
-        assert!(cache.get(&key(0), now).is_none(), "the oldest denials went");
-        assert!(cache.get(&key(MAX_DENIALS * 2), now).is_some());
-        cache.clear();
-        assert_eq!(cache.len(), 0);
-    }
-
-    #[test]
-    fn new_refuses_unforwardable_headers() {
-        for bad in [
-            "content-length",
-            "host",
-            "connection",
-            "upgrade",
-            "x-forwarded-for",
-            "x-forwarded-host",
-        ] {
-            let mut s = settings("http://127.0.0.1:1/".parse().unwrap());
-            s.forward_headers.push(HeaderName::from_static(bad));
-            let error = ExternalAuth::new(&s).unwrap_err();
-            assert!(error.contains(bad), "{error}");
-        }
-    }
-
-    #[test]
-    fn base64_and_percent_decoding() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-        assert_eq!(percent_decode("p%40ss%3Aw%2fd"), b"p@ss:w/d");
-        assert_eq!(percent_decode("100%"), b"100%");
-        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
-    }
-
-    #[tokio::test]
-    async fn url_userinfo_is_sent_as_basic_auth_unless_the_client_sends_authorization() {
-        let mock = Mock::start(|_| Reply::status(200)).await;
-        let url = format!("http://gate%40house:s3cr%3At@{}/v1/auth?x=1", mock.addr);
-        let auth = ExternalAuth::new(&settings(url.parse().unwrap())).unwrap();
-        check(&auth, "t").await;
-        let mut with_authorization = client_headers("t");
-        with_authorization.insert("authorization", HeaderValue::from_static("Bearer client"));
-        check_with(&auth, &with_authorization).await;
-
-        let seen = mock.requests();
-        assert_eq!(seen.len(), 2);
-        // base64("gate@house:s3cr:t")
-        assert_eq!(
-            seen[0].headers["authorization"],
-            format!("Basic {}", base64(b"gate@house:s3cr:t"))
-        );
-        assert_eq!(seen[0].uri, "/v1/auth?x=1");
-        assert_eq!(seen[0].headers["host"], mock.addr.to_string());
-        let authorizations: Vec<_> = seen[1].headers.get_all("authorization").iter().collect();
-        assert_eq!(
-            authorizations,
-            ["Bearer client"],
-            "the client's credential is judged"
-        );
-
-        let text = format!("{auth:?}");
-        assert!(
-            !text.contains("s3cr") && !text.contains("gate") && !text.contains("x=1"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn settings_debug_hides_the_url_userinfo_and_query() {
-        let s = settings(
-            "http://user:pw-secret@auth:9000/v1/auth?key=k3y"
-                .parse()
-                .unwrap(),
-        );
-        let text = format!("{s:?}");
-        // The one redaction used everywhere (`config::redact_url`): user kept, password and
-        // query hidden.
-        assert!(
-            text.contains("http://user:***@auth:9000/v1/auth?***"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("pw-secret") && !text.contains("k3y"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn debug_output_never_shows_header_values() {
-        let headers = client_headers("super-secret");
-        let request_id = HeaderValue::from_static("rid");
-        let request = AuthRequest {
-            method: &Method::GET,
-            uri: "/x?token=query-secret",
-            host: Some("gateway.example"),
-            headers: &headers,
-            client_ip: "127.0.0.1".parse().unwrap(),
-            request_id: &request_id,
-        };
-        let text = format!("{request:?}");
-        assert!(
-            !text.contains("super-secret") && !text.contains("query-secret"),
-            "{text}"
-        );
-        let allow = Decision::Allow {
-            identity: Identity {
-                subject: Arc::from("alice"),
-                roles: Arc::from(Vec::new()),
-                method: AuthMethod::External,
-                expires: None,
-            },
-            copy: Arc::from(vec![(
-                HeaderName::from_static("x-upstream-key"),
-                HeaderValue::from_static("copied-secret"),
-            )]),
-            anonymous: false,
-        };
-        let text = format!("{allow:?}");
-        assert!(
-            text.contains("x-upstream-key") && !text.contains("copied-secret"),
-            "{text}"
-        );
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod cache_ttl_tests;

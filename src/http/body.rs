@@ -1,5 +1,5 @@
 //! Body types: the boxed [`Body`] every response uses, the request-size limit enforced while
-//! streaming ([`Limited`]), the client's request body with its failures told apart from the
+//! streaming ([`LimitedBody`]), the client's request body with its failures told apart from the
 //! upstream's ([`ClientBody`]), the bounded discard of a body the gateway answered without
 //! reading ([`discard`]), and a body that can be handed to a second upstream attempt
 //! ([`Replayable`]). Nothing here buffers.
@@ -75,7 +75,7 @@ pin_project_lite::pin_project! {
     /// `max_body_bytes = 0` a chunked body then looks exactly empty, so hyper sends the upstream
     /// an empty request and drops the client's bytes (200 instead of 413).
     /// `tests/it/structure.rs` pins it.
-    pub struct Limited<B> {
+    pub struct LimitedBody<B> {
         #[pin]
         inner: B,
         remaining: u64,
@@ -83,7 +83,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B> Limited<B> {
+impl<B> LimitedBody<B> {
     /// Wraps `inner`, allowing at most `limit` bytes.
     pub fn new(inner: B, limit: u64) -> Self {
         Self {
@@ -94,7 +94,7 @@ impl<B> Limited<B> {
     }
 }
 
-impl<B> HttpBody for Limited<B>
+impl<B> HttpBody for LimitedBody<B>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -324,14 +324,14 @@ mod tests {
 
     #[tokio::test]
     async fn limited_body_fails_past_the_limit() {
-        let body = Limited::new(Full::new(Bytes::from_static(b"0123456789")), 4);
+        let body = LimitedBody::new(Full::new(Bytes::from_static(b"0123456789")), 4);
         let error = body.collect().await.expect_err("over the limit");
         assert!(BodyLimitExceeded::is_cause_of(error.as_ref()));
     }
 
     #[tokio::test]
     async fn limited_body_passes_at_the_limit() {
-        let body = Limited::new(Full::new(Bytes::from_static(b"0123")), 4);
+        let body = LimitedBody::new(Full::new(Bytes::from_static(b"0123")), 4);
         assert_eq!(body.collect().await.unwrap().to_bytes(), "0123");
     }
 
@@ -346,7 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_body_errors_are_told_apart() {
-        let error = Limited::new(ClientBody::new(failing_body()), 1024)
+        let error = LimitedBody::new(ClientBody::new(failing_body()), 1024)
             .collect()
             .await
             .expect_err("the body fails");

@@ -236,12 +236,12 @@ mod tests {
 
     /// A sink whose bytes the test can read, optionally blocked until released.
     #[derive(Clone, Default)]
-    struct Shared {
+    struct CapturedSink {
         bytes: Arc<Mutex<Vec<u8>>>,
         gate: Arc<(Mutex<bool>, Condvar)>,
     }
 
-    impl Shared {
+    impl CapturedSink {
         fn blocked() -> Self {
             let shared = Self::default();
             *shared.gate.0.lock().unwrap() = true;
@@ -258,7 +258,7 @@ mod tests {
         }
     }
 
-    impl Write for Shared {
+    impl Write for CapturedSink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             let (lock, cvar) = &*self.gate;
             let _open = cvar
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn lines_are_written_whole_and_in_order_and_flush_waits_for_them() {
-        let sink = Shared::default();
+        let sink = CapturedSink::default();
         let log = AccessLog::to_writer(Box::new(sink.clone()));
         for n in 0..1000 {
             log.send(format!("{{\"n\":{n}}}\n").into_bytes());
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_blocked_sink_drops_and_counts_instead_of_blocking() {
-        let sink = Shared::blocked();
+        let sink = CapturedSink::blocked();
         let capacity = 8;
         let log = AccessLog::with_capacity(Box::new(sink.clone()), capacity);
         let extra = 5;
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn no_thread_starts_before_the_first_line() {
-        let log = AccessLog::to_writer(Box::new(Shared::default()));
+        let log = AccessLog::to_writer(Box::new(CapturedSink::default()));
         assert!(log.queue.get().is_none());
         assert!(
             log.flush(Duration::ZERO),

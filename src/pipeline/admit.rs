@@ -13,7 +13,7 @@ use crate::auth::{Attempt, Authenticated, SessionCookie, credentials, mtls};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::proxy::upgrade;
-use crate::ratelimit::{Allowed, Limited, Subject};
+use crate::ratelimit::{Allowed, RateRefusal, Subject};
 use crate::runtime::Runtime;
 
 /// Drops client-sent identity headers before anything reads them, and takes the session cookie
@@ -124,13 +124,13 @@ pub(super) async fn limit_rate(
             ctx.rate_headers = Some(headers);
             Ok(())
         }
-        Err(Limited::Exceeded {
+        Err(RateRefusal::Exceeded {
             retry_after_secs,
             headers,
         }) => {
             ctx.rate_headers = Some(headers);
             Err(GatewayError::RateLimited { retry_after_secs })
         }
-        Err(Limited::Unavailable) => Err(GatewayError::RateLimiterUnavailable),
+        Err(RateRefusal::Unavailable) => Err(GatewayError::RateLimiterUnavailable),
     }
 }

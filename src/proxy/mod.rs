@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
-use crate::http::body::{self, Body, ClientBody, Limited};
+use crate::http::body::{self, Body, ClientBody, LimitedBody};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
 use upstream::Outgoing;
@@ -68,7 +68,7 @@ where
         headers.insert(header::HOST, host);
     }
     let body = if let Some(client_body) = body {
-        body::boxed(Limited::new(
+        body::boxed(LimitedBody::new(
             ClientBody::new(client_body),
             plan.max_body_bytes,
         ))

@@ -77,7 +77,7 @@ pub(crate) enum Key {
 
 /// One GCRA decision, the same for the local and the Redis limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub(crate) enum GcraDecision {
     /// Admitted; `remaining` more requests would be admitted right now.
     Allowed {
         /// Requests admitted at once after this one.
@@ -111,12 +111,12 @@ impl<C: Clock> LocalLimiter<C> {
     }
 
     /// Takes one cell for `key`.
-    pub(crate) fn check(&self, key: &Key) -> Decision {
+    pub(crate) fn check(&self, key: &Key) -> GcraDecision {
         match self.limiter.check_key(key) {
-            Ok(snapshot) => Decision::Allowed {
+            Ok(snapshot) => GcraDecision::Allowed {
                 remaining: snapshot.remaining_burst_capacity(),
             },
-            Err(not_until) => Decision::Denied {
+            Err(not_until) => GcraDecision::Denied {
                 wait: not_until.wait_time_from(self.limiter.clock().now()),
             },
         }
@@ -300,7 +300,10 @@ mod tests {
         let limiter = LocalLimiter::new(quota(1, 2), clock.clone(), SHARDS, "tiny");
         let mut n = 0;
         while limiter.overflow_decisions() == 0 {
-            assert_eq!(limiter.check(&ip(n)), Decision::Allowed { remaining: 1 });
+            assert_eq!(
+                limiter.check(&ip(n)),
+                GcraDecision::Allowed { remaining: 1 }
+            );
             n += 1;
             assert!(n < 10_000, "the cap is never reached");
         }
@@ -320,10 +323,13 @@ mod tests {
                 }
             }
         }
-        assert_eq!(decisions[0], Decision::Allowed { remaining: 0 });
-        assert!(matches!(decisions[1], Decision::Denied { .. }));
+        assert_eq!(decisions[0], GcraDecision::Allowed { remaining: 0 });
+        assert!(matches!(decisions[1], GcraDecision::Denied { .. }));
         // Tracked keys keep their own budgets.
-        assert_eq!(limiter.check(&ip(0)), Decision::Allowed { remaining: 0 });
+        assert_eq!(
+            limiter.check(&ip(0)),
+            GcraDecision::Allowed { remaining: 0 }
+        );
     }
 
     #[test]
@@ -341,7 +347,10 @@ mod tests {
         // new keys are tracked, none overflows.
         clock.advance(INLINE_PURGE_INTERVAL.max(Duration::from_secs(1)));
         for n in 20_000..20_050 {
-            assert_eq!(limiter.check(&ip(n)), Decision::Allowed { remaining: 0 });
+            assert_eq!(
+                limiter.check(&ip(n)),
+                GcraDecision::Allowed { remaining: 0 }
+            );
         }
         assert_eq!(limiter.overflow_decisions(), overflowed);
     }
@@ -363,7 +372,7 @@ mod tests {
         assert_eq!(limiter.tracked_keys(), 1, "only the busy key is remembered");
         assert!(matches!(
             limiter.check(&ip(0)),
-            Decision::Allowed { remaining: 2 }
+            GcraDecision::Allowed { remaining: 2 }
         ));
     }
 

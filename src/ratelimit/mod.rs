@@ -33,7 +33,7 @@
 //! With `[rate_limits.backend]` every decision is one Lua script call in Redis (`redis.rs`); when
 //! Redis fails or is slower than `timeout`, `on_error` decides: this replica's local limiter
 //! (`local`), admit (`allow`, with `RateLimit` from the local limiter as a hint), or
-//! [`Limited::Unavailable`] (`deny`). See `redis.rs` for keys, reconnection and the error counter.
+//! [`RateRefusal::Unavailable`] (`deny`). See `redis.rs` for keys, reconnection and the error counter.
 //!
 //! # Reloads
 //!
@@ -59,7 +59,7 @@ use crate::config::{OnError, RateBackend, RateKey, RatePolicy};
 
 use self::gcra::Gcra;
 use self::headers::PolicyHeaders;
-use self::local::{Decision, Key, LocalLimiter};
+use self::local::{GcraDecision, Key, LocalLimiter};
 use self::redis::RedisBackend;
 use self::throttle::LogThrottle;
 
@@ -101,7 +101,7 @@ pub struct Allowed {
 
 /// A refused request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Limited {
+pub enum RateRefusal {
     /// Over the limit: 429 `rate limit exceeded` with `Retry-After` and the headers.
     Exceeded {
         /// `Retry-After` in whole seconds, rounded up, ≥ 1.
@@ -186,9 +186,9 @@ impl<C: Clock> RateLimits<C> {
     /// Decides one request for policy `name`. Routes without a policy never call this.
     ///
     /// # Errors
-    /// [`Limited::Exceeded`] over the limit; [`Limited::Unavailable`] when Redis cannot decide
+    /// [`RateRefusal::Exceeded`] over the limit; [`RateRefusal::Unavailable`] when Redis cannot decide
     /// and `on_error = "deny"`, or (a wiring bug) when no policy is named `name`.
-    pub async fn check(&self, name: &str, subject: &Subject<'_>) -> Result<Allowed, Limited> {
+    pub async fn check(&self, name: &str, subject: &Subject<'_>) -> Result<Allowed, RateRefusal> {
         let Some(policy) = self.policies.get(name) else {
             return Err(self.unknown_policy(name));
         };
@@ -201,7 +201,7 @@ impl<C: Clock> RateLimits<C> {
             None => match redis.on_error() {
                 OnError::Local => policy.respond(policy.local.check(&key)),
                 OnError::Allow => Ok(policy.admit(policy.local.check(&key))),
-                OnError::Deny => Err(Limited::Unavailable),
+                OnError::Deny => Err(RateRefusal::Unavailable),
             },
         }
     }
@@ -233,11 +233,11 @@ impl<C: Clock> RateLimits<C> {
             .sum()
     }
 
-    fn unknown_policy(&self, name: &str) -> Limited {
+    fn unknown_policy(&self, name: &str) -> RateRefusal {
         if self.log.ready() {
             tracing::error!(policy = name, "rate limit policy not configured; refusing");
         }
-        Limited::Unavailable
+        RateRefusal::Unavailable
     }
 }
 
@@ -278,12 +278,12 @@ impl<C: Clock> Policy<C> {
         redis::bucket_key(&self.redis_prefix, key)
     }
 
-    fn respond(&self, decision: Decision) -> Result<Allowed, Limited> {
+    fn respond(&self, decision: GcraDecision) -> Result<Allowed, RateRefusal> {
         match decision {
-            Decision::Allowed { remaining } => Ok(self.allowed(remaining)),
-            Decision::Denied { wait } => {
+            GcraDecision::Allowed { remaining } => Ok(self.allowed(remaining)),
+            GcraDecision::Denied { wait } => {
                 let retry_after_secs = ceil_secs(wait).max(1);
-                Err(Limited::Exceeded {
+                Err(RateRefusal::Exceeded {
                     retry_after_secs,
                     headers: self.headers.fields(0, retry_after_secs),
                 })
@@ -292,11 +292,11 @@ impl<C: Clock> Policy<C> {
     }
 
     /// Admits whatever `decision` says (`on_error = "allow"`), keeping its fields as a hint.
-    fn admit(&self, decision: Decision) -> Allowed {
+    fn admit(&self, decision: GcraDecision) -> Allowed {
         match self.respond(decision) {
             Ok(allowed) => allowed,
-            Err(Limited::Exceeded { headers, .. }) => Allowed { headers },
-            Err(Limited::Unavailable) => self.allowed(0),
+            Err(RateRefusal::Exceeded { headers, .. }) => Allowed { headers },
+            Err(RateRefusal::Unavailable) => self.allowed(0),
         }
     }
 

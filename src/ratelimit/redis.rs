@@ -30,7 +30,7 @@ use ::redis::{Client, ErrorKind, RedisError, Script};
 use arc_swap::ArcSwapOption;
 
 use super::gcra::Gcra;
-use super::local::{Decision, Key};
+use super::local::{GcraDecision, Key};
 use super::throttle::{LogThrottle, millis_now};
 use crate::config::{OnError, RateBackend, redact_url};
 
@@ -107,7 +107,7 @@ pub(crate) fn bucket_key(prefix: &str, key: &Key) -> String {
 /// The backend as one runtime configures it; the connection is shared with the runtimes before
 /// and after it while the URL is unchanged.
 pub(crate) struct RedisBackend {
-    shared: Arc<Shared>,
+    shared: Arc<RedisConnection>,
     timeout: Duration,
     on_error: OnError,
 }
@@ -129,7 +129,7 @@ impl RedisBackend {
     pub(crate) fn new(config: &RateBackend, previous: Option<&Self>) -> Result<Self, String> {
         let shared = match previous {
             Some(previous) if previous.shared.url == config.redis => Arc::clone(&previous.shared),
-            _ => Arc::new(Shared::new(&config.redis)?),
+            _ => Arc::new(RedisConnection::new(&config.redis)?),
         };
         Ok(Self {
             shared,
@@ -149,7 +149,7 @@ impl RedisBackend {
     }
 
     /// Takes one cell from the bucket at `key`; `None` when Redis cannot decide now.
-    pub(crate) async fn decide(&self, key: &str, gcra: Gcra) -> Option<Decision> {
+    pub(crate) async fn decide(&self, key: &str, gcra: Gcra) -> Option<GcraDecision> {
         let shared = &*self.shared;
         if !shared.may_call() {
             shared.failed(&Failure::Skipped);
@@ -183,14 +183,14 @@ impl RedisBackend {
     }
 }
 
-fn decision((admitted, wait, ahead): (i64, i64, i64), gcra: Gcra) -> Decision {
+fn decision((admitted, wait, ahead): (i64, i64, i64), gcra: Gcra) -> GcraDecision {
     let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
     if admitted == 1 {
-        Decision::Allowed {
+        GcraDecision::Allowed {
             remaining: gcra.remaining(micros(ahead)),
         }
     } else {
-        Decision::Denied { wait: micros(wait) }
+        GcraDecision::Denied { wait: micros(wait) }
     }
 }
 
@@ -206,7 +206,7 @@ impl Gcra {
 }
 
 /// Connection state shared across reloads.
-struct Shared {
+struct RedisConnection {
     url: String,
     client: Client,
     manager: ArcSwapOption<ConnectionManager>,
@@ -219,7 +219,7 @@ struct Shared {
     log: LogThrottle,
 }
 
-impl Shared {
+impl RedisConnection {
     fn new(url: &str) -> Result<Self, String> {
         // The URL may hold a password: errors and logs name it only redacted (SPEC §8.12).
         let client = Client::open(url).map_err(|error| {

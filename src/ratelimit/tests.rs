@@ -58,18 +58,18 @@ fn identified<'a>(identity: &'a Arc<str>, client_ip: &str) -> Subject<'a> {
     }
 }
 
-fn state(result: &Result<Allowed, Limited>) -> String {
+fn state(result: &Result<Allowed, RateRefusal>) -> String {
     let headers = match result {
         Ok(allowed) => &allowed.headers,
-        Err(Limited::Exceeded { headers, .. }) => headers,
-        Err(Limited::Unavailable) => panic!("unavailable"),
+        Err(RateRefusal::Exceeded { headers, .. }) => headers,
+        Err(RateRefusal::Unavailable) => panic!("unavailable"),
     };
     headers.state.to_str().unwrap().to_owned()
 }
 
-fn retry_after(result: &Result<Allowed, Limited>) -> u64 {
+fn retry_after(result: &Result<Allowed, RateRefusal>) -> u64 {
     match result {
-        Err(Limited::Exceeded {
+        Err(RateRefusal::Exceeded {
             retry_after_secs, ..
         }) => *retry_after_secs,
         other => panic!("expected Exceeded, got {other:?}"),
@@ -114,7 +114,7 @@ async fn burst_then_exceeded_with_exact_retry_after_and_headers() {
     let refused = limits.check("default", &subject).await;
     assert_eq!(retry_after(&refused), 10);
     assert_eq!(state(&refused), "\"default\";r=0;t=10");
-    if let Err(Limited::Exceeded { headers, .. }) = &refused {
+    if let Err(RateRefusal::Exceeded { headers, .. }) = &refused {
         assert_eq!(headers.policy, "\"default\";q=3;w=30");
     }
 
@@ -286,7 +286,7 @@ async fn state_survives_a_reload_with_an_unchanged_policy() {
     let without = build(&[("b", policy(RateKey::Ip, 1, 60, 3))], &clock, Some(&new));
     assert_eq!(
         without.check("a", &subject).await,
-        Err(Limited::Unavailable)
+        Err(RateRefusal::Unavailable)
     );
     let readded = build(&[("a", kept)], &clock, Some(&without));
     spend(&readded, "a", &subject, 2).await;

@@ -1,7 +1,7 @@
 //! The decision cache's TTLs on tokio's paused clock: an allow lives exactly `cache_ttl`, a
 //! 401/403 denial exactly `negative_cache_ttl`, and nothing else is cached; no network, no
 //! sleeping. Decisions enter the cache the way a real check's do: through the leader of a call
-//! ([`ExternalAuth::join`] → [`Leader::finish`]) or [`ExternalAuth::remember`].
+//! (`SingleFlight::join` → `Leader::finish`) or [`ExternalAuth::remember`].
 
 use super::*;
 
@@ -24,12 +24,12 @@ fn auth(cache_ttl: Duration, negative_cache_ttl: Duration) -> ExternalAuth {
     .unwrap()
 }
 
-fn allow() -> Decision {
+fn allow() -> ExternalDecision {
     super::tests::allow_decision()
 }
 
-fn deny(status: StatusCode) -> Decision {
-    Decision::Deny(Arc::new(PassThrough {
+fn deny(status: StatusCode) -> ExternalDecision {
+    ExternalDecision::Deny(Arc::new(PassThrough {
         status,
         headers: Vec::new(),
         body: Bytes::new(),
@@ -37,9 +37,9 @@ fn deny(status: StatusCode) -> Decision {
 }
 
 /// Leads a call for `key` and finishes it with `decision`, as a real check does.
-fn decide(auth: &ExternalAuth, key: Key, decision: &Decision) {
-    match auth.join(key) {
-        Turn::Lead(leader) => leader.finish(decision),
+fn decide(auth: &ExternalAuth, key: Key, decision: &ExternalDecision) {
+    match auth.flights.join(key) {
+        Turn::Lead(leader) => leader.finish(decision, auth.ttl(decision)),
         Turn::Hit(_) => panic!("a live entry where none was expected"),
         Turn::Follow(_) => panic!("a call in flight where none was expected"),
     }
@@ -47,15 +47,15 @@ fn decide(auth: &ExternalAuth, key: Key, decision: &Decision) {
 
 /// The cached decision for `key`, if live. A miss makes this check the leader; dropping it
 /// retires the call without caching anything.
-fn cached(auth: &ExternalAuth, key: Key) -> Option<Decision> {
-    match auth.join(key) {
+fn cached(auth: &ExternalAuth, key: Key) -> Option<ExternalDecision> {
+    match auth.flights.join(key) {
         Turn::Hit(decision) => Some(decision),
         Turn::Lead(_) | Turn::Follow(_) => None,
     }
 }
 
-fn is_allow(decision: Option<Decision>) -> bool {
-    matches!(decision, Some(Decision::Allow { .. }))
+fn is_allow(decision: Option<ExternalDecision>) -> bool {
+    matches!(decision, Some(ExternalDecision::Allow { .. }))
 }
 
 #[tokio::test(start_paused = true)]
@@ -81,7 +81,7 @@ async fn a_refusal_lives_exactly_negative_cache_ttl() {
 
         tokio::time::advance(NEGATIVE_TTL - TICK).await;
         assert!(
-            matches!(cached(&auth, [1; 32]), Some(Decision::Deny(d)) if d.status == status),
+            matches!(cached(&auth, [1; 32]), Some(ExternalDecision::Deny(d)) if d.status == status),
             "{status}: live until the last tick"
         );
         tokio::time::advance(TICK).await;
@@ -97,8 +97,8 @@ async fn rate_limits_failures_and_odd_statuses_are_never_cached() {
     let auth = auth(TTL, NEGATIVE_TTL);
     let uncached = [
         deny(StatusCode::TOO_MANY_REQUESTS),
-        Decision::Unavailable,
-        Decision::Unexpected(302),
+        ExternalDecision::Unavailable,
+        ExternalDecision::Unexpected(302),
     ];
     for (index, decision) in uncached.iter().enumerate() {
         let key = [u8::try_from(index).unwrap(); 32];
@@ -142,11 +142,11 @@ async fn an_allow_replaces_a_cached_refusal_with_its_own_ttl() {
 #[tokio::test(start_paused = true)]
 async fn a_call_that_started_before_a_clear_does_not_refill_the_cache() {
     let auth = auth(TTL, NEGATIVE_TTL);
-    let Turn::Lead(leader) = auth.join([1; 32]) else {
+    let Turn::Lead(leader) = auth.flights.join([1; 32]) else {
         panic!("empty cache: this check leads");
     };
     auth.clear();
-    leader.finish(&allow());
+    leader.finish(&allow(), TTL);
     assert!(cached(&auth, [1; 32]).is_none());
     auth.remember([2; 32], &allow(), 0);
     assert!(

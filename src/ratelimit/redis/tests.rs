@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{OnError, Rate, RateBackend, RateKey, RatePolicy};
-use crate::ratelimit::{Allowed, Limited, RateLimits, Subject};
+use crate::ratelimit::{Allowed, RateLimits, RateRefusal, Subject};
 
 use super::{Key, bucket_key, key_prefix};
 
@@ -78,14 +78,14 @@ async fn alternate(
     for i in 0..requests {
         match replicas[i % replicas.len()].check("shared", subject).await {
             Ok(allowed) => admitted.push(state(&allowed).to_owned()),
-            Err(Limited::Exceeded {
+            Err(RateRefusal::Exceeded {
                 retry_after_secs,
                 headers,
             }) => {
                 assert_eq!(retry_after_secs, 12, "one cell drips back every 12 s");
                 assert_eq!(headers.state, "\"shared\";r=0;t=12");
             }
-            Err(Limited::Unavailable) => panic!("Redis could not decide request {i}"),
+            Err(RateRefusal::Unavailable) => panic!("Redis could not decide request {i}"),
         }
     }
     admitted
@@ -207,7 +207,7 @@ async fn outage_follows_on_error_then_shared_limits_resume() {
     // deny: 503 rate limiter unavailable.
     assert_eq!(
         deny.check("shared", &subject).await,
-        Err(Limited::Unavailable)
+        Err(RateRefusal::Unavailable)
     );
     // allow: admitted, far past the budget.
     for _ in 0..10 {
@@ -219,7 +219,7 @@ async fn outage_follows_on_error_then_shared_limits_resume() {
     }
     assert!(matches!(
         local.check("shared", &subject).await,
-        Err(Limited::Exceeded { .. })
+        Err(RateRefusal::Exceeded { .. })
     ));
     for replica in [&local, &allow, &deny] {
         assert!(replica.redis_errors() > 0);
@@ -256,14 +256,14 @@ async fn startup_with_redis_down_neither_blocks_nor_waits_per_request() {
     // Not connected (nothing listens): an error, within the timeout.
     assert_eq!(
         deny.check("shared", &subject).await,
-        Err(Limited::Unavailable)
+        Err(RateRefusal::Unavailable)
     );
     assert_eq!(deny.redis_errors(), 1);
     // While marked down, checks do not wait for Redis at all.
     let skipped = Instant::now();
     assert_eq!(
         deny.check("shared", &subject).await,
-        Err(Limited::Unavailable)
+        Err(RateRefusal::Unavailable)
     );
     assert!(skipped.elapsed() < Duration::from_millis(50));
     assert_eq!(deny.redis_errors(), 2);
@@ -305,7 +305,7 @@ async fn slower_than_timeout_counts_as_an_error() {
     let started = Instant::now();
     assert_eq!(
         deny.check("shared", &subject).await,
-        Err(Limited::Unavailable)
+        Err(RateRefusal::Unavailable)
     );
     assert!(
         started.elapsed() < Duration::from_secs(1),
