@@ -55,6 +55,9 @@ pub struct ReloadStatus {
     pub error: Option<String>,
     /// Changes in the running config that need a restart (listener addresses, connection cap).
     pub restart_needed: Vec<String>,
+    /// Every watched folder is watched and the start-up gap is closed: from here on, a change
+    /// to a file is seen as an event (a file changed in the gap was reloaded first).
+    pub watching: bool,
 }
 
 impl ReloadStatus {
@@ -68,6 +71,7 @@ impl ReloadStatus {
             ok: true,
             error: None,
             restart_needed: Vec::new(),
+            watching: false,
         }
     }
 
@@ -81,6 +85,7 @@ impl ReloadStatus {
             ok: true,
             error: None,
             restart_needed: Vec::new(),
+            watching: false,
         }
     }
 
@@ -343,16 +348,24 @@ impl Reloader {
             .metrics
             .reload(!matches!(outcome, ReloadOutcome::Failed { .. }));
         let runtime = shared.runtime.load();
-        self.handle
-            .status
-            .send_modify(|status| status.record(outcome, &runtime));
+        self.handle.status.send_modify(|status| {
+            status.record(outcome, &runtime);
+            status.watching = true;
+        });
     }
 
     /// Runs the reload task until the process stops.
     pub async fn run(mut self, shared: Arc<Shared>) {
         self.follow(&shared);
-        // One rescan now that every folder is watched: closes the gap since the first load.
-        let mut pending = Some(Trigger::Files);
+        // One rescan now that every folder is watched closes the gap since the first load. It is
+        // no reload unless a file really changed in that gap: an unchanged start counts no
+        // attempt and keeps the external auth cache (a reload would empty it, SPEC §8.2).
+        let mut pending = changed_since_load(&shared).await.then_some(Trigger::Files);
+        if pending.is_none() {
+            self.handle
+                .status
+                .send_modify(|status| status.watching = true);
+        }
         loop {
             let first = match pending.take() {
                 Some(trigger) => trigger,
@@ -431,6 +444,17 @@ fn collect(trigger: Trigger, waiters: &mut Vec<oneshot::Sender<ReloadOutcome>>) 
     if let Trigger::Admin(reply) = trigger {
         waiters.push(reply);
     }
+}
+
+/// Whether a file the running configuration read differs from what it read (or cannot be read
+/// now): the start-up gap between the first load and the watches.
+async fn changed_since_load(shared: &Shared) -> bool {
+    let runtime = shared.runtime.load_full();
+    tokio::task::spawn_blocking(move || {
+        crate::runtime::hash_files(&runtime.files) != runtime.content_hash
+    })
+    .await
+    .unwrap_or(true)
 }
 
 /// Builds, validates and (if anything changed) swaps in a new runtime; the external auth cache

@@ -51,6 +51,10 @@ fn attempts(gw: &TestGateway) -> u64 {
 async fn an_idle_gateway_never_reloads() {
     let gw = watched_gateway().await;
     let before = attempts(&gw);
+    assert_eq!(
+        before, 1,
+        "only the first load counts: an unchanged start-up rescan is none"
+    );
     tokio::time::sleep(IDLE_WINDOW).await;
     assert_eq!(
         attempts(&gw),

@@ -41,10 +41,10 @@ pub async fn wait_generation(gw: &TestGateway, before: u64) -> ReloadStatus {
     status
 }
 
-/// Waits for the startup rescan (attempt 2) so a test's own change is what the next reload
-/// sees; returns the status then.
+/// Waits until the watcher is up and the start-up gap is closed, so a test's own change is what
+/// the next reload sees; returns the status then.
 pub async fn settle(gw: &TestGateway) -> ReloadStatus {
-    let status = wait_status(gw, "the startup rescan", |s| s.attempts >= 2).await;
+    let status = wait_status(gw, "the watcher to be up", |s| s.watching).await;
     assert_eq!(
         status.generation, 1,
         "nothing changed since start: {status:?}"
