@@ -198,7 +198,7 @@ async fn authenticated_requests_and_denials_are_audited_without_credentials() {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(keys.len(), 10, "{keys:?}");
+        assert_eq!(keys.len(), 11, "{keys:?}");
     };
     check(
         &read,
@@ -274,6 +274,7 @@ async fn verify_names_each_kind_of_tampering() {
     let shown = copy.display().to_string();
     let write = |lines: &[String]| std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
     let mismatch = "prev does not match the previous record";
+    let edited = "the record was changed after it was written (its hash does not match)";
     let cases: Vec<(&str, Vec<String>, String)> = vec![
         (
             "edit",
@@ -282,7 +283,18 @@ async fn verify_names_each_kind_of_tampering() {
                 l[1] = l[1].replace("\"status\":200", "\"status\":204");
                 l
             },
-            format!("{shown}:3: {mismatch} ({shown}:2)"),
+            format!("{shown}:2: {edited}"),
+        ),
+        (
+            "edit of the last record (no later prev covers it)",
+            {
+                let mut l = good.clone();
+                let last = l.len() - 1;
+                l[last] = l[last].replace("\"status\":200", "\"status\":201");
+                assert_ne!(l[last], good[last], "the edit must change the line");
+                l
+            },
+            format!("{shown}:{}: {edited}", good.len()),
         ),
         (
             "insertion",

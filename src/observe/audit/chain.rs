@@ -1,8 +1,9 @@
 //! The hash chain both the writer and `gatehouse audit verify` follow.
 //!
-//! A record is one line: a JSON object whose last key is `prev`, the lower-case hex SHA-256 of
-//! the previous line's bytes (without its newline). The first line of a fresh chain carries
-//! [`GENESIS`]. The chain runs across files: after a rotation the new file's first line carries
+//! A record is one line: a JSON object whose last two keys are `prev`, the lower-case hex SHA-256
+//! of the previous line's bytes (without its newline), and `hash`, the hex SHA-256 of the line's
+//! own bytes up to `hash` (so an edit of the last line, which no later `prev` covers, shows
+//! too). The first line of a fresh chain carries [`GENESIS`]. The chain runs across files: after a rotation the new file's first line carries
 //! the hash of the old file's last line.
 
 use std::fs::File;
@@ -21,10 +22,35 @@ pub fn line_hash(line: &[u8]) -> String {
 /// Closes a record's `body` (`{"time":…,"status":200`, without `prev` or the closing brace)
 /// into its line, chained to `prev`.
 pub fn seal(body: &[u8], prev: &str, out: &mut Vec<u8>) {
+    let start = out.len();
     out.extend_from_slice(body);
     out.extend_from_slice(b",\"prev\":\"");
     out.extend_from_slice(prev.as_bytes());
+    out.extend_from_slice(b"\"");
+    let own = line_hash(&out[start..]);
+    out.extend_from_slice(HASH_KEY);
+    out.extend_from_slice(own.as_bytes());
     out.extend_from_slice(b"\"}");
+}
+
+/// What precedes a record's own hash, the last key of its line.
+const HASH_KEY: &[u8] = b",\"hash\":\"";
+
+/// Checks a line's own `hash` against its bytes: `Err` with the reason when the line was edited
+/// after it was written, or has no well-formed `hash` as its last key.
+pub fn check_own_hash(line: &[u8]) -> Result<(), String> {
+    let tail_len = HASH_KEY.len() + 64 + 2;
+    let split = line
+        .len()
+        .checked_sub(tail_len)
+        .filter(|at| line[*at..].starts_with(HASH_KEY) && line.ends_with(b"\"}"))
+        .ok_or_else(|| "not an audit record: no \"hash\" as its last key".to_owned())?;
+    let written = &line[split + HASH_KEY.len()..line.len() - 2];
+    if line_hash(&line[..split]).as_bytes() == written {
+        Ok(())
+    } else {
+        Err("the record was changed after it was written (its hash does not match)".to_owned())
+    }
 }
 
 /// How an existing file ends: the hash to continue the chain from and whether a newline must be

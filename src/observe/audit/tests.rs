@@ -97,17 +97,29 @@ async fn every_kind_of_tampering_names_its_line() {
         l.swap(1, 2);
         l
     };
+    let last_edited = {
+        let mut l = good.clone();
+        l[4] = l[4].replace("\"status\":200", "\"status\":500");
+        assert_ne!(l[4], good[4]);
+        l
+    };
     let garbage = {
         let mut l = good.clone();
         l[3] = "not json".to_owned();
         l
     };
     for (name, tampered, line, reason) in [
-        ("edit", edited, 3, "prev does not match"),
+        ("edit", edited, 2, "changed after it was written"),
         ("insertion", inserted, 3, "prev does not match"),
         ("deletion", deleted, 3, "prev does not match"),
         ("reordering", reordered, 2, "prev does not match"),
         ("garbage", garbage, 4, "not valid JSON"),
+        (
+            "last edited",
+            last_edited,
+            5,
+            "changed after it was written",
+        ),
     ] {
         write_lines(&path, &tampered);
         let (at, why) = broken_at(verify(std::slice::from_ref(&path), false));

@@ -1,10 +1,11 @@
 //! `gatehouse audit verify FILE…`: checks the hash chain over the files in the order given, as
 //! one chain (oldest first: `audit.log.2 audit.log.1 audit.log`).
 //!
-//! Every line must be a JSON object with the audit fields, end with a newline, and carry as `prev`
-//! the SHA-256 of the line before it — across file boundaries too. The first broken record is
-//! named as `FILE:LINE: reason`. An edit shows at the record after the edited one (its `prev` no
-//! longer matches); an insertion, deletion or reordering at the first record out of place.
+//! Every line must be a JSON object with the audit fields, end with a newline, carry as `prev`
+//! the SHA-256 of the line before it — across file boundaries too — and as `hash` the SHA-256
+//! of its own bytes before `hash`. The first broken record is named as `FILE:LINE: reason`. An
+//! edit shows at the edited record (its own hash no longer matches), the last one included; an
+//! insertion, deletion or reordering at the first record out of place.
 //!
 //! Where the chain starts: the first record may carry the genesis value (a fresh chain) or the
 //! hash of a record not given (a rotated file verified on its own, its predecessors deleted).
@@ -19,10 +20,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::chain::{GENESIS, line_hash};
+use super::chain::{GENESIS, check_own_hash, line_hash};
 
 /// The keys every record has.
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "time",
     "request_id",
     "identity",
@@ -33,6 +34,7 @@ const FIELDS: [&str; 10] = [
     "route",
     "status",
     "prev",
+    "hash",
 ];
 
 /// An intact chain.
@@ -123,6 +125,7 @@ pub fn verify(files: &[PathBuf], require_genesis: bool) -> Result<Summary, Failu
                 ));
             };
             let prev = record_prev(line).map_err(broken)?;
+            check_own_hash(line).map_err(broken)?;
             match &previous {
                 Some(before) if before.hash != prev => {
                     return Err(broken(format!(
