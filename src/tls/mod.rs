@@ -14,6 +14,7 @@ pub mod self_signed;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -111,29 +112,32 @@ fn ensure_default_certificate(settings: &TlsSettings, check: &mut Collector) -> 
             );
             true
         }
-        (true, false) => {
-            check.error(
-                "tls.key",
-                format!(
-                    "{}: key file missing (certificate {} exists)",
-                    settings.key.display(),
-                    settings.cert.display()
-                ),
-            );
-            false
-        }
-        (false, true) => {
-            check.error(
-                "tls.cert",
-                format!(
-                    "{}: certificate file missing (key {} exists)",
-                    settings.cert.display(),
-                    settings.key.display()
-                ),
-            );
-            false
-        }
+        (true, false) => half_pair(
+            check,
+            ("tls.key", "key file", &settings.key),
+            ("certificate", &settings.cert),
+        ),
+        (false, true) => half_pair(
+            check,
+            ("tls.cert", "certificate file", &settings.cert),
+            ("key", &settings.key),
+        ),
     }
+}
+
+/// Records that `missing` (key, what, path) is missing while its other half exists; false.
+fn half_pair(
+    check: &mut Collector,
+    (key, what, missing): (&str, &str, &Path),
+    (other, present): (&str, &Path),
+) -> bool {
+    let reason = format!(
+        "{}: {what} missing ({other} {} exists)",
+        missing.display(),
+        present.display()
+    );
+    check.error(key, reason);
+    false
 }
 
 /// Picks a certificate by SNI: exact name, then `*.suffix` (one label), then the default.

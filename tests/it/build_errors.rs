@@ -116,29 +116,51 @@ impl Folder {
 
     /// The `key: reason` for `fault` as the build reports it: `file: key: reason`.
     fn unlocated(&self, fault: Fault) -> String {
-        let config = self.config_path();
-        let config = config.display();
-        match fault {
-            Fault::MissingCert => format!(
-                "{config}: tls.cert: {}: cannot read: No such file or directory (os error 2)",
-                self.path("certs/missing.crt").display()
+        const NOT_FOUND: &str = "No such file or directory (os error 2)";
+        let short = format!(
+            "secret is {} bytes, at least 32 required",
+            SHORT_SECRET.len()
+        );
+        let (file, key, path, reason) = match fault {
+            Fault::MissingCert => (
+                "gateway.toml",
+                "tls.cert",
+                "certs/missing.crt",
+                format!("cannot read: {NOT_FOUND}"),
             ),
-            Fault::BadTokenStore => format!(
-                "{}: tokens[0].sha256: malformed sha256: expected 64 hex characters",
-                self.path("tokens.toml").display()
+            Fault::BadTokenStore => (
+                "tokens.toml",
+                "tokens[0].sha256",
+                "",
+                "malformed sha256: expected 64 hex characters".to_owned(),
             ),
-            Fault::BadJwks => format!(
-                "{config}: auth.jwt.jwks_file: {}: no usable key",
-                self.path("jwks.json").display()
+            Fault::BadJwks => (
+                "gateway.toml",
+                "auth.jwt.jwks_file",
+                "jwks.json",
+                "no usable key".to_owned(),
             ),
-            Fault::UnwritableAudit => format!(
-                "{config}: audit.path: {}: cannot append: No such file or directory (os error 2)",
-                self.path("no-such-folder/audit.log").display()
+            Fault::UnwritableAudit => (
+                "gateway.toml",
+                "audit.path",
+                "no-such-folder/audit.log",
+                format!("cannot append: {NOT_FOUND}"),
             ),
-            Fault::ShortHmacSecret => format!(
-                "{config}: auth.jwt.hmac_secret_file: {}: secret is {} bytes, at least 32 required",
-                self.path("hmac.key").display(),
-                SHORT_SECRET.len()
+            Fault::ShortHmacSecret => (
+                "gateway.toml",
+                "auth.jwt.hmac_secret_file",
+                "hmac.key",
+                short,
+            ),
+        };
+        let file = self.path(file);
+        // The token store's problems are about its own content: no further path to name.
+        match path {
+            "" => format!("{}: {key}: {reason}", file.display()),
+            path => format!(
+                "{}: {key}: {}: {reason}",
+                file.display(),
+                self.path(path).display()
             ),
         }
     }
