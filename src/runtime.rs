@@ -79,19 +79,7 @@ impl Runtime {
         ));
         let upstreams = upstreams(&config.upstreams, previous, &mut check);
         let generation = previous.map_or(1, |p| p.generation + 1);
-        // Last, so a first start that fails elsewhere starts no writer thread (a reload shares
-        // the running writer, which only follows a runtime that was swapped in).
-        let audit = match config.audit.as_ref() {
-            Some(path) if !check.has_errors() => check
-                .keyed(AuditLog::build(
-                    path,
-                    generation,
-                    previous.and_then(|p| p.audit.as_ref()),
-                ))
-                .map(Some),
-            Some(path) => check.keyed(AuditLog::check(path)).map(|()| None),
-            None => Some(None),
-        };
+        let audit = audit(&config, generation, previous, &mut check);
         let (Some(served), Some(auth), Some(rate_limits), Some(upstreams), Some(audit)) =
             (served, auth, rate_limits, upstreams, audit)
         else {
@@ -141,6 +129,29 @@ pub fn check_files(config: &Config) -> Result<(), ConfigErrors> {
         check.keyed(AuditLog::check(path));
     }
     check.finish(())
+}
+
+/// `[audit]`, built last: a first start that fails elsewhere starts no writer thread (its path
+/// is still checked, so its problem is reported with the others). A reload shares the running
+/// writer, which only follows a runtime that was swapped in.
+fn audit(
+    config: &Config,
+    generation: u64,
+    previous: Option<&Runtime>,
+    check: &mut Collector,
+) -> Option<Option<AuditLog>> {
+    let Some(path) = &config.audit else {
+        return Some(None);
+    };
+    if check.has_errors() {
+        // The build fails anyway: only say whether the path would have been usable too.
+        check.keyed(AuditLog::check(path));
+        return None;
+    }
+    let previous = previous.and_then(|p| p.audit.as_ref());
+    check
+        .keyed(AuditLog::build(path, generation, previous))
+        .map(Some)
 }
 
 /// One pool per upstream: `previous`'s for an unchanged upstream (warm connections), else new.

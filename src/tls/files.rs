@@ -29,7 +29,7 @@ pub(super) fn pair(
         Err(error) => error,
     };
     let field = match &error {
-        CertError::Unreadable { path, .. } if *path == cert.display().to_string() => "cert",
+        CertError::Unreadable { path, .. } if path == cert => "cert",
         CertError::Unreadable { .. } | CertError::Mismatch { .. } => "key",
     };
     check.error(format!("{prefix}.{field}"), error.to_string());
