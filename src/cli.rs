@@ -243,10 +243,7 @@ fn check(path: &Path) -> ExitCode {
     let config = match config::load_quiet(path) {
         Ok(config) => config,
         Err(errors) => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            for line in check::located_all(errors.errors(), path, &text) {
-                errln!("{line}");
-            }
+            print_located(&errors, path);
             return ExitCode::from(1);
         }
     };
@@ -254,46 +251,21 @@ fn check(path: &Path) -> ExitCode {
     for warning in &config.warnings {
         errln!("warning: {warning}");
     }
-    let problems = check_files(&config);
-    if !problems.is_empty() {
-        for problem in problems {
-            errln!("{}: {problem}", path.display());
-        }
+    if let Err(errors) = crate::runtime::check_files(&config) {
+        print_located(&errors, path);
         return ExitCode::from(1);
     }
     outln!("{}", summary(&config));
     ExitCode::SUCCESS
 }
 
-/// Loads the certificates, token store and JWT keys the config names, without generating
-/// anything.
-fn check_files(config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
-    let tls = &config.tls;
-    match (tls.cert.exists(), tls.key.exists()) {
-        (false, false) if !tls.self_signed_hosts.is_empty() => {}
-        _ => {
-            if let Err(error) = crate::tls::certs::load_certified_key(&tls.cert, &tls.key) {
-                problems.push(format!("tls: {error}"));
-            }
-        }
+/// Prints each error as `file:line:column: key: reason` (config::load's and the runtime
+/// build's alike), located in the file at `path` where the key is written there.
+fn print_located(errors: &config::ConfigErrors, path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in check::located_all(errors.errors(), path, &text) {
+        errln!("{line}");
     }
-    if let Err(error) = crate::auth::Authenticator::build(&config.auth, None) {
-        problems.extend(error.lines().map(|line| format!("auth: {line}")));
-    }
-    for (i, sni) in tls.sni.iter().enumerate() {
-        if let Err(error) = crate::tls::certs::load_certified_key(&sni.cert, &sni.key) {
-            problems.push(format!("tls.sni[{i}]: {error}"));
-        }
-    }
-    if let Some(Err(error)) = tls
-        .client_ca
-        .as_deref()
-        .map(crate::tls::client_auth::load_bundle)
-    {
-        problems.push(format!("tls.client_ca: {error}"));
-    }
-    problems
 }
 
 /// The kinds a route accepts as the operator would write them; shows what an absent `auth`

@@ -22,6 +22,7 @@ use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind}
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::config::{ConfigError, ConfigErrors};
 use crate::runtime::{Runtime, Shared};
 
 /// A burst (an editor's temp-write + rename, a Kubernetes symlink swap, `token revoke`'s lock +
@@ -463,9 +464,11 @@ async fn changed_since_load(shared: &Shared) -> bool {
 pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let previous = shared.runtime.load_full();
     let base = previous.clone();
-    let built = tokio::task::spawn_blocking(move || build_stable(&base))
-        .await
-        .unwrap_or_else(|_| Err("reload build panicked".to_owned()));
+    // One message, a line per problem, each naming its file and key (`/config`, the log).
+    let built = match tokio::task::spawn_blocking(move || build_stable(&base)).await {
+        Ok(built) => built.map_err(|errors| errors.to_string()),
+        Err(_) => Err("reload build panicked".to_owned()),
+    };
     // Every reload empties the external auth decision cache (SPEC §8.2), changed or not: an
     // operator who revoked a credential at the auth service reloads to make it count now. A
     // swapped-in runtime starts with an empty cache; the kept one is cleared here.
@@ -499,12 +502,12 @@ const STABLE_BUILD_TRIES: usize = 3;
 /// Builds a runtime whose content hash matches what it parsed: the files are hashed before and
 /// after the build, and a change in between (an editor's rename landing mid-build) means the
 /// build may have parsed old bytes under the new hash, so it is redone.
-fn build_stable(previous: &Runtime) -> Result<Runtime, String> {
+fn build_stable(previous: &Runtime) -> Result<Runtime, ConfigErrors> {
     let mut files = previous.files.clone();
     let mut last = None;
     for _ in 0..STABLE_BUILD_TRIES {
         let before = crate::runtime::hash_files(&files);
-        let config = crate::config::load(&previous.config.path).map_err(|e| e.to_string())?;
+        let config = crate::config::load(&previous.config.path)?;
         let runtime = Runtime::build(config, Some(previous))?;
         if runtime.files == files && runtime.content_hash == before {
             return Ok(runtime);
@@ -514,7 +517,13 @@ fn build_stable(previous: &Runtime) -> Result<Runtime, String> {
     }
     // Still changing: apply the newest build but with a hash nothing matches, so the next event
     // (the writes are still coming) rebuilds instead of being skipped as unchanged.
-    let mut runtime = last.ok_or_else(|| "files kept changing during the reload".to_owned())?;
+    let mut runtime = last.ok_or_else(|| {
+        ConfigErrors(vec![ConfigError {
+            file: previous.config.path.clone(),
+            key: String::new(),
+            reason: "files kept changing during the reload".to_owned(),
+        }])
+    })?;
     runtime.content_hash = String::from("unsettled");
     Ok(runtime)
 }

@@ -16,8 +16,10 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::collect::Collector;
+use crate::config::{Config, ConfigErrors, UpstreamConfig};
 use crate::http::forwarded::TrustedProxies;
+use crate::observe::audit::AuditLog;
 use crate::observe::log_writer::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
@@ -63,41 +65,31 @@ impl Runtime {
     /// so call it off the request path (`spawn_blocking`).
     ///
     /// # Errors
-    /// A message naming the file or upstream that could not be used.
-    pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, String> {
-        let served = crate::tls::build(&config.tls, previous.is_none())?;
-        let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth))?;
-        let rate_limits = RateLimits::build(
+    /// Every file, URL or upstream that could not be used, each at its key (`tls.cert`,
+    /// `auth.jwt.jwks_file`, `upstreams[2].targets[0]`, `audit.path`; a token store's problems
+    /// in `tokens.toml` at their entry), never a secret.
+    pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, ConfigErrors> {
+        let mut check = Collector::new(&config.path);
+        let served = crate::tls::build(&config.tls, previous.is_none(), &mut check);
+        let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth), &mut check);
+        let rate_limits = check.keyed(RateLimits::build(
             &config.rate_limits,
             config.rate_backend.as_ref(),
             previous.map(|p| &p.rate_limits),
-        )?;
+        ));
+        let upstreams = upstreams(&config.upstreams, previous, &mut check);
+        let generation = previous.map_or(1, |p| p.generation + 1);
+        let audit = audit(&config, generation, previous, &mut check);
+        let (Some(served), Some(auth), Some(rate_limits), Some(upstreams), Some(audit)) =
+            (served, auth, rate_limits, upstreams, audit)
+        else {
+            return Err(check.into_errors());
+        };
         if let Some(jwt) = &auth.jwt {
             jwt.spawn_refresh();
         }
         let mut files = trusted_files(&config);
         files.extend(auth.files());
-        let content_hash = hash_files(&files);
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|upstream| {
-                match previous.and_then(|p| p.upstreams.iter().find(|u| u.config() == upstream)) {
-                    Some(reused) => Ok(reused.clone()),
-                    None => Upstream::new(upstream).map(Arc::new),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let generation = previous.map_or(1, |p| p.generation + 1);
-        // Last, so a build failing elsewhere never repoints the shared writer.
-        let audit = match &config.audit {
-            Some(path) => Some(crate::observe::audit::AuditLog::build(
-                path,
-                generation,
-                previous.and_then(|p| p.audit.as_ref()),
-            )?),
-            None => None,
-        };
         Ok(Self {
             router: RouteTable::new(&config.routes),
             route_labels: crate::observe::labels::RouteLabels::new(&config.routes),
@@ -108,13 +100,82 @@ impl Runtime {
             certificates: served.certificates,
             upstreams,
             generation,
+            content_hash: hash_files(&files),
             files,
-            content_hash,
             loaded_at: SystemTime::now(),
             audit,
             config: Arc::new(config),
         })
     }
+}
+
+/// What [`Runtime::build`] reads, checked the same way and reported at the same keys, but
+/// without generating a certificate, starting a thread or leaving a file behind
+/// (`gatehouse check`).
+///
+/// # Errors
+/// As [`Runtime::build`].
+pub fn check_files(config: &Config) -> Result<(), ConfigErrors> {
+    let mut check = Collector::new(&config.path);
+    crate::tls::files::check(&config.tls, &mut check);
+    Authenticator::build(&config.auth, None, &mut check);
+    check.keyed(RateLimits::build(
+        &config.rate_limits,
+        config.rate_backend.as_ref(),
+        None,
+    ));
+    upstreams(&config.upstreams, None, &mut check);
+    if let Some(path) = &config.audit {
+        check.keyed(AuditLog::check(path));
+    }
+    check.finish(())
+}
+
+/// `[audit]`, built last: a first start that fails elsewhere starts no writer thread (its path
+/// is still checked, so its problem is reported with the others). A reload shares the running
+/// writer, which only follows a runtime that was swapped in.
+fn audit(
+    config: &Config,
+    generation: u64,
+    previous: Option<&Runtime>,
+    check: &mut Collector,
+) -> Option<Option<AuditLog>> {
+    let Some(path) = &config.audit else {
+        return Some(None);
+    };
+    if check.has_errors() {
+        // The build fails anyway: only say whether the path would have been usable too.
+        check.keyed(AuditLog::check(path));
+        return None;
+    }
+    let previous = previous.and_then(|p| p.audit.as_ref());
+    check
+        .keyed(AuditLog::build(path, generation, previous))
+        .map(Some)
+}
+
+/// One pool per upstream: `previous`'s for an unchanged upstream (warm connections), else new.
+/// `None` once any failed; all are tried, so every problem is recorded.
+fn upstreams(
+    configs: &[UpstreamConfig],
+    previous: Option<&Runtime>,
+    check: &mut Collector,
+) -> Option<Vec<Arc<Upstream>>> {
+    let built: Vec<_> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, upstream)| {
+            match previous.and_then(|p| p.upstreams.iter().find(|u| u.config() == upstream)) {
+                Some(reused) => Some(reused.clone()),
+                None => check.keyed(
+                    Upstream::new(upstream)
+                        .map(Arc::new)
+                        .map_err(|e| e.under(&format!("upstreams[{i}]"))),
+                ),
+            }
+        })
+        .collect();
+    built.into_iter().collect()
 }
 
 /// Every file the runtime depends on, config first.

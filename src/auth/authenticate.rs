@@ -25,6 +25,7 @@ use super::session::csrf::Target;
 use super::session::{CookieRequest, Refusal, SessionAuth};
 use super::token_store::{self, Lookup, TokenStore};
 use super::{Identity, credentials};
+use crate::config::collect::{Collector, optional};
 use crate::config::{AuthKind, AuthSettings};
 use crate::error::GatewayError;
 use crate::timestamp::rfc3339;
@@ -107,53 +108,35 @@ impl Authenticator {
     /// Builds from settings, reusing the JWT keys of `previous` when `[auth.jwt]` is unchanged.
     /// Blocking: reads the token store, token files and JWKS file.
     ///
-    /// # Errors
-    /// Every problem, one line each, naming file and key.
+    /// Every problem is recorded in `check` (the token store's in `tokens.toml` at its entry,
+    /// the others at their `[auth]` key); `None` when any was.
     pub fn build(
         settings: &AuthSettings,
         previous: Option<&Authenticator>,
-    ) -> Result<Self, String> {
-        let tokens = match &settings.tokens {
-            Some(path) if previous.is_some() && !path.exists() => {
-                // A store that vanished mid-update (an editor's delete + recreate) must not
-                // revoke every token: refuse this reload and keep the last good store.
-                return Err(format!(
-                    "{}: token store missing; keeping the last good store",
-                    path.display()
-                ));
-            }
-            Some(path) => token_store::load(path).map_err(|errors| join_errors(&errors))?,
-            None => TokenStore::default(),
-        };
-        let jwt = match &settings.jwt {
-            Some(jwt) => {
-                let verifier = JwtVerifier::build(jwt, previous.and_then(|p| p.jwt.as_deref()))?;
-                Some(Arc::new(verifier))
-            }
-            None => None,
-        };
-        let external = settings
-            .external
-            .as_ref()
-            .map(|external| {
-                let previous = previous.and_then(|p| p.external.as_ref());
-                ExternalAuth::new(external).map(|auth| auth.keep_stats(previous))
-            })
-            .transpose()?;
-        let session = settings
-            .session
-            .as_ref()
-            .map(|s| SessionAuth::build(s, previous.and_then(|p| p.session.as_ref())))
-            .transpose()?;
-        Ok(Self {
-            tokens: Arc::new(tokens),
-            jwt,
-            external,
+        check: &mut Collector,
+    ) -> Option<Self> {
+        let tokens = tokens(settings, previous.is_some(), check);
+        let jwt = settings.jwt.as_ref().map(|jwt| {
+            let previous = previous.and_then(|p| p.jwt.as_deref());
+            check.keyed(JwtVerifier::build(jwt, previous).map(Arc::new))
+        });
+        let external = settings.external.as_ref().map(|external| {
+            let previous = previous.and_then(|p| p.external.as_ref());
+            check.keyed(ExternalAuth::new(external).map(|auth| auth.keep_stats(previous)))
+        });
+        let session = settings.session.as_ref().map(|session| {
+            let previous = previous.and_then(|p| p.session.as_ref());
+            check.keyed(SessionAuth::build(session, previous))
+        });
+        Some(Self {
+            tokens: Arc::new(tokens?),
+            jwt: optional(jwt)?,
+            external: optional(external)?,
             failures: settings
                 .failure_limit
                 .as_ref()
                 .map(|policy| Arc::new(FailureLimit::new(policy))),
-            session,
+            session: optional(session)?,
             token_headers: settings.token_headers.clone(),
             copy_headers: settings
                 .external
@@ -375,10 +358,23 @@ fn external_decision(decision: ExternalDecision) -> Result<Authenticated, Gatewa
     }
 }
 
-fn join_errors(errors: &[crate::config::ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The token store `[auth] tokens` names (empty when unset), or `None` with the problems
+/// recorded.
+fn tokens(settings: &AuthSettings, reload: bool, check: &mut Collector) -> Option<TokenStore> {
+    match &settings.tokens {
+        Some(path) if reload && !path.exists() => {
+            // A store that vanished mid-update (an editor's delete + recreate) must not revoke
+            // every token: refuse this reload and keep the last good store.
+            check.error(
+                "auth.tokens",
+                format!(
+                    "{}: token store missing; keeping the last good store",
+                    path.display()
+                ),
+            );
+            None
+        }
+        Some(path) => check.nested(token_store::load(path)),
+        None => Some(TokenStore::default()),
+    }
 }

@@ -63,6 +63,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{AuthMethod, Identity};
+use crate::config::collect::KeyError;
 use crate::config::{CacheKey, ExternalSettings};
 use crate::error::PassThrough;
 use crate::http::body::{self, Body};
@@ -206,7 +207,7 @@ impl ExternalAuth {
     /// A URL that is not absolute `http`/`https`, a forward header that must never be forwarded
     /// (framing, hop-by-hop, `Host`, or one this module sets), or an `https` URL on a system
     /// without CA roots. No error echoes the URL's userinfo.
-    pub fn new(settings: &ExternalSettings) -> Result<Self, String> {
+    pub fn new(settings: &ExternalSettings) -> Result<Self, KeyError> {
         let (url, basic) = split_userinfo(&settings.url)?;
         let host = host_header(&url)?;
         Ok(Self {
@@ -607,23 +608,19 @@ fn method_has_body(method: &Method) -> bool {
 
 /// The URL without its `user:password@`, and that userinfo as an `Authorization: Basic` value
 /// (marked sensitive). Errors never echo the userinfo.
-fn split_userinfo(url: &Uri) -> Result<(Uri, Option<HeaderValue>), String> {
+fn split_userinfo(url: &Uri) -> Result<(Uri, Option<HeaderValue>), KeyError> {
     let Some((userinfo, host)) = url.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
         return Ok((url.clone(), None));
     };
     let mut parts = url.clone().into_parts();
-    parts.authority = Some(
-        host.parse()
-            .map_err(|_| "auth.external.url: invalid host".to_owned())?,
-    );
-    let stripped =
-        Uri::from_parts(parts).map_err(|_| "auth.external.url: invalid URL".to_owned())?;
+    parts.authority = Some(host.parse().map_err(|_| url_error("invalid host"))?);
+    let stripped = Uri::from_parts(parts).map_err(|_| url_error("invalid URL"))?;
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let mut credentials = percent_decode(user);
     credentials.push(b':');
     credentials.extend(percent_decode(password));
     let mut basic = HeaderValue::from_str(&format!("Basic {}", base64(&credentials)))
-        .map_err(|_| "auth.external.url: invalid user:password".to_owned())?;
+        .map_err(|_| url_error("invalid user:password"))?;
     basic.set_sensitive(true);
     Ok((stripped, Some(basic)))
 }
@@ -674,28 +671,27 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// `Host` for the auth request: the URL's host and, if written, its port.
-fn host_header(url: &Uri) -> Result<HeaderValue, String> {
+fn host_header(url: &Uri) -> Result<HeaderValue, KeyError> {
     if !matches!(url.scheme_str(), Some("http" | "https")) {
-        return Err("auth.external.url: expected an http:// or https:// URL".to_owned());
+        return Err(url_error("expected an http:// or https:// URL"));
     }
-    let authority = url
-        .authority()
-        .ok_or_else(|| "auth.external.url: missing host".to_owned())?;
+    let authority = url.authority().ok_or_else(|| url_error("missing host"))?;
     if authority.as_str().contains('@') {
-        return Err("auth.external.url: user:password@ is not supported".to_owned());
+        return Err(url_error("user:password@ is not supported"));
     }
     HeaderValue::from_str(authority.as_str())
-        .map_err(|_| "auth.external.url: host is not a valid Host header".to_owned())
+        .map_err(|_| url_error("host is not a valid Host header"))
 }
 
 /// The configured forward headers, deduplicated, refusing the ones that must never be forwarded.
-fn forward_headers(names: &[HeaderName]) -> Result<Vec<HeaderName>, String> {
+fn forward_headers(names: &[HeaderName]) -> Result<Vec<HeaderName>, KeyError> {
     if let Some(bad) = names
         .iter()
         .find(|name| NEVER_FORWARDED.contains(&name.as_str()))
     {
-        return Err(format!(
-            "auth.external.forward_headers: {bad} is never forwarded to the auth service"
+        return Err(KeyError::new(
+            "auth.external.forward_headers",
+            format!("{bad} is never forwarded to the auth service"),
         ));
     }
     Ok(dedup(names))
@@ -713,13 +709,22 @@ fn dedup(names: &[HeaderName]) -> Vec<HeaderName> {
 }
 
 /// The pooled keep-alive client; https via rustls (system roots) when the URL asks for it.
-fn client(url: &Uri, timeout: Duration) -> Result<HttpsClient<Body>, String> {
+fn client(url: &Uri, timeout: Duration) -> Result<HttpsClient<Body>, KeyError> {
     let pool = Pool {
         connect_timeout: timeout,
         idle_timeout: Some(POOL_IDLE_TIMEOUT),
         max_idle_per_host: MAX_IDLE_CONNECTIONS,
     };
-    crate::http::client::build("auth.external.url", Roots::system_for(url), pool)
+    crate::http::client::build("https client", Roots::system_for(url), pool)
+        .map_err(|reason| KeyError::new(URL_KEY, reason))
+}
+
+/// The key every URL problem is reported at.
+const URL_KEY: &str = "auth.external.url";
+
+/// A problem with `auth.external.url`; `reason` never holds the URL's userinfo.
+fn url_error(reason: &str) -> KeyError {
+    KeyError::new(URL_KEY, reason)
 }
 
 #[cfg(test)]

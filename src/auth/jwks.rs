@@ -22,6 +22,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, 
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
+use crate::config::collect::KeyError;
 use crate::http::client::{HttpsClient, Pool, Roots};
 
 /// Unknown-`kid` refetches happen at most this often.
@@ -308,21 +309,20 @@ impl RemoteJwks {
     /// # Errors
     /// The URL is not an absolute http(s) URL, or https is asked for and the system has no CA
     /// roots.
-    pub(crate) fn new(url: &str) -> Result<Self, String> {
+    pub(crate) fn new(url: &str) -> Result<Self, KeyError> {
+        const KEY: &str = "auth.jwt.jwks_url";
         let uri = url
             .parse::<Uri>()
             .ok()
             .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
-            .ok_or_else(|| {
-                "auth.jwt.jwks_url: expected an absolute http or https URL".to_owned()
-            })?;
+            .ok_or_else(|| KeyError::new(KEY, "expected an absolute http or https URL"))?;
         let pool = Pool {
             connect_timeout: FETCH_TIMEOUT,
             idle_timeout: None,
             max_idle_per_host: 1,
         };
-        let client =
-            crate::http::client::build("auth.jwt.jwks_url", Roots::system_for(&uri), pool)?;
+        let client = crate::http::client::build("https client", Roots::system_for(&uri), pool)
+            .map_err(|reason| KeyError::new(KEY, reason))?;
         Ok(Self {
             url: uri,
             client,

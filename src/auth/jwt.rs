@@ -34,6 +34,7 @@ use time::OffsetDateTime;
 use super::jwks::{KeyKind, KeySet, RemoteJwks};
 use super::{AuthMethod, Identity};
 use crate::config::JwtSettings;
+use crate::config::collect::KeyError;
 use crate::error::GatewayError;
 use crate::timestamp::rfc3339;
 
@@ -170,7 +171,7 @@ impl JwtVerifier {
     /// # Errors
     /// An unreadable or unusable file, an invalid `jwks_url`, or key sources that do not fit the
     /// algorithm allow-list; the message names the setting.
-    pub fn build(settings: &JwtSettings, previous: Option<&JwtVerifier>) -> Result<Self, String> {
+    pub fn build(settings: &JwtSettings, previous: Option<&JwtVerifier>) -> Result<Self, KeyError> {
         let validations = validations(&settings.algorithms)?;
         check_sources(settings, &validations)?;
         let file_keys = match &settings.jwks_file {
@@ -183,10 +184,13 @@ impl JwtVerifier {
             .map(load_hmac_secret)
             .transpose()?;
         if settings.jwks_url.is_some() && settings.jwks_refresh < MIN_REFRESH {
-            return Err("auth.jwt.jwks_refresh: must be at least 1s".to_owned());
+            return Err(KeyError::new(
+                "auth.jwt.jwks_refresh",
+                "must be at least 1s",
+            ));
         }
         let leeway = time::Duration::try_from(settings.leeway)
-            .map_err(|_| "auth.jwt.leeway: too large".to_owned())?;
+            .map_err(|_| KeyError::new("auth.jwt.leeway", "too large"))?;
         let remote = settings
             .jwks_url
             .as_deref()
@@ -471,13 +475,16 @@ impl JwtVerifier {
 
 /// The allow-list with one prepared [`Validation`] per algorithm. Time, issuer and audience
 /// checks are ours, so jsonwebtoken's are switched off: it checks the signature and `alg` only.
-fn validations(names: &[String]) -> Result<Vec<(Algorithm, Validation)>, String> {
+fn validations(names: &[String]) -> Result<Vec<(Algorithm, Validation)>, KeyError> {
     names
         .iter()
         .map(|name| {
-            let alg = name
-                .parse::<Algorithm>()
-                .map_err(|_| format!("auth.jwt.algorithms: unsupported algorithm {name:?}"))?;
+            let alg = name.parse::<Algorithm>().map_err(|_| {
+                KeyError::new(
+                    "auth.jwt.algorithms",
+                    format!("unsupported algorithm {name:?}"),
+                )
+            })?;
             let mut validation = Validation::new(alg);
             validation.validate_exp = false;
             validation.validate_nbf = false;
@@ -492,7 +499,7 @@ fn validations(names: &[String]) -> Result<Vec<(Algorithm, Validation)>, String>
 fn check_sources(
     settings: &JwtSettings,
     validations: &[(Algorithm, Validation)],
-) -> Result<(), String> {
+) -> Result<(), KeyError> {
     let hmac_alg = validations
         .iter()
         .map(|(alg, _)| *alg)
@@ -502,55 +509,60 @@ fn check_sources(
         .any(|(alg, _)| !KeyKind::Hmac.accepts(*alg));
     match (hmac_alg, settings.hmac_secret_file.is_some()) {
         (Some(alg), false) => {
-            return Err(format!(
-                "auth.jwt.algorithms: {alg:?} needs hmac_secret_file"
+            return Err(KeyError::new(
+                "auth.jwt.algorithms",
+                format!("{alg:?} needs hmac_secret_file"),
             ));
         }
         (None, true) => {
-            return Err(
-                "auth.jwt.hmac_secret_file: algorithms allow none of HS256, HS384, HS512"
-                    .to_owned(),
-            );
+            return Err(KeyError::new(
+                "auth.jwt.hmac_secret_file",
+                "algorithms allow none of HS256, HS384, HS512",
+            ));
         }
         _ => {}
     }
     if (settings.jwks_file.is_some() || settings.jwks_url.is_some()) && !public_alg {
-        return Err(
-            "auth.jwt: jwks_file/jwks_url keys need an RS*, PS*, ES* or EdDSA algorithm in algorithms"
-                .to_owned(),
-        );
+        return Err(KeyError::new(
+            "auth.jwt.algorithms",
+            "jwks_file/jwks_url keys need an RS*, PS*, ES* or EdDSA algorithm in algorithms",
+        ));
     }
     Ok(())
 }
 
-fn load_jwks_file(path: &Path) -> Result<KeySet, String> {
-    let text =
-        std::fs::read(path).map_err(|e| format!("auth.jwt.jwks_file: {}: {e}", path.display()))?;
+fn load_jwks_file(path: &Path) -> Result<KeySet, KeyError> {
+    const KEY: &str = "auth.jwt.jwks_file";
     let source = path.display().to_string();
+    let text = std::fs::read(path).map_err(|e| KeyError::new(KEY, format!("{source}: {e}")))?;
     let set =
-        KeySet::parse(&text, &source).map_err(|e| format!("auth.jwt.jwks_file: {source}: {e}"))?;
+        KeySet::parse(&text, &source).map_err(|e| KeyError::new(KEY, format!("{source}: {e}")))?;
     if set.len() == 0 {
-        return Err(format!("auth.jwt.jwks_file: {source}: no usable key"));
+        return Err(KeyError::new(KEY, format!("{source}: no usable key")));
     }
     Ok(set)
 }
 
-fn load_hmac_secret(path: &Path) -> Result<HmacSecret, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("auth.jwt.hmac_secret_file: {}: {e}", path.display()))?;
+fn load_hmac_secret(path: &Path) -> Result<HmacSecret, KeyError> {
+    const KEY: &str = "auth.jwt.hmac_secret_file";
+    let bytes =
+        std::fs::read(path).map_err(|e| KeyError::new(KEY, format!("{}: {e}", path.display())))?;
     let secret = bytes.trim_ascii();
     if secret.len() < MIN_HMAC_SECRET_BYTES {
-        return Err(format!(
-            "auth.jwt.hmac_secret_file: {}: secret is {} bytes, at least {MIN_HMAC_SECRET_BYTES} required",
-            path.display(),
-            secret.len()
+        return Err(KeyError::new(
+            KEY,
+            format!(
+                "{}: secret is {} bytes, at least {MIN_HMAC_SECRET_BYTES} required",
+                path.display(),
+                secret.len()
+            ),
         ));
     }
     Ok(HmacSecret(DecodingKey::from_secret(secret)))
 }
 
 /// The `jwks_url` source: the previous runtime's when it fetched the same URL, else a new one.
-fn remote_source(url: &str, previous: Option<&JwtVerifier>) -> Result<Arc<RemoteJwks>, String> {
+fn remote_source(url: &str, previous: Option<&JwtVerifier>) -> Result<Arc<RemoteJwks>, KeyError> {
     let reused = previous
         .filter(|p| p.jwks_url.as_deref() == Some(url))
         .and_then(|p| p.remote.clone());

@@ -43,6 +43,7 @@ use super::roles::is_write;
 use super::token_store::{TokenState, TokenStore};
 use super::{AuthMethod, Identity};
 use crate::config::SessionSettings;
+use crate::config::collect::KeyError;
 
 /// The per-runtime session state; the table and the previous key outlive the runtime.
 #[derive(Debug)]
@@ -96,7 +97,7 @@ impl SessionAuth {
     pub fn build(
         settings: &SessionSettings,
         previous: Option<&SessionAuth>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyError> {
         let keys = SessionKeys::load(&settings.secret_file, previous.map(|p| &p.keys))?;
         Ok(Self {
             settings: settings.clone(),

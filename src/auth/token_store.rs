@@ -21,7 +21,7 @@ mod tests;
 
 use std::path::Path;
 
-use crate::config::ConfigError;
+use crate::config::ConfigErrors;
 
 pub use index::{Lookup, TokenStore};
 pub(crate) use index::{TokenState, hash_token};
@@ -36,7 +36,7 @@ pub(crate) use parse::{validate_id, validate_role};
 /// # Errors
 /// Every problem found: unreadable store, syntax, unknown keys, bad values, duplicate ids, token
 /// files that are missing, unreadable or empty, and two entries with the same token.
-pub fn load(path: &Path) -> Result<TokenStore, Vec<ConfigError>> {
+pub fn load(path: &Path) -> Result<TokenStore, ConfigErrors> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -46,10 +46,16 @@ pub fn load(path: &Path) -> Result<TokenStore, Vec<ConfigError>> {
             );
             return index::build(path, Vec::new());
         }
-        Err(e) => return Err(vec![parse::error(path, "", format!("cannot read: {e}"))]),
+        Err(e) => {
+            return Err(ConfigErrors(vec![parse::error(
+                path,
+                "",
+                format!("cannot read: {e}"),
+            )]));
+        }
     };
     let text = std::str::from_utf8(&bytes)
-        .map_err(|_| vec![parse::error(path, "", "not valid UTF-8".to_owned())])?;
+        .map_err(|_| ConfigErrors(vec![parse::error(path, "", "not valid UTF-8".to_owned())]))?;
     let specs = parse(text, path)?;
     index::build(path, specs)
 }

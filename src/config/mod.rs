@@ -6,6 +6,7 @@
 //! with their full key path, bad units, dangling references — and reported together, one
 //! `file: key: reason` line each, like `nginx -t` but complete.
 
+pub mod collect;
 mod diagnose;
 pub mod file;
 mod load;

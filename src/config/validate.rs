@@ -10,39 +10,53 @@ use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use super::collect::Collector;
 use super::file::{self, GatewayFile, SizeFile};
 use super::redact::redact_url;
 use super::units::{Rate, parse_duration, parse_rate, parse_size};
 use super::{
-    AuthKind, AuthSettings, Config, ConfigError, ConfigErrors, ExternalSettings, JwtSettings,
-    Limits, OnError, PlainMode, ProxyAction, RateBackend, RateKey, RatePolicy, RouteAction,
-    RouteConfig, ServerConfig, SessionSettings, SniCert, TlsSettings, TlsVersion, UpstreamConfig,
+    AuthKind, AuthSettings, Config, ConfigErrors, ExternalSettings, JwtSettings, Limits, OnError,
+    PlainMode, ProxyAction, RateBackend, RateKey, RatePolicy, RouteAction, RouteConfig,
+    ServerConfig, SessionSettings, SniCert, TlsSettings, TlsVersion, UpstreamConfig,
 };
 
-/// Collects problems while converting; `base` is the config's folder for relative paths.
+/// Converts with a [`Collector`] for the problems; `base` is the config's folder for relative
+/// paths.
 struct Checker {
-    file: PathBuf,
+    found: Collector,
     base: PathBuf,
-    errors: Vec<ConfigError>,
-    warnings: Vec<ConfigError>,
 }
 
 impl Checker {
     fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            key: key.into(),
-            reason: reason.into(),
-        });
+        self.found.error(key, reason);
     }
 
     /// A problem that does not stop loading but that an operator should see.
     fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.warnings.push(ConfigError {
-            file: self.file.clone(),
-            key: key.into(),
-            reason: reason.into(),
-        });
+        self.found.warn(key, reason);
+    }
+
+    /// The choice named by `value` among two; the first when unset or (with an error) unknown.
+    fn one_of<T: Copy>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        unknown: &str,
+        [(first, default), (second, other)]: [(&str, T); 2],
+    ) -> T {
+        match value {
+            None => default,
+            Some(name) if name == first => default,
+            Some(name) if name == second => other,
+            Some(name) => {
+                self.error(
+                    key,
+                    format!("{unknown} {name:?}: expected {first:?} or {second:?}"),
+                );
+                default
+            }
+        }
     }
 
     fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
@@ -129,10 +143,8 @@ pub(super) fn build(
         base
     };
     let mut check = Checker {
-        file: path.to_owned(),
+        found: Collector::new(path),
         base,
-        errors: Vec::new(),
-        warnings: Vec::new(),
     };
     for key in unknown {
         let reason = super::suggest::unknown_key(&key);
@@ -146,7 +158,8 @@ pub(super) fn build(
     let upstreams = upstreams(&mut check, &raw.upstreams);
     let routes = routes(&mut check, &raw.routes, &upstreams, &rate_limits, &auth);
     let audit = raw.audit.as_ref().map(|audit| check.path(&audit.path));
-    match (check.errors.is_empty(), server) {
+    let (errors, warnings) = check.found.into_parts();
+    match (errors.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
             path: path.to_owned(),
             content_hash: hex::encode(Sha256::digest(text.as_bytes())),
@@ -159,9 +172,9 @@ pub(super) fn build(
             audit,
             upstreams,
             routes,
-            warnings: check.warnings,
+            warnings,
         }),
-        _ => Err(ConfigErrors(check.errors)),
+        _ => Err(ConfigErrors(errors)),
     }
 }
 
@@ -176,17 +189,15 @@ fn server(check: &mut Checker, raw: &file::ServerFile) -> Option<ServerConfig> {
         raw.admin_listen.as_ref(),
         "127.0.0.1:9901",
     );
-    let plain_mode = match raw.plain_mode.as_deref() {
-        None | Some("redirect") => PlainMode::Redirect,
-        Some("serve") => PlainMode::Serve,
-        Some(other) => {
-            check.error(
-                "server.plain_mode",
-                format!("unknown mode {other:?}: expected \"redirect\" or \"serve\""),
-            );
-            PlainMode::Redirect
-        }
-    };
+    let plain_mode = check.one_of(
+        "server.plain_mode",
+        raw.plain_mode.as_deref(),
+        "unknown mode",
+        [
+            ("redirect", PlainMode::Redirect),
+            ("serve", PlainMode::Serve),
+        ],
+    );
     let mut trusted_proxies = Vec::new();
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
         match parse_cidr(text) {
@@ -282,17 +293,12 @@ fn limits(check: &mut Checker, raw: &file::LimitsFile) -> Limits {
 }
 
 fn tls(check: &mut Checker, raw: &file::TlsFile) -> TlsSettings {
-    let min_version = match raw.min_version.as_deref() {
-        None | Some("1.2") => TlsVersion::Tls12,
-        Some("1.3") => TlsVersion::Tls13,
-        Some(other) => {
-            check.error(
-                "tls.min_version",
-                format!("unsupported version {other:?}: expected \"1.2\" or \"1.3\""),
-            );
-            TlsVersion::Tls12
-        }
-    };
+    let min_version = check.one_of(
+        "tls.min_version",
+        raw.min_version.as_deref(),
+        "unsupported version",
+        [("1.2", TlsVersion::Tls12), ("1.3", TlsVersion::Tls13)],
+    );
     let mut sni = Vec::new();
     for (i, entry) in raw.sni.iter().enumerate() {
         if entry.hosts.is_empty() {

@@ -28,6 +28,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::config::UpstreamConfig;
+use crate::config::collect::KeyError;
 use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
 use crate::http::client::{HttpsClient, Pool, Roots};
 
@@ -94,21 +95,23 @@ impl Upstream {
     /// Builds the upstream and its (empty) pool. No DNS lookups or connections happen here.
     ///
     /// # Errors
-    /// An unreadable `ca` file or a target that is not `host:port`.
-    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+    /// An unreadable `ca` file or a target that is not `host:port`, at a key relative to the
+    /// `[[upstreams]]` entry (`targets[1]`, `ca`): only the caller knows the entry's index.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, KeyError> {
         let targets = config
             .targets
             .iter()
-            .map(|t| {
-                let authority = t
-                    .parse::<Authority>()
-                    .map_err(|_| format!("upstream {}: invalid target {t:?}", config.name))?;
+            .enumerate()
+            .map(|(i, t)| {
+                let authority = t.parse::<Authority>().map_err(|_| {
+                    KeyError::new(format!("targets[{i}]"), format!("invalid target {t:?}"))
+                })?;
                 Ok(Target {
                     authority,
                     down_until_ms: AtomicU64::new(0),
                 })
             })
-            .collect::<Result<Box<[_]>, String>>()?;
+            .collect::<Result<Box<[_]>, KeyError>>()?;
         let client = client(config)?;
         Ok(Self {
             name: Arc::from(config.name.as_str()),
@@ -287,7 +290,7 @@ impl Upstream {
 }
 
 /// The pooled client: plain HTTP, or rustls with the configured CA (or the system roots).
-fn client(config: &UpstreamConfig) -> Result<HttpsClient<Body>, String> {
+fn client(config: &UpstreamConfig) -> Result<HttpsClient<Body>, KeyError> {
     let roots = match (&config.ca, config.https) {
         (Some(ca), _) => Roots::CaFile(ca),
         (None, true) => Roots::System,
@@ -298,5 +301,8 @@ fn client(config: &UpstreamConfig) -> Result<HttpsClient<Body>, String> {
         idle_timeout: Some(config.pool_idle_timeout),
         max_idle_per_host: config.max_idle_per_target,
     };
+    // The CA file when one is named, else the scheme that asked for the system roots.
+    let key = if config.ca.is_some() { "ca" } else { "scheme" };
     crate::http::client::build(&format!("upstream {}", config.name), roots, pool)
+        .map_err(|reason| KeyError::new(key, reason))
 }

@@ -55,6 +55,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 
+use crate::config::collect::KeyError;
 use crate::config::{OnError, RateBackend, RateKey, RatePolicy};
 
 use self::gcra::Gcra;
@@ -137,7 +138,7 @@ impl RateLimits {
         policies: &BTreeMap<String, RatePolicy>,
         backend: Option<&RateBackend>,
         previous: Option<&RateLimits>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyError> {
         Self::build_with(
             policies,
             backend,
@@ -156,7 +157,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         previous: Option<&Self>,
         clock: &C,
         max_keys: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyError> {
         let previous_redis = previous.and_then(|p| p.redis.as_ref());
         let redis = backend
             .map(|backend| RedisBackend::new(backend, previous_redis))

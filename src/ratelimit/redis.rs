@@ -32,6 +32,7 @@ use arc_swap::ArcSwapOption;
 use super::gcra::Gcra;
 use super::local::{GcraDecision, Key};
 use super::throttle::{LogThrottle, millis_now};
+use crate::config::collect::KeyError;
 use crate::config::{OnError, RateBackend, redact_url};
 
 /// After a failed call, checks skip Redis (and `on_error` decides) for this long; then one
@@ -126,7 +127,7 @@ enum Failure<'a> {
 
 impl RedisBackend {
     /// The backend for `config`, reusing `previous`'s connection when the URL is unchanged.
-    pub(crate) fn new(config: &RateBackend, previous: Option<&Self>) -> Result<Self, String> {
+    pub(crate) fn new(config: &RateBackend, previous: Option<&Self>) -> Result<Self, KeyError> {
         let shared = match previous {
             Some(previous) if previous.shared.url == config.redis => Arc::clone(&previous.shared),
             _ => Arc::new(RedisConnection::new(&config.redis)?),
@@ -220,12 +221,12 @@ struct RedisConnection {
 }
 
 impl RedisConnection {
-    fn new(url: &str) -> Result<Self, String> {
+    fn new(url: &str) -> Result<Self, KeyError> {
         // The URL may hold a password: errors and logs name it only redacted (SPEC §8.12).
         let client = Client::open(url).map_err(|error| {
-            format!(
-                "rate_limits.backend.redis: invalid Redis URL {}: {error}",
-                redact_url(url)
+            KeyError::new(
+                "rate_limits.backend.redis",
+                format!("invalid Redis URL {}: {error}", redact_url(url)),
             )
         })?;
         Ok(Self {

@@ -1,7 +1,7 @@
 //! PEM loading: certificate chains and private keys (PKCS#8, PKCS#1, SEC1), checked so that the
 //! key really belongs to the leaf certificate before anything is served with them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// The file could not be read or holds no usable PEM block.
-    #[error("{path}: {reason}")]
+    #[error("{}: {reason}", path.display())]
     Unreadable {
-        /// The file.
-        path: String,
+        /// The file (`[tls]` reports the problem at the key that names it).
+        path: PathBuf,
         /// Why.
         reason: String,
     },
@@ -32,7 +32,7 @@ pub enum CertError {
 
 fn unreadable(path: &Path, reason: impl Into<String>) -> CertError {
     CertError::Unreadable {
-        path: path.display().to_string(),
+        path: path.to_owned(),
         reason: reason.into(),
     }
 }

@@ -8,7 +8,6 @@ use anyhow::{Context, anyhow, bail};
 
 use super::edit::StoreDocument;
 use crate::auth::token_store::{self, TokenSpec};
-use crate::config::ConfigErrors;
 use crate::files::write_atomically;
 
 /// Permissions of the store file: hashes only, but still nobody else's business.
@@ -60,7 +59,7 @@ pub(super) fn read_store(store: &Path) -> anyhow::Result<Option<String>> {
 }
 
 pub(super) fn parse_store(text: &str, store: &Path) -> anyhow::Result<Vec<TokenSpec>> {
-    token_store::parse(text, store).map_err(|errors| anyhow::Error::new(ConfigErrors(errors)))
+    token_store::parse(text, store).map_err(anyhow::Error::new)
 }
 
 /// Writes the edited `document` to `store` if it parses to exactly `expected`: an edit that

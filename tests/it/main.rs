@@ -14,6 +14,7 @@ mod access_log;
 mod admin;
 mod audit;
 mod auth;
+mod build_errors;
 mod cli;
 mod cli_ops;
 mod config_table;

@@ -375,8 +375,10 @@ async fn mismatched_cert_and_key_are_refused_then_a_good_pair_applies() {
     save_atomically(&cert_path, &new.cert_pem);
     let refused = wait_status(&gw, "the mismatched pair to be refused", |s| !s.ok).await;
 
+    // The key path names the setting: the key is what does not fit the certificate.
     let want = format!(
-        "{}: private key does not match certificate {}",
+        "{}: tls.key: {}: private key does not match certificate {}",
+        gw.file("gateway.toml").display(),
         key_path.display(),
         cert_path.display()
     );

@@ -556,13 +556,14 @@ fn build_refuses_sources_that_do_not_fit() {
     assert!(
         JwtVerifier::build(&hs, None)
             .unwrap_err()
+            .to_string()
             .contains("needs hmac_secret_file")
     );
 
     let short = dir.path().join("short.key");
     std::fs::write(&short, "too-short\n").unwrap();
     hs.hmac_secret_file = Some(short);
-    let error = JwtVerifier::build(&hs, None).unwrap_err();
+    let error = JwtVerifier::build(&hs, None).unwrap_err().to_string();
     assert!(error.contains("9 bytes"), "{error}");
     assert!(!error.contains("too-short"), "{error}");
 
@@ -571,6 +572,7 @@ fn build_refuses_sources_that_do_not_fit() {
     assert!(
         JwtVerifier::build(&only_hmac_file, None)
             .unwrap_err()
+            .to_string()
             .contains("HS256")
     );
 
@@ -585,6 +587,7 @@ fn build_refuses_sources_that_do_not_fit() {
     assert!(
         JwtVerifier::build(&oct_only, None)
             .unwrap_err()
+            .to_string()
             .contains("no usable key")
     );
 
@@ -593,6 +596,7 @@ fn build_refuses_sources_that_do_not_fit() {
     assert!(
         JwtVerifier::build(&bad_url, None)
             .unwrap_err()
+            .to_string()
             .contains("jwks_url")
     );
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::config::collect::KeyError;
 use crate::secret::{Secret, ct_eq};
 
 /// Shortest accepted key (after trimming trailing whitespace): 256 bits, HMAC-SHA256's strength.
@@ -25,15 +26,12 @@ impl SessionKeys {
     /// # Errors
     /// The file is unreadable or holds fewer than [`MIN_KEY_BYTES`] bytes; the message names the
     /// file, never its content.
-    pub fn load(file: &Path, before: Option<&SessionKeys>) -> Result<Self, String> {
-        let bytes = std::fs::read(file).map_err(|e| {
-            format!(
-                "{}: auth.session.secret_file: cannot read: {e}",
-                file.display()
-            )
-        })?;
+    pub fn load(file: &Path, before: Option<&SessionKeys>) -> Result<Self, KeyError> {
+        const KEY: &str = "auth.session.secret_file";
+        let bytes = std::fs::read(file)
+            .map_err(|e| KeyError::new(KEY, format!("{}: cannot read: {e}", file.display())))?;
         Self::from_bytes(bytes, before, Instant::now())
-            .map_err(|reason| format!("{}: auth.session.secret_file: {reason}", file.display()))
+            .map_err(|reason| KeyError::new(KEY, format!("{}: {reason}", file.display())))
     }
 
     fn from_bytes(

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use super::parse::{Checker, TokenSource, TokenSpec};
+use super::parse::{TokenSource, TokenSpec};
 use crate::auth::token_format::{self, Shape};
 use crate::auth::{AuthMethod, Identity};
-use crate::config::ConfigError;
+use crate::config::ConfigErrors;
+use crate::config::collect::Collector;
 use crate::secret::Secret;
 
 /// Whether an entry is accepted right now.
@@ -212,8 +213,8 @@ pub(crate) fn hash_token(token: &[u8]) -> [u8; 32] {
 }
 
 /// Reads `file =` tokens, hashes everything and builds the index.
-pub(super) fn build(path: &Path, specs: Vec<TokenSpec>) -> Result<TokenStore, Vec<ConfigError>> {
-    let mut check = Checker::new(path);
+pub(super) fn build(path: &Path, specs: Vec<TokenSpec>) -> Result<TokenStore, ConfigErrors> {
+    let mut check = Collector::new(path);
     let mut files = vec![path.to_owned()];
     let mut by_hash = HashMap::with_capacity(specs.len());
     let mut first_by_hash: HashMap<[u8; 32], usize> = HashMap::with_capacity(specs.len());

@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::token_format::{self, Shape};
-use crate::config::ConfigError;
+use crate::config::collect::Collector;
+use crate::config::{ConfigError, ConfigErrors};
 
 /// Longest accepted token id or role name, in characters.
 const MAX_NAME_CHARS: usize = 128;
@@ -138,9 +139,9 @@ fn validate_name(name: &str, what: &str, forbidden: &str) -> Result<(), String> 
 ///
 /// # Errors
 /// Every problem found, each naming `file` and the key (`tokens[2].sha256`).
-pub fn parse(text: &str, file: &Path) -> Result<Vec<TokenSpec>, Vec<ConfigError>> {
+pub fn parse(text: &str, file: &Path) -> Result<Vec<TokenSpec>, ConfigErrors> {
     let (raw, unknown) = deserialize(text, file)?;
-    let mut check = Checker::new(file);
+    let mut check = Collector::new(file);
     for key in unknown {
         check.error(key, "unknown key");
     }
@@ -163,48 +164,16 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<TokenSpec>, Vec<ConfigError>
     check.finish(specs)
 }
 
-/// Collects problems for one file.
-pub(super) struct Checker {
-    file: PathBuf,
-    errors: Vec<ConfigError>,
-}
-
-impl Checker {
-    pub(super) fn new(file: &Path) -> Self {
-        Self {
-            file: file.to_owned(),
-            errors: Vec::new(),
-        }
+/// The value as a string, or an error naming `key`.
+fn string<'v>(check: &mut Collector, key: &str, value: &'v toml::Value) -> Option<&'v str> {
+    let text = value.as_str();
+    if text.is_none() {
+        check.error(
+            key,
+            format!("expected a string, found {}", value.type_str()),
+        );
     }
-
-    /// `value` if nothing was wrong, else every problem found.
-    pub(super) fn finish<T>(self, value: T) -> Result<T, Vec<ConfigError>> {
-        if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(self.errors)
-        }
-    }
-
-    pub(super) fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            key: key.into(),
-            reason: reason.into(),
-        });
-    }
-
-    /// The value as a string, or an error naming `key`.
-    fn string<'v>(&mut self, key: &str, value: &'v toml::Value) -> Option<&'v str> {
-        let text = value.as_str();
-        if text.is_none() {
-            self.error(
-                key,
-                format!("expected a string, found {}", value.type_str()),
-            );
-        }
-        text
-    }
+    text
 }
 
 /// One problem with `file` at `key`.
@@ -217,13 +186,13 @@ pub(super) fn error(file: &Path, key: &str, reason: String) -> ConfigError {
 }
 
 /// TOML → mirror, plus every unknown key as `tokens[2].rolez`.
-fn deserialize(text: &str, file: &Path) -> Result<(StoreFile, Vec<String>), Vec<ConfigError>> {
+fn deserialize(text: &str, file: &Path) -> Result<(StoreFile, Vec<String>), ConfigErrors> {
     let syntax = |e: toml::de::Error| {
         let line = e
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
         let key = line.map(|line| format!("line {line}")).unwrap_or_default();
-        vec![error(file, &key, e.message().trim().to_owned())]
+        ConfigErrors(vec![error(file, &key, e.message().trim().to_owned())])
     };
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
@@ -256,7 +225,7 @@ fn folder_of(file: &Path) -> PathBuf {
 }
 
 /// Checks one entry; problems go to `check` (the returned spec is then discarded).
-fn token(check: &mut Checker, base: &Path, i: usize, entry: &TokenFile) -> TokenSpec {
+fn token(check: &mut Collector, base: &Path, i: usize, entry: &TokenFile) -> TokenSpec {
     let prefix = format!("tokens[{i}]");
     TokenSpec {
         id: id(check, &prefix, entry.id.as_ref()),
@@ -275,7 +244,7 @@ fn token(check: &mut Checker, base: &Path, i: usize, entry: &TokenFile) -> Token
 }
 
 /// `previous_sha256` and `previous_expires`, written by `token rotate`: both or neither.
-fn previous(check: &mut Checker, prefix: &str, entry: &TokenFile) -> Option<Previous> {
+fn previous(check: &mut Collector, prefix: &str, entry: &TokenFile) -> Option<Previous> {
     let (hash, until) = match (&entry.previous_sha256, &entry.previous_expires) {
         (None, None) => return None,
         (Some(hash), Some(until)) => (hash, until),
@@ -288,9 +257,7 @@ fn previous(check: &mut Checker, prefix: &str, entry: &TokenFile) -> Option<Prev
         }
     };
     let key = format!("{prefix}.previous_sha256");
-    let sha256 = check
-        .string(&key, hash)
-        .and_then(|text| sha256_value(check, &key, text));
+    let sha256 = string(check, &key, hash).and_then(|text| sha256_value(check, &key, text));
     let until = time_field(check, &format!("{prefix}.previous_expires"), Some(until));
     Some(Previous {
         sha256: sha256?,
@@ -298,13 +265,13 @@ fn previous(check: &mut Checker, prefix: &str, entry: &TokenFile) -> Option<Prev
     })
 }
 
-fn id(check: &mut Checker, prefix: &str, value: Option<&toml::Value>) -> String {
+fn id(check: &mut Collector, prefix: &str, value: Option<&toml::Value>) -> String {
     let key = format!("{prefix}.id");
     let Some(value) = value else {
         check.error(key, "is required");
         return String::new();
     };
-    let Some(id) = check.string(&key, value) else {
+    let Some(id) = string(check, &key, value) else {
         return String::new();
     };
     if let Err(reason) = validate_id(id) {
@@ -313,19 +280,18 @@ fn id(check: &mut Checker, prefix: &str, value: Option<&toml::Value>) -> String 
     id.to_owned()
 }
 
-fn source(check: &mut Checker, base: &Path, prefix: &str, entry: &TokenFile) -> TokenSource {
+fn source(check: &mut Collector, base: &Path, prefix: &str, entry: &TokenFile) -> TokenSource {
     let fallback = TokenSource::Sha256([0; 32]);
     match (&entry.sha256, &entry.file) {
         (Some(sha256), None) => {
             let key = format!("{prefix}.sha256");
-            check
-                .string(&key, sha256)
+            string(check, &key, sha256)
                 .and_then(|text| sha256_value(check, &key, text))
                 .map_or(fallback, TokenSource::Sha256)
         }
         (None, Some(file)) => {
             let key = format!("{prefix}.file");
-            match check.string(&key, file) {
+            match string(check, &key, file) {
                 Some("") => {
                     check.error(key, "is empty");
                     fallback
@@ -346,7 +312,7 @@ fn source(check: &mut Checker, base: &Path, prefix: &str, entry: &TokenFile) -> 
 }
 
 /// Decodes a hex SHA-256. The value is never echoed: it might be a pasted raw token.
-fn sha256_value(check: &mut Checker, key: &str, text: &str) -> Option<[u8; 32]> {
+fn sha256_value(check: &mut Collector, key: &str, text: &str) -> Option<[u8; 32]> {
     let mut hash = [0u8; 32];
     if text.len() == 64 && hex::decode_to_slice(text, &mut hash).is_ok() {
         return Some(hash);
@@ -363,7 +329,7 @@ fn sha256_value(check: &mut Checker, key: &str, text: &str) -> Option<[u8; 32]> 
     None
 }
 
-fn roles(check: &mut Checker, prefix: &str, value: Option<&toml::Value>) -> Vec<String> {
+fn roles(check: &mut Collector, prefix: &str, value: Option<&toml::Value>) -> Vec<String> {
     let key = format!("{prefix}.roles");
     let Some(value) = value else {
         return Vec::new();
@@ -378,7 +344,7 @@ fn roles(check: &mut Checker, prefix: &str, value: Option<&toml::Value>) -> Vec<
     let mut roles = Vec::with_capacity(items.len());
     for (j, item) in items.iter().enumerate() {
         let key = format!("{key}[{j}]");
-        let Some(role) = check.string(&key, item) else {
+        let Some(role) = string(check, &key, item) else {
             continue;
         };
         match validate_role(role) {
@@ -391,7 +357,7 @@ fn roles(check: &mut Checker, prefix: &str, value: Option<&toml::Value>) -> Vec<
 
 /// An RFC 3339 time, written as a string or as a bare TOML date-time.
 fn time_field(
-    check: &mut Checker,
+    check: &mut Collector,
     key: &str,
     value: Option<&toml::Value>,
 ) -> Option<OffsetDateTime> {
@@ -420,8 +386,8 @@ fn time_field(
     }
 }
 
-fn hint(check: &mut Checker, key: &str, value: Option<&toml::Value>) -> Option<String> {
-    let hint = check.string(key, value?)?;
+fn hint(check: &mut Collector, key: &str, value: Option<&toml::Value>) -> Option<String> {
+    let hint = string(check, key, value?)?;
     if hint.chars().any(char::is_control) {
         check.error(key, "contains control characters");
         return None;
@@ -429,7 +395,7 @@ fn hint(check: &mut Checker, key: &str, value: Option<&toml::Value>) -> Option<S
     Some(hint.to_owned())
 }
 
-fn disabled(check: &mut Checker, key: &str, value: Option<&toml::Value>) -> bool {
+fn disabled(check: &mut Collector, key: &str, value: Option<&toml::Value>) -> bool {
     match value {
         None => false,
         Some(toml::Value::Boolean(disabled)) => *disabled,

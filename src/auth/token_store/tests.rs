@@ -20,7 +20,9 @@ fn parse_ok(text: &str) -> Vec<TokenSpec> {
 
 /// `(key, reason)` of every error.
 fn parse_err(text: &str) -> Vec<(String, String)> {
-    let errors = parse(text, Path::new("/etc/gatehouse/tokens.toml")).unwrap_err();
+    let errors = parse(text, Path::new("/etc/gatehouse/tokens.toml"))
+        .unwrap_err()
+        .0;
     for e in &errors {
         assert_eq!(e.file, Path::new("/etc/gatehouse/tokens.toml"));
     }
@@ -319,7 +321,7 @@ fn same_token_twice_is_an_error() {
         "[[tokens]]\nid = \"a\"\nsha256 = \"{0}\"\n[[tokens]]\nid = \"b\"\nsha256 = \"{0}\"\n",
         sha("t")
     );
-    let errors = build(path, parse(&text, path).unwrap()).unwrap_err();
+    let errors = build(path, parse(&text, path).unwrap()).unwrap_err().0;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].key, "tokens[1]");
     assert!(errors[0].reason.contains("same token as tokens[0]"));
@@ -387,7 +389,7 @@ fn token_file_problems_name_the_entry_not_the_token() {
         "[[tokens]]\nid = \"a\"\nfile = \"missing\"\n[[tokens]]\nid = \"b\"\nfile = \"empty\"\n[[tokens]]\nid = \"c\"\nfile = \"bad\"\n",
     )
     .unwrap();
-    let errors = load(&path).unwrap_err();
+    let errors = load(&path).unwrap_err().0;
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["tokens[0].file", "tokens[1].file", "tokens[2].file"]);
     assert!(errors[0].reason.contains("cannot read token file"));
@@ -406,7 +408,7 @@ fn missing_store_is_empty_but_unreadable_is_an_error() {
     assert_eq!(store.lookup("anything", NOW), Lookup::Unknown);
     // A folder in place of the file cannot be read.
     std::fs::create_dir(&path).unwrap();
-    let errors = load(&path).unwrap_err();
+    let errors = load(&path).unwrap_err().0;
     assert_eq!(errors[0].key, "");
     assert!(errors[0].reason.contains("cannot read"));
 }

@@ -32,9 +32,23 @@ use http::{Method, StatusCode, Uri};
 use tokio::sync::oneshot;
 
 use crate::auth::roles::is_write;
+use crate::config::collect::KeyError;
 use crate::error::GatewayError;
 use crate::observe::redact_query::redact_query;
 use writer::{Entry, Sink};
+
+/// The setting every build error is reported at.
+const KEY: &str = "audit.path";
+
+/// Opens `path` for appending, creating it: the proof a writer could append there.
+fn open_for_append(path: &Path) -> Result<(), KeyError> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| KeyError::new(KEY, format!("{}: cannot append: {e}", path.display())))
+}
 
 /// The audit log as one runtime sees it: its path, and the writer shared with every runtime
 /// before and after it, so a reload never forks the chain.
@@ -55,22 +69,36 @@ impl AuditLog {
         path: &Path,
         generation: u64,
         previous: Option<&AuditLog>,
-    ) -> Result<Self, String> {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| format!("audit.path {}: cannot append: {e}", path.display()))?;
+    ) -> Result<Self, KeyError> {
+        open_for_append(path)?;
         let path = Arc::new(path.to_owned());
         let sink = match previous {
             Some(previous) => previous.sink.clone(),
-            None => Arc::new(Sink::start(path.clone(), generation)?),
+            None => Arc::new(
+                Sink::start(path.clone(), generation)
+                    .map_err(|reason| KeyError::new(KEY, reason))?,
+            ),
         };
         Ok(Self {
             sink,
             path,
             generation,
         })
+    }
+
+    /// Whether `path` can be appended to, as [`AuditLog::build`] checks it, but starting no
+    /// writer and leaving no file behind (`gatehouse check`, a reload that fails elsewhere).
+    ///
+    /// # Errors
+    /// As [`AuditLog::build`].
+    pub fn check(path: &Path) -> Result<(), KeyError> {
+        let existed = path.exists();
+        open_for_append(path)?;
+        if !existed {
+            // Created only to prove it could be; the writer creates it again when it starts.
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
     }
 
     /// False after a failed append, until one succeeds.

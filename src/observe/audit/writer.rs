@@ -84,7 +84,7 @@ impl Sink {
         std::thread::Builder::new()
             .name("audit-writer".to_owned())
             .spawn(move || writer.run())
-            .map_err(|e| format!("audit: cannot start the writer thread: {e}"))?;
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         Ok(Self { queue, health })
     }
 }

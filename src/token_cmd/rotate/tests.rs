@@ -216,13 +216,13 @@ fn store_keys_must_come_in_pairs() {
         hash("a"),
         hash("b")
     );
-    let errors = token_store::parse(&text, path).unwrap_err();
+    let errors = token_store::parse(&text, path).unwrap_err().0;
     assert!(errors[0].reason.contains("go together"), "{errors:?}");
     let text = format!(
         "[[tokens]]\nid = \"a\"\nsha256 = \"{0}\"\nprevious_sha256 = \"{0}\"\nprevious_expires = \"2027-01-01T00:00:00Z\"\n",
         hash("a")
     );
     std::fs::write(path, text).unwrap();
-    let errors = token_store::load(path).unwrap_err();
+    let errors = token_store::load(path).unwrap_err().0;
     assert!(errors[0].reason.contains("same token"), "{errors:?}");
 }
