@@ -12,6 +12,8 @@
 //! request for `idle_timeout` is closed gracefully, keep-alive PINGs notwithstanding. On h2,
 //! [`crate::http::h2_trailers`] makes a pseudo-header in request trailers a stream error.
 
+mod drive;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,22 +23,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use http::Response;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Limits, PlainMode};
-use crate::http::body::{Body, BoxError};
+use crate::http::body::Body;
 use crate::http::h2_trailers::TrailerGuard;
 use crate::http::head_scan::ScanIo;
 use crate::http::idle::{Activity, IdleTimeout, RequestGuard};
+use crate::http::park::ParkSignals;
 use crate::http::sanitize::SmugglingShape;
 use crate::pipeline::{self, ConnInfo};
 use crate::proxy::upgrade::TunnelScope;
 use crate::reload::{ReloadHandle, ReloadOutcome, Reloader};
 use crate::runtime::{Runtime, Shared};
+use drive::{Builders, Driver, Lifecycle, stopped};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -163,16 +167,6 @@ struct Listeners {
     admin: TcpListener,
     /// `Some(tls_port)` when the cleartext listener redirects.
     redirect_port: Option<u16>,
-}
-
-/// The signals every connection follows while the gateway shuts down.
-#[derive(Clone)]
-struct Lifecycle {
-    /// Turns true once `drain_delay` is over: stop accepting, close connections gracefully.
-    stop: watch::Receiver<bool>,
-    /// Turns true (or its sender goes) once `shutdown_grace` is over: whatever is still open,
-    /// WebSocket tunnels included, is dropped.
-    kill: watch::Receiver<bool>,
 }
 
 /// Serves until shutdown is requested, then drains.
@@ -348,11 +342,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Resolves once the flag is set (or its sender is gone).
-async fn stopped(flag: &mut watch::Receiver<bool>) {
-    let _ = flag.wait_for(|stop| *stop).await;
-}
-
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -381,24 +370,28 @@ async fn serve_connection(
         },
         activity,
         idle_timeout: limits.idle_timeout,
+        header_read_timeout: limits.header_read_timeout,
         lifecycle,
     };
-    let builder = http_builder(limits);
+    let builders = http_builders(limits);
     if !kind.tls {
         drop(runtime);
-        serve_http(io, conn, shared, &builder).await;
+        serve_http(io, conn, shared, &builders, false).await;
         return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
-    let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
+    // Boxed: the handshake's state is freed once it is done, not kept in the connection's task.
+    let accept = Box::pin(acceptor.accept(io));
+    let handshake = tokio::time::timeout(limits.header_read_timeout, accept).await;
     drop(runtime);
     match handshake {
         Ok(Ok(tls)) => {
             // Once per connection: every request on it shares the identity it proved.
-            conn.info.client_cert =
-                crate::tls::client_auth::identify(tls.get_ref().1.peer_certificates());
-            conn.info.tls_version = tls_version(tls.get_ref().1.protocol_version());
-            serve_http(tls, conn, shared, &builder).await;
+            let session = tls.get_ref().1;
+            conn.info.client_cert = crate::tls::client_auth::identify(session.peer_certificates());
+            conn.info.tls_version = tls_version(session.protocol_version());
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            serve_http(tls, conn, shared, &builders, h2).await;
         }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -419,37 +412,41 @@ struct Connection {
     info: ConnInfo,
     activity: Arc<Activity>,
     idle_timeout: std::time::Duration,
+    header_read_timeout: std::time::Duration,
     lifecycle: Lifecycle,
 }
 
-/// hyper-util's auto builder (HTTP/1.1 or h2) with the configured limits.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+/// hyper's HTTP/1 builder and hyper-util's auto builder (h2) with the configured limits.
+fn http_builders(limits: &Limits) -> Builders {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(crate::listen::http1_buffer(limits));
-    builder
-        .http2()
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(crate::listen::http1_buffer(limits));
+    auto.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
-    builder
+    Builders { http1, auto }
 }
 
-async fn serve_http<I>(
-    io: I,
-    conn: Connection,
-    shared: Arc<Shared>,
-    builder: &auto::Builder<TokioExecutor>,
-) where
+/// Serves HTTP on a connection (past TLS): builds its service, then [`drive::serve`] runs it
+/// (parking HTTP/1 keep-alive connections between requests) inside the connection's
+/// [`TunnelScope`]. `h2`: ALPN chose HTTP/2.
+async fn serve_http<I>(io: I, conn: Connection, shared: Arc<Shared>, builders: &Builders, h2: bool)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let Connection {
         info,
         activity,
         idle_timeout,
+        header_read_timeout,
         lifecycle,
     } = conn;
     let info = Arc::new(info);
@@ -457,7 +454,11 @@ async fn serve_http<I>(
     let (io, verdict) = ScanIo::new(TrailerGuard::new(io));
     let requests = Arc::new(AtomicU64::new(0));
     let counter = activity.clone();
+    let owner = shared.clone();
+    let signals = Arc::new(ParkSignals::default());
+    let dispatched = signals.clone();
     let service = service_fn(move |mut req| {
+        dispatched.request_dispatched();
         // Counts the request as open until its response body is dropped (SPEC §8.7).
         let guard = counter.open_request();
         let shared = shared.clone();
@@ -471,36 +472,18 @@ async fn serve_http<I>(
             Ok::<_, Infallible>(hold_until_sent(response, guard))
         }
     });
-    // Boxed once: an async block that moves a large future keeps a copy of it in each state, and
-    // this one lives as long as the connection — unboxed, every idle connection's task carried
-    // about 18 KiB of mostly duplicated state (rustc -Zprint-type-sizes; BENCHMARKS.md).
-    let mut connection =
-        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-    // Runs the connection to its end: closes it gracefully (HTTP/2 GOAWAY, HTTP/1 close) once it
-    // has had no open request for `idle_timeout` or the drain begins; drops it when the grace
-    // period is over.
-    let drive = async move {
-        let mut lifecycle = lifecycle;
-        let reason = tokio::select! {
-            result = connection.as_mut() => return report(result),
-            () = activity.idle(idle_timeout) => "idle",
-            () = stopped(&mut lifecycle.stop) => "draining",
-            () = stopped(&mut lifecycle.kill) => return,
-        };
-        tracing::debug!(reason, "closing connection gracefully");
-        connection.as_mut().graceful_shutdown();
-        tokio::select! {
-            result = connection => report(result),
-            () = stopped(&mut lifecycle.kill) => tracing::debug!("shutdown_grace over: connection dropped"),
-        }
+    let driver = Driver {
+        builders,
+        activity,
+        signals,
+        idle_timeout,
+        header_read_timeout,
+        lifecycle,
+        metrics: &owner.metrics,
     };
-    TunnelScope::new(kill).run(drive).await;
-}
-
-fn report(result: Result<(), BoxError>) {
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
-    }
+    TunnelScope::new(kill)
+        .run(drive::serve(io, service, h2, driver))
+        .await;
 }
 
 /// Keeps `guard` until the response body is dropped; after a `101` the connection is a tunnel

@@ -10,4 +10,5 @@ pub mod h2_trailers;
 pub mod head_scan;
 pub mod idle;
 pub mod normalize;
+pub mod park;
 pub mod sanitize;

@@ -25,6 +25,7 @@ pub struct Metrics {
     /// the map stays small.
     auth_failures: Mutex<BTreeMap<(String, AuthFailure), u64>>,
     active_connections: AtomicI64,
+    parked_connections: AtomicI64,
     rate_limited: Mutex<BTreeMap<String, u64>>,
     upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Per-request counters and histograms.
@@ -82,6 +83,12 @@ impl Metrics {
     /// A connection opened (+1) or closed (-1).
     pub fn connections(&self, delta: i64) {
         self.active_connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// An HTTP/1 keep-alive connection parked (+1: it holds no HTTP buffers until its next
+    /// request) or woke (-1).
+    pub fn parked(&self, delta: i64) {
+        self.parked_connections.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition. `tokens` = (active, expired, disabled) of the current store.
@@ -180,6 +187,17 @@ impl Metrics {
             out,
             "gatehouse_active_connections {}",
             self.active_connections.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "gatehouse_parked_connections",
+            "gauge",
+            "Idle HTTP/1 keep-alive connections holding no HTTP buffers until their next request.",
+        );
+        let _ = writeln!(
+            out,
+            "gatehouse_parked_connections {}",
+            self.parked_connections.load(Ordering::Relaxed)
         );
         header(
             &mut out,

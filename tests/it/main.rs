@@ -18,6 +18,7 @@ mod build_errors;
 mod cli;
 mod cli_ops;
 mod config_table;
+mod keepalive;
 mod keptn;
 mod limits;
 mod metrics_ops;
