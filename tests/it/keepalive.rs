@@ -227,7 +227,7 @@ async fn a_pipelined_partial_request_is_not_parked_and_never_misread() {
         "after the pause: {rest:?}"
     );
     assert!(
-        echo.requests().iter().all(|r| r.body == &b"hi"[..]),
+        echo.requests().iter().all(|r| r.body == b"hi"[..]),
         "the upstream saw only whole requests"
     );
     assert_eq!(parked(&gw).await, 0);
