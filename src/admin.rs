@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::auth::external::AuthRequest;
 use crate::auth::{Attempt, roles};
 use crate::config::{AuthKind, Limits};
 use crate::error::GatewayError;
@@ -125,12 +126,14 @@ async fn admin_refusal(
     let request_id = crate::http::forwarded::request_id(req.headers());
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let attempt = Attempt {
-        method: req.method(),
-        uri: path,
-        host: None,
-        headers: req.headers(),
-        client_ip: peer,
-        request_id: &request_id,
+        request: AuthRequest {
+            method: req.method(),
+            uri: path,
+            host: None,
+            headers: req.headers(),
+            client_ip: peer,
+            request_id: &request_id,
+        },
         session: None,
     };
     let error = match runtime

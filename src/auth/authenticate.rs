@@ -12,10 +12,11 @@
 //! A session cookie is a credential only on a route that accepts `session`, and only when the
 //! request presents no other credential (an explicit token wins); a session refusal is final.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue};
 use time::OffsetDateTime;
 
 use super::external::{AuthRequest, ExternalAuth, ExternalDecision};
@@ -48,32 +49,32 @@ pub struct Authenticator {
     pub copy_headers: Vec<HeaderName>,
 }
 
-/// What the request looks like to authentication.
+/// What the request looks like to authentication: what an auth service would be told about it,
+/// plus the session cookie. `Debug` shows no header value, query or cookie value.
 #[derive(Debug)]
 pub struct Attempt<'a> {
-    /// The client's method.
-    pub method: &'a Method,
-    /// Normalised path and query, for `X-Forwarded-Uri`.
-    pub uri: &'a str,
-    /// The Host the client asked for (with its port, as sent), for `X-Forwarded-Host`.
-    pub host: Option<&'a str>,
-    /// The client's headers.
-    pub headers: &'a HeaderMap,
-    /// Client IP under the trusted-proxy rule.
-    pub client_ip: IpAddr,
-    /// The request id.
-    pub request_id: &'a HeaderValue,
-    /// The session cookie, when the request sent one (already removed from `headers`).
+    /// Method, URI, Host, headers, client IP and request id: the same for every credential kind.
+    pub request: AuthRequest<'a>,
+    /// The session cookie, when the request sent one (already removed from `request.headers`).
     pub session: Option<SessionCookie<'a>>,
 }
 
 /// A session cookie as the request presented it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct SessionCookie<'a> {
     /// The cookie's value.
     pub value: &'a str,
     /// The listener's scheme (`https`/`http`), for the same-origin rule.
     pub scheme: &'a str,
+}
+
+impl fmt::Debug for SessionCookie<'_> {
+    /// The value is a credential: left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookie")
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A successful authentication: who, plus headers the auth service asked to pass on.
@@ -186,19 +187,19 @@ impl Authenticator {
         kinds: &[AuthKind],
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
-        let credential = credentials::credential(attempt.headers, &self.token_headers);
+        let credential = credentials::credential(attempt.request.headers, &self.token_headers);
         let external = self
             .external
             .as_ref()
             .filter(|_| kinds.contains(&AuthKind::External));
-        let external_credential = external.is_some_and(|e| e.presented(attempt.headers));
+        let external_credential = external.is_some_and(|e| e.presented(attempt.request.headers));
         let session = attempt
             .session
             .filter(|_| credential.is_none() && kinds.contains(&AuthKind::Session));
         if (credential.is_some() || external_credential || session.is_some())
             && let Some(failures) = &self.failures
         {
-            failures.check(attempt.client_ip)?;
+            failures.check(attempt.request.client_ip)?;
         }
         if let (Some(cookie), Some(sessions)) = (session, &self.session) {
             return self.by_session(sessions, cookie, attempt);
@@ -219,21 +220,21 @@ impl Authenticator {
             Err(LocalFailure::NotApplicable) => None,
         };
         if let Some(external) = external {
-            let decision = external.check(&external_request(attempt)).await;
+            let decision = external.check(&attempt.request).await;
             let refused = matches!(&decision, ExternalDecision::Deny(deny) if deny.is_refusal());
             return external_decision(decision).map_err(|error| {
                 if refused && external_credential {
                     // Like an invalid token: a guess costs budget, cached answer or not.
-                    self.count_failure(attempt.client_ip, error)
+                    self.count_failure(attempt.request.client_ip, error)
                 } else {
                     error
                 }
             });
         }
         match (refusal, credential) {
-            (Some(error), _) => Err(self.count_failure(attempt.client_ip, error)),
+            (Some(error), _) => Err(self.count_failure(attempt.request.client_ip, error)),
             (None, Some(_)) => {
-                Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken))
+                Err(self.count_failure(attempt.request.client_ip, GatewayError::InvalidToken))
             }
             (None, None) => Err(GatewayError::MissingCredentials),
         }
@@ -277,7 +278,7 @@ impl Authenticator {
             return Err(GatewayError::MissingCredentials);
         };
         if let Some(failures) = &self.failures {
-            failures.check(attempt.client_ip)?;
+            failures.check(attempt.request.client_ip)?;
         }
         self.by_session(sessions, cookie, attempt)
     }
@@ -290,11 +291,11 @@ impl Authenticator {
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
         let req = CookieRequest {
-            method: attempt.method,
-            headers: attempt.headers,
+            method: attempt.request.method,
+            headers: attempt.request.headers,
             target: Target {
                 scheme: cookie.scheme,
-                host: attempt.host,
+                host: attempt.request.host,
             },
         };
         let now = OffsetDateTime::now_utc();
@@ -305,7 +306,7 @@ impl Authenticator {
                 anonymous: false,
             }),
             Err(Refusal::Forged) => {
-                Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken))
+                Err(self.count_failure(attempt.request.client_ip, GatewayError::InvalidToken))
             }
             Err(Refusal::Ended) => Err(GatewayError::InvalidToken),
             Err(Refusal::Expired(at)) => Err(GatewayError::TokenExpired(rfc3339(at))),
@@ -347,17 +348,6 @@ impl Authenticator {
     }
 }
 
-fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
-    AuthRequest {
-        method: attempt.method,
-        uri: attempt.uri,
-        host: attempt.host,
-        headers: attempt.headers,
-        client_ip: attempt.client_ip,
-        request_id: attempt.request_id,
-    }
-}
-
 fn external_decision(decision: ExternalDecision) -> Result<Authenticated, GatewayError> {
     match decision {
         ExternalDecision::Allow {
@@ -382,3 +372,6 @@ fn join_errors(errors: &[crate::config::ConfigError]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests;

@@ -157,18 +157,13 @@ impl fmt::Debug for AuthRequest<'_> {
 /// past a reload, and a changed auth URL never serves the old service's answers. Share it behind
 /// an `Arc`; every method takes `&self`.
 pub struct ExternalAuth {
-    url: Uri,
+    /// As configured, but the URL without its userinfo (that is `basic` now), the forward
+    /// headers checked and the copy headers without repeats.
+    settings: ExternalSettings,
     host: HeaderValue,
     /// `Authorization: Basic` from the URL's userinfo, marked sensitive.
     basic: Option<HeaderValue>,
-    method: Method,
     content_length: bool,
-    forward_headers: Vec<HeaderName>,
-    copy_headers: Vec<HeaderName>,
-    timeout: Duration,
-    cache_ttl: Duration,
-    negative_cache_ttl: Duration,
-    cache_key: CacheKey,
     client: HttpsClient<Body>,
     /// The decision cache and the calls in flight.
     flights: SingleFlight,
@@ -181,18 +176,11 @@ pub struct ExternalAuth {
 
 impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The query may carry a key, like the userinfo already split off.
-        let url = crate::config::redact_url(&self.url.to_string());
+        // `ExternalSettings` hides the URL's query, which may carry a key (the userinfo is
+        // already split off into `basic`).
         f.debug_struct("ExternalAuth")
-            .field("url", &url)
+            .field("settings", &self.settings)
             .field("basic_auth", &self.basic.is_some())
-            .field("method", &self.method)
-            .field("forward_headers", &self.forward_headers)
-            .field("copy_headers", &self.copy_headers)
-            .field("timeout", &self.timeout)
-            .field("cache_ttl", &self.cache_ttl)
-            .field("negative_cache_ttl", &self.negative_cache_ttl)
-            .field("cache_key", &self.cache_key)
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
@@ -213,15 +201,13 @@ impl ExternalAuth {
             host,
             basic,
             content_length: method_has_body(&settings.method),
-            method: settings.method.clone(),
-            forward_headers: forward_headers(&settings.forward_headers)?,
-            copy_headers: dedup(&settings.copy_headers),
-            timeout: settings.timeout,
-            cache_ttl: settings.cache_ttl,
-            negative_cache_ttl: settings.negative_cache_ttl,
-            cache_key: settings.cache_key,
             client: client(&url, settings.timeout)?,
-            url,
+            settings: ExternalSettings {
+                url,
+                forward_headers: forward_headers(&settings.forward_headers)?,
+                copy_headers: dedup(&settings.copy_headers),
+                ..settings.clone()
+            },
             flights: SingleFlight::default(),
             calls: AtomicU64::new(0),
             stats: Arc::default(),
@@ -250,7 +236,9 @@ impl ExternalAuth {
                     return decision;
                 }
                 Turn::Follow(flight) => {
-                    if let Some(decision) = SingleFlight::follow(flight, self.timeout).await {
+                    if let Some(decision) =
+                        SingleFlight::follow(flight, self.settings.timeout).await
+                    {
                         self.stats.miss();
                         return decision;
                     }
@@ -268,7 +256,8 @@ impl ExternalAuth {
     /// Whether the request carries a credential for the auth service: any configured forward
     /// header. Only such requests count towards `failure_limit` when denied.
     pub fn presented(&self, headers: &HeaderMap) -> bool {
-        self.forward_headers
+        self.settings
+            .forward_headers
             .iter()
             .any(|name| headers.contains_key(name))
     }
@@ -306,7 +295,7 @@ impl ExternalAuth {
     /// Whether any decision can be cached; without caching, checks are not coalesced either (each
     /// request's method and URI reach the auth service).
     fn caches(&self) -> bool {
-        !self.cache_ttl.is_zero() || !self.negative_cache_ttl.is_zero()
+        !self.settings.cache_ttl.is_zero() || !self.settings.negative_cache_ttl.is_zero()
     }
 
     /// The cache key for `cache_key`: the forwarded credentials, plus for `"request"` the
@@ -314,7 +303,7 @@ impl ExternalAuth {
     /// two different requests hash alike.
     fn key(&self, request: &AuthRequest<'_>) -> Key {
         let mut hasher = Sha256::new();
-        match self.cache_key {
+        match self.settings.cache_key {
             CacheKey::Credential => hasher.update(b"gatehouse external auth v1\0"),
             CacheKey::Request => {
                 hasher.update(b"gatehouse external auth request v2\0");
@@ -339,7 +328,7 @@ impl ExternalAuth {
 
     /// Feeds each configured forward header the client sent, its name and all its values.
     fn hash_credentials(&self, hasher: &mut Sha256, headers: &HeaderMap) {
-        for name in &self.forward_headers {
+        for name in &self.settings.forward_headers {
             let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 continue;
@@ -361,7 +350,7 @@ impl ExternalAuth {
         }
         let mut hasher = Sha256::new();
         hasher.update(b"gatehouse external subject v1\0");
-        for name in &self.forward_headers {
+        for name in &self.settings.forward_headers {
             for value in headers.get_all(name) {
                 framed(&mut hasher, value.as_bytes());
             }
@@ -385,8 +374,8 @@ impl ExternalAuth {
     /// How long `decision` may be cached (zero: not at all).
     fn ttl(&self, decision: &ExternalDecision) -> Duration {
         match decision {
-            ExternalDecision::Allow { .. } => self.cache_ttl,
-            ExternalDecision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
+            ExternalDecision::Allow { .. } => self.settings.cache_ttl,
+            ExternalDecision::Deny(deny) if deny.is_refusal() => self.settings.negative_cache_ttl,
             ExternalDecision::Deny(_)
             | ExternalDecision::Unavailable
             | ExternalDecision::Unexpected(_) => Duration::ZERO,
@@ -403,11 +392,14 @@ impl ExternalAuth {
         let subject = self.credential_subject(request.headers);
         let started = Instant::now();
         let decision =
-            match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
+            match tokio::time::timeout(self.settings.timeout, self.exchange(outgoing, subject))
+                .await
+            {
                 Ok(decision) => decision,
                 Err(_elapsed) => {
                     tracing::warn!(
-                        timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                        timeout_ms =
+                            u64::try_from(self.settings.timeout.as_millis()).unwrap_or(u64::MAX),
                         "external auth service timed out"
                     );
                     ExternalDecision::Unavailable
@@ -420,8 +412,8 @@ impl ExternalAuth {
     /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set, and
     /// the URL's Basic credential unless a forwarded `Authorization` takes its place.
     fn build(&self, request: &AuthRequest<'_>) -> Option<Request<Body>> {
-        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 8);
-        for name in &self.forward_headers {
+        let mut headers = HeaderMap::with_capacity(self.settings.forward_headers.len() + 8);
+        for name in &self.settings.forward_headers {
             for value in request.headers.get_all(name) {
                 headers.append(name.clone(), value.clone());
             }
@@ -450,8 +442,8 @@ impl ExternalAuth {
             headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         let mut outgoing = Request::new(body::empty());
-        *outgoing.method_mut() = self.method.clone();
-        *outgoing.uri_mut() = self.url.clone();
+        *outgoing.method_mut() = self.settings.method.clone();
+        *outgoing.uri_mut() = self.settings.url.clone();
         *outgoing.version_mut() = Version::HTTP_11;
         *outgoing.headers_mut() = headers;
         Some(outgoing)
@@ -474,7 +466,7 @@ impl ExternalAuth {
         let (parts, incoming) = response.into_parts();
         match parts.status.as_u16() {
             200..=299 => {
-                drain_in_background(incoming, self.timeout);
+                drain_in_background(incoming, self.settings.timeout);
                 self.allow(&parts.headers, subject)
             }
             401 | 403 | 429 => deny(parts.status, &parts.headers, incoming).await,
@@ -497,7 +489,7 @@ impl ExternalAuth {
     fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> ExternalDecision {
         let mut copy = Vec::new();
         let mut named = None;
-        for name in &self.copy_headers {
+        for name in &self.settings.copy_headers {
             for value in headers.get_all(name) {
                 if named.is_none() {
                     named = value

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::external::AuthRequest;
 use super::session::csrf::{self, Target};
 use super::session::table::Via;
 use super::session::{Opened, SessionAuth};
@@ -201,12 +202,14 @@ fn session(
         .and_then(|s| s.find_cookie(req.headers()));
     let request_id = forwarded::request_id(req.headers());
     let attempt = Attempt {
-        method: req.method(),
-        uri: req.uri().path(),
-        host: target.host,
-        headers: req.headers(),
-        client_ip,
-        request_id: &request_id,
+        request: AuthRequest {
+            method: req.method(),
+            uri: req.uri().path(),
+            host: target.host,
+            headers: req.headers(),
+            client_ip,
+            request_id: &request_id,
+        },
         session: cookie.as_deref().map(|value| SessionCookie {
             value,
             scheme: target.scheme,

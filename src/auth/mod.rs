@@ -22,6 +22,8 @@ pub use authenticate::{Attempt, Authenticated, Authenticator, SessionCookie};
 
 use time::OffsetDateTime;
 
+use crate::config::AuthKind;
+
 /// How a caller authenticated; sent upstream as `x-auth-method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthMethod {
@@ -38,14 +40,22 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    /// The `x-auth-method` value.
+    /// The `x-auth-method` value: the kind's name as a route's `auth = [...]` writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Token => "token",
-            Self::Jwt => "jwt",
-            Self::Session => "session",
-            Self::External => "external",
-            Self::Mtls => "mtls",
+        AuthKind::from(self).as_str()
+    }
+}
+
+/// The kind of credential a method proved. One table of names ([`AuthKind::as_str`]) serves
+/// both the config and `x-auth-method`, so the two can never drift apart.
+impl From<AuthMethod> for AuthKind {
+    fn from(method: AuthMethod) -> Self {
+        match method {
+            AuthMethod::Token => Self::Token,
+            AuthMethod::Jwt => Self::Jwt,
+            AuthMethod::Session => Self::Session,
+            AuthMethod::External => Self::External,
+            AuthMethod::Mtls => Self::Mtls,
         }
     }
 }

@@ -22,6 +22,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::io_delegate::forward_write_control;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -246,17 +248,7 @@ impl<T: AsyncWrite> AsyncWrite for IdleTimeout<T> {
         }
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
+    forward_write_control!(inner);
 }
 
 #[cfg(test)]

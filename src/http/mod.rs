@@ -9,5 +9,6 @@ pub mod forwarded;
 pub mod h2_trailers;
 pub mod head_scan;
 pub mod idle;
+mod io_delegate;
 pub mod normalize;
 pub mod sanitize;
