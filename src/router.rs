@@ -211,34 +211,7 @@ pub fn upstream_path<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProxyAction;
-
-    fn route(
-        path: &str,
-        exact: bool,
-        host: Option<&str>,
-        methods: Option<&[Method]>,
-    ) -> RouteConfig {
-        RouteConfig {
-            path: path.to_owned(),
-            exact,
-            host: host.map(str::to_owned),
-            methods: methods.map(<[Method]>::to_vec),
-            action: RouteAction::Proxy(ProxyAction {
-                upstream: 0,
-                strip_prefix: false,
-                rewrite: None,
-                proxy_method: None,
-                pass_request_body: true,
-            }),
-            auth: Vec::new(),
-            roles: Vec::new(),
-            write_roles: Vec::new(),
-            rate_limit: None,
-            websocket: false,
-            allowed_origins: Vec::new(),
-        }
-    }
+    use crate::config::route_fixture::route;
 
     fn keptn() -> RouteTable {
         RouteTable::new(&[

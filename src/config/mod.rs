@@ -11,6 +11,8 @@ pub mod file;
 mod load;
 pub mod mtls;
 mod redact;
+#[cfg(test)]
+pub(crate) mod route_fixture;
 mod suggest;
 pub mod units;
 mod validate;

@@ -96,32 +96,10 @@ fn qualified(route: &RouteConfig) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config::RouteAction;
+    use http::Method;
 
-    fn route(path: &str, exact: bool, host: Option<&str>, methods: Option<&[&str]>) -> RouteConfig {
-        RouteConfig {
-            path: path.to_owned(),
-            exact,
-            host: host.map(str::to_owned),
-            methods: methods.map(|m| {
-                m.iter()
-                    .map(|name| http::Method::from_bytes(name.as_bytes()).unwrap())
-                    .collect()
-            }),
-            action: RouteAction::Respond {
-                status: 200,
-                body: String::new(),
-                content_type: "text/plain".to_owned(),
-            },
-            auth: Vec::new(),
-            roles: Vec::new(),
-            write_roles: Vec::new(),
-            rate_limit: None,
-            websocket: false,
-            allowed_origins: Vec::new(),
-        }
-    }
+    use super::*;
+    use crate::config::route_fixture::route;
 
     fn labels(routes: &[RouteConfig]) -> Vec<String> {
         let labels = RouteLabels::new(routes);
@@ -139,7 +117,7 @@ mod tests {
             route("/api", true, None, None),
             route("/api", false, None, None),
             route("/x", false, Some("a.example.com"), None),
-            route("/x", false, None, Some(&["GET", "HEAD"])),
+            route("/x", false, None, Some(&[Method::GET, Method::HEAD])),
         ];
         assert_eq!(
             labels(&routes),
