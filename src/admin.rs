@@ -24,13 +24,13 @@ use crate::runtime::Shared;
 use crate::timestamp::rfc3339;
 
 /// Most admin connections served at once (SPEC §8.8); more wait in the listen backlog.
-pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+pub(crate) const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 /// Serves admin requests until the process stops (the admin listener outlives the drain so
 /// `/readyz` can say 503 throughout it). Each connection holds one of
 /// [`MAX_ADMIN_CONNECTIONS`] permits and gets the main listener's header read timeout and
 /// header size limit; a failed `accept` backs off instead of spinning.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
     let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {

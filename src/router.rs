@@ -72,7 +72,7 @@ impl Entry {
 }
 
 /// Segment-boundary prefix test; a prefix ending in `/` matches anything below it.
-pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         None => false,
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
@@ -170,7 +170,7 @@ fn allow_header(group: &[&Entry]) -> HeaderValue {
 }
 
 /// `Location` for [`RouteMiss::AddSlash`]: the normalised path with `/` appended, query kept.
-pub fn slash_location(path: &str, query: Option<&str>) -> String {
+pub(crate) fn slash_location(path: &str, query: Option<&str>) -> String {
     match query {
         Some(query) => format!("{path}/?{query}"),
         None => format!("{path}/"),
@@ -179,7 +179,7 @@ pub fn slash_location(path: &str, query: Option<&str>) -> String {
 
 /// The path sent upstream: the matched prefix removed (`strip_prefix`) or replaced (`rewrite`),
 /// never empty, escapes untouched.
-pub fn upstream_path<'a>(
+pub(crate) fn upstream_path<'a>(
     route_path: &str,
     strip_prefix: bool,
     rewrite: Option<&str>,

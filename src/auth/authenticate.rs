@@ -34,38 +34,38 @@ use crate::timestamp::rfc3339;
 #[derive(Debug)]
 pub struct Authenticator {
     /// The token store (empty when `[auth] tokens` is unset).
-    pub tokens: Arc<TokenStore>,
+    pub(crate) tokens: Arc<TokenStore>,
     /// `[auth.jwt]`
-    pub jwt: Option<Arc<JwtVerifier>>,
+    pub(crate) jwt: Option<Arc<JwtVerifier>>,
     /// `[auth.external]`; rebuilt (so its decision cache emptied) on every reload.
-    pub external: Option<ExternalAuth>,
+    pub(crate) external: Option<ExternalAuth>,
     /// `[auth] failure_limit`
-    pub failures: Option<Arc<FailureLimit>>,
+    pub(crate) failures: Option<Arc<FailureLimit>>,
     /// `[auth.session]`; its session table and previous key carry over reloads.
-    pub session: Option<SessionAuth>,
+    pub(crate) session: Option<SessionAuth>,
     /// Headers carrying a raw token.
-    pub token_headers: Vec<HeaderName>,
+    pub(crate) token_headers: Vec<HeaderName>,
     /// Headers stripped from every request and copied from the auth service.
-    pub copy_headers: Vec<HeaderName>,
+    pub(crate) copy_headers: Vec<HeaderName>,
 }
 
 /// What the request looks like to authentication: what an auth service would be told about it,
 /// plus the session cookie. `Debug` shows no header value, query or cookie value.
 #[derive(Debug)]
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     /// Method, URI, Host, headers, client IP and request id: the same for every credential kind.
-    pub request: AuthRequest<'a>,
+    pub(crate) request: AuthRequest<'a>,
     /// The session cookie, when the request sent one (already removed from `request.headers`).
-    pub session: Option<SessionCookie<'a>>,
+    pub(crate) session: Option<SessionCookie<'a>>,
 }
 
 /// A session cookie as the request presented it.
 #[derive(Clone, Copy)]
-pub struct SessionCookie<'a> {
+pub(crate) struct SessionCookie<'a> {
     /// The cookie's value.
-    pub value: &'a str,
+    pub(crate) value: &'a str,
     /// The listener's scheme (`https`/`http`), for the same-origin rule.
-    pub scheme: &'a str,
+    pub(crate) scheme: &'a str,
 }
 
 impl fmt::Debug for SessionCookie<'_> {
@@ -79,19 +79,19 @@ impl fmt::Debug for SessionCookie<'_> {
 
 /// A successful authentication: who, plus headers the auth service asked to pass on.
 #[derive(Debug)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     /// The caller.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// `copy_headers` from the external auth response.
-    pub copy: Option<Arc<[(HeaderName, HeaderValue)]>>,
+    pub(crate) copy: Option<Arc<[(HeaderName, HeaderValue)]>>,
     /// Allowed by the auth service without any credential: not a caller of its own.
-    pub anonymous: bool,
+    pub(crate) anonymous: bool,
 }
 
 impl Authenticated {
     /// The subject identity-keyed rate limits count against; `None` for an anonymous caller, who
     /// is counted by client IP instead (SPEC §8.3).
-    pub fn rate_subject(&self) -> Option<&Arc<str>> {
+    pub(crate) fn rate_subject(&self) -> Option<&Arc<str>> {
         (!self.anonymous).then_some(&self.identity.subject)
     }
 }
@@ -166,7 +166,7 @@ impl Authenticator {
 
     /// Every file authentication depends on (token store, token files, JWKS file, HMAC secret,
     /// session key).
-    pub fn files(&self) -> Vec<std::path::PathBuf> {
+    pub(crate) fn files(&self) -> Vec<std::path::PathBuf> {
         let mut files = self.tokens.files();
         if let Some(jwt) = &self.jwt {
             files.extend(jwt.files());
@@ -182,7 +182,7 @@ impl Authenticator {
     /// # Errors
     /// 401 missing/invalid/expired, 429 too many failed attempts, the auth service's own
     /// 401/403/429, 503 when it is down, 500 for an unexpected status.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         kinds: &[AuthKind],
         attempt: &Attempt<'_>,
@@ -270,7 +270,7 @@ impl Authenticator {
     ///
     /// # Errors
     /// 401 missing/invalid/expired, 403 cross-site write, 429 too many failed attempts.
-    pub fn authenticate_session(
+    pub(crate) fn authenticate_session(
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
@@ -319,7 +319,7 @@ impl Authenticator {
     ///
     /// # Errors
     /// 401 invalid/expired, 429 too many failed attempts.
-    pub async fn verify_login(
+    pub(crate) async fn verify_login(
         &self,
         credential: &str,
         client_ip: IpAddr,

@@ -75,7 +75,7 @@ mod decision;
 mod single_flight;
 
 use self::cache::Key;
-pub use self::decision::ExternalDecision;
+pub(crate) use self::decision::ExternalDecision;
 use self::single_flight::{SingleFlight, Turn};
 
 /// `x-forwarded-method`: the client's method, for the auth service.
@@ -119,19 +119,19 @@ const NEVER_FORWARDED: [&str; 14] = [
 ];
 
 /// One request to authenticate: what the auth service is told about it.
-pub struct AuthRequest<'a> {
+pub(crate) struct AuthRequest<'a> {
     /// The client's method, sent as `X-Forwarded-Method`.
-    pub method: &'a Method,
+    pub(crate) method: &'a Method,
     /// The client's normalised path and query, sent as `X-Forwarded-Uri`.
-    pub uri: &'a str,
+    pub(crate) uri: &'a str,
     /// The Host the client asked for (with its port, as sent), sent as `X-Forwarded-Host`.
-    pub host: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
     /// The client's headers; only the configured `forward_headers` are passed on.
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
     /// The client IP, sent as `X-Forwarded-For`.
-    pub client_ip: IpAddr,
+    pub(crate) client_ip: IpAddr,
     /// The request id, sent as `X-Request-Id`.
-    pub request_id: &'a HeaderValue,
+    pub(crate) request_id: &'a HeaderValue,
 }
 
 impl fmt::Debug for AuthRequest<'_> {
@@ -218,7 +218,7 @@ impl ExternalAuth {
 
     /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
     /// the cache or from a call already in flight for the same key when possible.
-    pub async fn check(&self, request: &AuthRequest<'_>) -> ExternalDecision {
+    pub(crate) async fn check(&self, request: &AuthRequest<'_>) -> ExternalDecision {
         if !self.caches() {
             return self.ask(request).await;
         }
@@ -255,7 +255,7 @@ impl ExternalAuth {
 
     /// Whether the request carries a credential for the auth service: any configured forward
     /// header. Only such requests count towards `failure_limit` when denied.
-    pub fn presented(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn presented(&self, headers: &HeaderMap) -> bool {
         self.settings
             .forward_headers
             .iter()
@@ -264,23 +264,24 @@ impl ExternalAuth {
 
     /// Empties the decision cache and forgets the calls in flight (their answers are still
     /// delivered to the checks waiting for them, but not cached). Every reload calls this.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.flights.clear();
     }
 
     /// Calls made to the auth service so far (for tests/metrics).
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Checks answered by waiting on another check's call instead of calling (for tests/metrics).
-    pub fn coalesced(&self) -> u64 {
+    /// Checks answered by waiting on another check's call instead of calling (for tests).
+    #[cfg(test)]
+    pub(crate) fn coalesced(&self) -> u64 {
         self.flights.coalesced()
     }
 
     /// Takes over the metrics of the `ExternalAuth` this one replaces on a reload.
     #[must_use]
-    pub fn keep_stats(mut self, previous: Option<&ExternalAuth>) -> Self {
+    pub(crate) fn keep_stats(mut self, previous: Option<&ExternalAuth>) -> Self {
         if let Some(previous) = previous {
             self.stats = previous.stats.clone();
         }
@@ -288,7 +289,7 @@ impl ExternalAuth {
     }
 
     /// Cache hits and misses and call durations, for `/metrics`.
-    pub fn stats(&self) -> &AuthServiceStats {
+    pub(crate) fn stats(&self) -> &AuthServiceStats {
         &self.stats
     }
 

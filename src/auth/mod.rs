@@ -3,22 +3,22 @@
 //! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are
 //! (a client certificate too: [`mtls`]).
 
-pub mod authenticate;
+pub(crate) mod authenticate;
 pub mod credentials;
 pub mod external;
-pub mod failures;
+pub(crate) mod failures;
 mod jwks;
 pub mod jwt;
-pub mod login;
-pub mod mtls;
-pub mod roles;
+pub(crate) mod login;
+pub(crate) mod mtls;
+pub(crate) mod roles;
 pub mod session;
 pub mod token_format;
 pub mod token_store;
 
 use std::sync::Arc;
 
-pub use authenticate::{Attempt, Authenticated, Authenticator, SessionCookie};
+pub(crate) use authenticate::{Attempt, Authenticated, Authenticator, SessionCookie};
 
 use time::OffsetDateTime;
 
@@ -41,7 +41,7 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// The `x-auth-method` value: the kind's name as a route's `auth = [...]` writes it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         AuthKind::from(self).as_str()
     }
 }

@@ -214,7 +214,7 @@ fn split_headers_payload(flags: u8, payload: &[u8]) -> Option<(&[u8], &[u8])> {
 
 pin_project_lite::pin_project! {
     /// Wraps a server connection's IO; see the module docs.
-    pub struct TrailerGuard<T> {
+    pub(crate) struct TrailerGuard<T> {
         #[pin]
         inner: T,
         frames: Frames,
@@ -228,7 +228,7 @@ pin_project_lite::pin_project! {
 
 impl<T> TrailerGuard<T> {
     /// Wraps `inner`.
-    pub fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         Self {
             inner,
             frames: Frames::new(),

@@ -29,7 +29,7 @@ const NONE: u64 = u64::MAX;
 
 /// The verdict shared between the IO wrapper and the service.
 #[derive(Debug)]
-pub struct ScanVerdict {
+pub(crate) struct ScanVerdict {
     /// Index (0-based, in arrival order) of the first request with a smuggling shape.
     flagged: AtomicU64,
     /// Which shape it was: 1 = CL+TE, 2 = duplicate CL.
@@ -45,7 +45,7 @@ impl ScanVerdict {
     }
 
     /// The reason if request number `index` on this connection had a smuggling shape.
-    pub fn shape_of(&self, index: u64) -> Option<&'static str> {
+    pub(crate) fn shape_of(&self, index: u64) -> Option<&'static str> {
         if self.flagged.load(Ordering::Acquire) != index {
             return None;
         }
@@ -240,7 +240,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
 
 pin_project_lite::pin_project! {
     /// Passes IO through while following HTTP/1 request framing (see the module doc).
-    pub struct ScanIo<T> {
+    pub(crate) struct ScanIo<T> {
         #[pin]
         inner: T,
         scanner: Scanner,
@@ -249,7 +249,7 @@ pin_project_lite::pin_project! {
 
 impl<T> ScanIo<T> {
     /// Wraps the plaintext side of an HTTP/1 connection; the verdict is shared with the service.
-    pub fn new(inner: T) -> (Self, Arc<ScanVerdict>) {
+    pub(crate) fn new(inner: T) -> (Self, Arc<ScanVerdict>) {
         let verdict = Arc::new(ScanVerdict::new());
         (
             Self {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::config::RouteConfig;
 
 /// The label of a request that matched no route.
-pub const NO_ROUTE: &str = "none";
+pub(crate) const NO_ROUTE: &str = "none";
 
 /// The `route` label of every route, and the explicit label of a request that matched none —
 /// shared, so recording allocates nothing.
@@ -26,7 +26,7 @@ pub struct RouteLabels {
 
 impl RouteLabels {
     /// The labels of `routes`.
-    pub fn new(routes: &[RouteConfig]) -> Self {
+    pub(crate) fn new(routes: &[RouteConfig]) -> Self {
         Self {
             routes: route_labels(routes).into_iter().map(Arc::from).collect(),
             no_route: Arc::from(NO_ROUTE),
@@ -34,13 +34,13 @@ impl RouteLabels {
     }
 
     /// The metrics label of a request: its route's, or [`NO_ROUTE`] when it matched none.
-    pub fn label(&self, route: Option<usize>) -> &Arc<str> {
+    pub(crate) fn label(&self, route: Option<usize>) -> &Arc<str> {
         self.matched(route).unwrap_or(&self.no_route)
     }
 
     /// The label of the route a request matched; `None` when it matched none, which the access
     /// and audit lines write as `null` rather than as a name.
-    pub fn matched(&self, route: Option<usize>) -> Option<&Arc<str>> {
+    pub(crate) fn matched(&self, route: Option<usize>) -> Option<&Arc<str>> {
         // An index always comes from the router built from the same config; a miss would be a
         // bug, and is labelled as no route rather than panicking on the request path.
         route.and_then(|index| self.routes.get(index))

@@ -49,7 +49,7 @@ use super::throttle::LogThrottle;
 /// 16,384-bucket table holds at its 7/8 load factor. One more key per shard would double every
 /// table; at this cap a policy tracking IP keys stays around 36 MiB (measured), so even several
 /// policies under a key-spraying attack fit a sidecar's memory.
-pub const MAX_TRACKED_KEYS: usize = SHARDS * 14_336;
+pub(crate) const MAX_TRACKED_KEYS: usize = SHARDS * 14_336;
 
 /// Shards per store: enough that request threads rarely meet on one lock; a power of two.
 pub(crate) const SHARDS: usize = 64;
@@ -94,6 +94,8 @@ pub(crate) enum GcraDecision {
 /// `FakeRelativeClock` in tests.
 pub(crate) struct LocalLimiter<C: Clock> {
     limiter: RateLimiter<Key, CappedStore, C, StateInformationMiddleware>,
+    /// Counted by the store; read by tests only (the store logs overflow itself).
+    #[cfg(test)]
     overflowed: Arc<AtomicU64>,
 }
 
@@ -106,6 +108,7 @@ impl<C: Clock> LocalLimiter<C> {
             limiter: RateLimiter::<Key, CappedStore, C, StateInformationMiddleware>::new(
                 quota, store, clock,
             ),
+            #[cfg(test)]
             overflowed,
         }
     }
@@ -133,6 +136,7 @@ impl<C: Clock> LocalLimiter<C> {
     }
 
     /// Requests decided by the overflow bucket since this limiter was built.
+    #[cfg(test)]
     pub(crate) fn overflow_decisions(&self) -> u64 {
         self.overflowed.load(Ordering::Relaxed)
     }
