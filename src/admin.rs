@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::auth::external::AuthRequest;
 use crate::auth::{Attempt, roles};
 use crate::config::{AuthKind, Limits};
 use crate::error::GatewayError;
@@ -23,13 +24,13 @@ use crate::runtime::Shared;
 use crate::timestamp::rfc3339;
 
 /// Most admin connections served at once (SPEC §8.8); more wait in the listen backlog.
-pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+pub(crate) const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 /// Serves admin requests until the process stops (the admin listener outlives the drain so
 /// `/readyz` can say 503 throughout it). Each connection holds one of
 /// [`MAX_ADMIN_CONNECTIONS`] permits and gets the main listener's header read timeout and
 /// header size limit; a failed `accept` backs off instead of spinning.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, reload: ReloadHandle) {
     let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -125,12 +126,14 @@ async fn admin_refusal(
     let request_id = crate::http::forwarded::request_id(req.headers());
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let attempt = Attempt {
-        method: req.method(),
-        uri: path,
-        host: None,
-        headers: req.headers(),
-        client_ip: peer,
-        request_id: &request_id,
+        request: AuthRequest {
+            method: req.method(),
+            uri: path,
+            host: None,
+            headers: req.headers(),
+            client_ip: peer,
+            request_id: &request_id,
+        },
         session: None,
     };
     let error = match runtime

@@ -20,15 +20,13 @@ use crate::server::Gateway;
 
 /// A running demo.
 #[derive(Debug)]
-pub struct Demo {
+pub(crate) struct Demo {
     /// The gateway.
-    pub gateway: Gateway,
+    pub(crate) gateway: Gateway,
     /// The config file written for it.
-    pub config: PathBuf,
-    /// The certificate to trust (`curl --cacert`).
-    pub cert: PathBuf,
+    pub(crate) config: PathBuf,
     /// Ready-to-paste curl commands.
-    pub curl_lines: Vec<String>,
+    pub(crate) curl_lines: Vec<String>,
 }
 
 /// Runs the demo until `shutdown` completes (the CLI passes its Ctrl-C/SIGTERM future). Without
@@ -37,7 +35,7 @@ pub struct Demo {
 ///
 /// # Errors
 /// The folder cannot be written or a listener cannot be bound.
-pub async fn run(
+pub(crate) async fn run(
     dir: Option<PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -85,7 +83,7 @@ async fn run_in(dir: &Path, shutdown: impl std::future::Future<Output = ()>) -> 
 ///
 /// # Errors
 /// The folder cannot be written or a listener cannot be bound.
-pub async fn start(dir: &Path) -> anyhow::Result<Demo> {
+pub(crate) async fn start(dir: &Path) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let api = spawn_mock("api-service").await?;
     let configuration = spawn_mock("configuration-service").await?;
@@ -100,7 +98,6 @@ pub async fn start(dir: &Path) -> anyhow::Result<Demo> {
     Ok(Demo {
         gateway,
         config,
-        cert,
         curl_lines,
     })
 }

@@ -15,19 +15,19 @@ use crate::http::body::{self, Body};
 /// Another service's response, returned to the client as it was sent (external auth's 401, 403
 /// and 429). Neutral on purpose: the auth service builds it, this module only relays it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PassThrough {
+pub(crate) struct PassThrough {
     /// The status, e.g. 401, 403 or 429.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// The headers kept (for external auth: `Content-Type`, every `WWW-Authenticate`,
     /// `Retry-After`).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// The body (empty if it was too long to relay).
-    pub body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl PassThrough {
     /// The response for the client.
-    pub fn to_response(&self) -> Response<Body> {
+    pub(crate) fn to_response(&self) -> Response<Body> {
         let mut response = Response::new(body::full(self.body.clone()));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
@@ -38,7 +38,7 @@ impl PassThrough {
     }
 
     /// 401 or 403: the credential was refused (a failed attempt); 429 asks for patience, neither.
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         matches!(
             self.status,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
@@ -60,7 +60,7 @@ impl fmt::Debug for PassThrough {
 
 /// A request-path failure. Each variant carries data, not preformatted text.
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     /// Malformed request: smuggling shapes, bad path escapes, bad `Host`.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -139,15 +139,12 @@ pub enum GatewayError {
     /// Upstream did not send response headers within `response_timeout`.
     #[error("upstream {0} timed out")]
     UpstreamTimeout(Arc<str>),
-    /// The gateway itself failed (a bug, or resources exhausted).
-    #[error("internal error")]
-    Internal,
 }
 
 /// Why authentication or authorization refused a request: the `reason` label of
 /// `gatehouse_auth_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AuthFailure {
+pub(crate) enum AuthFailure {
     /// No credential (401).
     Missing,
     /// A credential that did not verify (401).
@@ -170,7 +167,8 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// Every reason, in the order the metric lists them; `reason as usize` indexes it.
-    pub const ALL: [Self; 9] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 9] = [
         Self::Missing,
         Self::Invalid,
         Self::Expired,
@@ -183,7 +181,7 @@ impl AuthFailure {
     ];
 
     /// The metric label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Missing => "missing",
             Self::Invalid => "invalid",
@@ -202,7 +200,7 @@ impl GatewayError {
     /// The auth failure this error counts as, or `None` for a refusal that is not about who the
     /// caller is. No `_` arm: a new variant must say whether it is an auth failure, so none goes
     /// uncounted.
-    pub fn auth_failure(&self) -> Option<AuthFailure> {
+    pub(crate) fn auth_failure(&self) -> Option<AuthFailure> {
         match self {
             Self::MissingCredentials | Self::ClientCertRequired => Some(AuthFailure::Missing),
             Self::InvalidToken => Some(AuthFailure::Invalid),
@@ -225,13 +223,12 @@ impl GatewayError {
             | Self::RateLimiterUnavailable
             | Self::UpstreamUnavailable(_)
             | Self::UpstreamTimeout(_)
-            | Self::AuditUnavailable
-            | Self::Internal => None,
+            | Self::AuditUnavailable => None,
         }
     }
 
     /// The HTTP status for this error.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::MalformedBody => StatusCode::BAD_REQUEST,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -252,7 +249,7 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::AuthDenied(deny) => deny.status,
-            Self::AuthUnexpectedStatus | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::AuthUnexpectedStatus => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -293,14 +290,13 @@ impl GatewayError {
             | Self::AuthUnavailable
             | Self::AuthUnexpectedStatus
             | Self::UpstreamUnavailable(_)
-            | Self::UpstreamTimeout(_)
-            | Self::Internal => Vec::new(),
+            | Self::UpstreamTimeout(_) => Vec::new(),
         }
     }
 
     /// Whether the client connection should be closed after this response (the request stream
     /// may be in an unknown state).
-    pub fn closes_connection(&self) -> bool {
+    pub(crate) fn closes_connection(&self) -> bool {
         matches!(
             self,
             Self::BadRequest(_) | Self::BodyTooLarge | Self::HeadersTooLarge | Self::MalformedBody
@@ -308,7 +304,7 @@ impl GatewayError {
     }
 
     /// The JSON error response: `{"error": "<message>", "request_id": "<id>"}`. Pure: no logging.
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    pub(crate) fn into_response(self, request_id: &str) -> Response<Body> {
         if let Self::AuthDenied(deny) = &self {
             return deny.to_response();
         }
@@ -326,7 +322,7 @@ impl GatewayError {
 }
 
 /// A JSON error body with the given status and message.
-pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
+pub(crate) fn json_error(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
     let body = serde_json::json!({ "error": message, "request_id": request_id }).to_string();
     let mut response = Response::new(body::full(body));
     *response.status_mut() = status;
@@ -368,7 +364,6 @@ mod tests {
             },
             GatewayError::RateLimiterUnavailable,
             GatewayError::UpstreamTimeout(Arc::from("api")),
-            GatewayError::Internal,
         ] {
             assert_eq!(error.auth_failure(), None, "{error:?}");
         }

@@ -56,23 +56,23 @@ macro_rules! errln {
     }};
 }
 
-pub mod admin;
+mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod files;
+mod demo;
+mod error;
+mod files;
 pub mod http;
 mod listen;
 pub mod observe;
-pub mod pipeline;
-pub mod proxy;
+mod pipeline;
+mod proxy;
 pub mod ratelimit;
 pub mod reload;
 pub mod router;
 pub mod runtime;
-pub mod secret;
+mod secret;
 pub mod server;
 mod timestamp;
 pub mod tls;

@@ -51,10 +51,10 @@ use forward::{forward, set_upstream_headers};
 use route::{Routed, find_route, normalize, serve_session_endpoint};
 use settle::BodyFraming;
 
-pub use context::{ConnInfo, RequestCtx};
+pub(crate) use context::{ConnInfo, RequestCtx};
 
 /// Handles one request end to end. Never fails: errors become JSON responses.
-pub async fn handle(
+pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,

@@ -49,13 +49,13 @@ pub struct ReloadStatus {
     /// Content hash of the runtime in use.
     pub content_hash: String,
     /// When the last attempt finished.
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
     /// Whether the last attempt succeeded (applied, or nothing had changed).
     pub ok: bool,
     /// The last attempt's error, if it failed.
     pub error: Option<String>,
     /// Changes in the running config that need a restart (listener addresses, connection cap).
-    pub restart_needed: Vec<String>,
+    pub(crate) restart_needed: Vec<String>,
     /// Every watched folder is watched and the start-up gap is closed: from here on, a change
     /// to a file is seen as an event (a file changed in the gap was reloaded first).
     pub watching: bool,
@@ -77,7 +77,7 @@ impl ReloadStatus {
     }
 
     /// The status after the first load.
-    pub fn first(runtime: &Runtime) -> Self {
+    pub(crate) fn first(runtime: &Runtime) -> Self {
         Self {
             generation: runtime.generation,
             attempts: 1,
@@ -138,7 +138,7 @@ pub enum ReloadOutcome {
 
 /// Why a reload runs.
 #[derive(Debug)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// A watched folder changed.
     Files,
     /// `SIGHUP`.
@@ -163,7 +163,7 @@ impl ReloadHandle {
     }
 
     /// Requests a reload and waits for its outcome.
-    pub async fn reload(&self) -> ReloadOutcome {
+    pub(crate) async fn reload(&self) -> ReloadOutcome {
         let (reply, outcome) = oneshot::channel();
         if self.triggers.send(Trigger::Admin(reply)).await.is_err() {
             return ReloadOutcome::Failed {
@@ -176,7 +176,7 @@ impl ReloadHandle {
     }
 
     /// Requests a reload without waiting (SIGHUP).
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         let _ = self.triggers.try_send(Trigger::Signal);
     }
 }
@@ -301,7 +301,7 @@ fn folder_of(file: &Path) -> Option<PathBuf> {
 }
 
 /// Starts watching `config_path`'s folder — call before the first load.
-pub struct Reloader {
+pub(crate) struct Reloader {
     watch: FolderWatch,
     triggers: mpsc::Receiver<Trigger>,
     files: mpsc::Receiver<Trigger>,
@@ -318,7 +318,7 @@ impl std::fmt::Debug for Reloader {
 
 impl Reloader {
     /// Begins watching the config's folder, before the first load reads anything.
-    pub fn watch_config(config_path: &Path) -> Self {
+    pub(crate) fn watch_config(config_path: &Path) -> Self {
         let (file_tx, files) = mpsc::channel(1);
         let (trigger_tx, triggers) = mpsc::channel(16);
         let mut watch = FolderWatch::new(file_tx);
@@ -336,7 +336,7 @@ impl Reloader {
 
     /// A handle for SIGHUP, `POST /reload` and the reload status, which starts from the first
     /// load: the runtime `shared` holds now.
-    pub fn handle(&self, shared: &Shared) -> ReloadHandle {
+    pub(crate) fn handle(&self, shared: &Shared) -> ReloadHandle {
         let first = ReloadStatus::first(&shared.runtime.load());
         self.handle.status.send_replace(first);
         self.handle.clone()
@@ -356,7 +356,7 @@ impl Reloader {
     }
 
     /// Runs the reload task until the process stops.
-    pub async fn run(mut self, shared: Arc<Shared>) {
+    pub(crate) async fn run(mut self, shared: Arc<Shared>) {
         self.follow(&shared);
         // One rescan now that every folder is watched closes the gap since the first load. It is
         // no reload unless a file really changed in that gap: an unchanged start counts no
@@ -461,7 +461,7 @@ async fn changed_since_load(shared: &Shared) -> bool {
 /// Builds, validates and (if anything changed) swaps in a new runtime; the external auth cache
 /// is emptied whatever the outcome. The caller records the
 /// outcome (`Reloader::record`) once the watch set follows the new runtime.
-pub async fn reload_once(shared: &Shared) -> ReloadOutcome {
+pub(crate) async fn reload_once(shared: &Shared) -> ReloadOutcome {
     let previous = shared.runtime.load_full();
     let base = previous.clone();
     // One message, a line per problem, each naming its file and key (`/config`, the log).

@@ -72,7 +72,7 @@ impl Entry {
 }
 
 /// Segment-boundary prefix test; a prefix ending in `/` matches anything below it.
-pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         None => false,
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
@@ -170,7 +170,7 @@ fn allow_header(group: &[&Entry]) -> HeaderValue {
 }
 
 /// `Location` for [`RouteMiss::AddSlash`]: the normalised path with `/` appended, query kept.
-pub fn slash_location(path: &str, query: Option<&str>) -> String {
+pub(crate) fn slash_location(path: &str, query: Option<&str>) -> String {
     match query {
         Some(query) => format!("{path}/?{query}"),
         None => format!("{path}/"),
@@ -179,7 +179,7 @@ pub fn slash_location(path: &str, query: Option<&str>) -> String {
 
 /// The path sent upstream: the matched prefix removed (`strip_prefix`) or replaced (`rewrite`),
 /// never empty, escapes untouched.
-pub fn upstream_path<'a>(
+pub(crate) fn upstream_path<'a>(
     route_path: &str,
     strip_prefix: bool,
     rewrite: Option<&str>,
@@ -211,34 +211,7 @@ pub fn upstream_path<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProxyAction;
-
-    fn route(
-        path: &str,
-        exact: bool,
-        host: Option<&str>,
-        methods: Option<&[Method]>,
-    ) -> RouteConfig {
-        RouteConfig {
-            path: path.to_owned(),
-            exact,
-            host: host.map(str::to_owned),
-            methods: methods.map(<[Method]>::to_vec),
-            action: RouteAction::Proxy(ProxyAction {
-                upstream: 0,
-                strip_prefix: false,
-                rewrite: None,
-                proxy_method: None,
-                pass_request_body: true,
-            }),
-            auth: Vec::new(),
-            roles: Vec::new(),
-            write_roles: Vec::new(),
-            rate_limit: None,
-            websocket: false,
-            allowed_origins: Vec::new(),
-        }
-    }
+    use crate::config::route_fixture::route;
 
     fn keptn() -> RouteTable {
         RouteTable::new(&[

@@ -19,7 +19,7 @@ pub struct Secret<T>(T);
 
 impl<T> Secret<T> {
     /// Wraps `value`.
-    pub fn new(value: T) -> Self {
+    pub(crate) fn new(value: T) -> Self {
         Self(value)
     }
 
@@ -51,7 +51,7 @@ impl<T> fmt::Display for Secret<T> {
 /// `true` when `a == b`, in time that depends only on the lengths, never on where the bytes
 /// differ: every byte pair is XORed and OR-folded, with no early exit on content. Unequal lengths
 /// return `false` at once (a length is not the secret).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -12,10 +12,11 @@
 //! A session cookie is a credential only on a route that accepts `session`, and only when the
 //! request presents no other credential (an explicit token wins); a session refusal is final.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue};
 use time::OffsetDateTime;
 
 use super::external::{AuthRequest, ExternalAuth, ExternalDecision};
@@ -34,64 +35,64 @@ use crate::timestamp::rfc3339;
 #[derive(Debug)]
 pub struct Authenticator {
     /// The token store (empty when `[auth] tokens` is unset).
-    pub tokens: Arc<TokenStore>,
+    pub(crate) tokens: Arc<TokenStore>,
     /// `[auth.jwt]`
-    pub jwt: Option<Arc<JwtVerifier>>,
+    pub(crate) jwt: Option<Arc<JwtVerifier>>,
     /// `[auth.external]`; rebuilt (so its decision cache emptied) on every reload.
-    pub external: Option<ExternalAuth>,
+    pub(crate) external: Option<ExternalAuth>,
     /// `[auth] failure_limit`
-    pub failures: Option<Arc<FailureLimit>>,
+    pub(crate) failures: Option<Arc<FailureLimit>>,
     /// `[auth.session]`; its session table and previous key carry over reloads.
-    pub session: Option<SessionAuth>,
+    pub(crate) session: Option<SessionAuth>,
     /// Headers carrying a raw token.
-    pub token_headers: Vec<HeaderName>,
+    pub(crate) token_headers: Vec<HeaderName>,
     /// Headers stripped from every request and copied from the auth service.
-    pub copy_headers: Vec<HeaderName>,
+    pub(crate) copy_headers: Vec<HeaderName>,
 }
 
-/// What the request looks like to authentication.
+/// What the request looks like to authentication: what an auth service would be told about it,
+/// plus the session cookie. `Debug` shows no header value, query or cookie value.
 #[derive(Debug)]
-pub struct Attempt<'a> {
-    /// The client's method.
-    pub method: &'a Method,
-    /// Normalised path and query, for `X-Forwarded-Uri`.
-    pub uri: &'a str,
-    /// The Host the client asked for (with its port, as sent), for `X-Forwarded-Host`.
-    pub host: Option<&'a str>,
-    /// The client's headers.
-    pub headers: &'a HeaderMap,
-    /// Client IP under the trusted-proxy rule.
-    pub client_ip: IpAddr,
-    /// The request id.
-    pub request_id: &'a HeaderValue,
-    /// The session cookie, when the request sent one (already removed from `headers`).
-    pub session: Option<SessionCookie<'a>>,
+pub(crate) struct Attempt<'a> {
+    /// Method, URI, Host, headers, client IP and request id: the same for every credential kind.
+    pub(crate) request: AuthRequest<'a>,
+    /// The session cookie, when the request sent one (already removed from `request.headers`).
+    pub(crate) session: Option<SessionCookie<'a>>,
 }
 
 /// A session cookie as the request presented it.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionCookie<'a> {
+#[derive(Clone, Copy)]
+pub(crate) struct SessionCookie<'a> {
     /// The cookie's value.
-    pub value: &'a str,
+    pub(crate) value: &'a str,
     /// The listener's scheme (`https`/`http`), for the same-origin rule.
-    pub scheme: &'a str,
+    pub(crate) scheme: &'a str,
+}
+
+impl fmt::Debug for SessionCookie<'_> {
+    /// The value is a credential: left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookie")
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A successful authentication: who, plus headers the auth service asked to pass on.
 #[derive(Debug)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     /// The caller.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// `copy_headers` from the external auth response.
-    pub copy: Option<Arc<[(HeaderName, HeaderValue)]>>,
+    pub(crate) copy: Option<Arc<[(HeaderName, HeaderValue)]>>,
     /// Allowed by the auth service without any credential: not a caller of its own.
-    pub anonymous: bool,
+    pub(crate) anonymous: bool,
 }
 
 impl Authenticated {
     /// The subject identity-keyed rate limits count against; `None` for an anonymous caller, who
     /// is counted by client IP instead (SPEC §8.3).
-    pub fn rate_subject(&self) -> Option<&Arc<str>> {
+    pub(crate) fn rate_subject(&self) -> Option<&Arc<str>> {
         (!self.anonymous).then_some(&self.identity.subject)
     }
 }
@@ -148,7 +149,7 @@ impl Authenticator {
 
     /// Every file authentication depends on (token store, token files, JWKS file, HMAC secret,
     /// session key).
-    pub fn files(&self) -> Vec<std::path::PathBuf> {
+    pub(crate) fn files(&self) -> Vec<std::path::PathBuf> {
         let mut files = self.tokens.files();
         if let Some(jwt) = &self.jwt {
             files.extend(jwt.files());
@@ -164,24 +165,24 @@ impl Authenticator {
     /// # Errors
     /// 401 missing/invalid/expired, 429 too many failed attempts, the auth service's own
     /// 401/403/429, 503 when it is down, 500 for an unexpected status.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         kinds: &[AuthKind],
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
-        let credential = credentials::credential(attempt.headers, &self.token_headers);
+        let credential = credentials::credential(attempt.request.headers, &self.token_headers);
         let external = self
             .external
             .as_ref()
             .filter(|_| kinds.contains(&AuthKind::External));
-        let external_credential = external.is_some_and(|e| e.presented(attempt.headers));
+        let external_credential = external.is_some_and(|e| e.presented(attempt.request.headers));
         let session = attempt
             .session
             .filter(|_| credential.is_none() && kinds.contains(&AuthKind::Session));
         if (credential.is_some() || external_credential || session.is_some())
             && let Some(failures) = &self.failures
         {
-            failures.check(attempt.client_ip)?;
+            failures.check(attempt.request.client_ip)?;
         }
         if let (Some(cookie), Some(sessions)) = (session, &self.session) {
             return self.by_session(sessions, cookie, attempt);
@@ -202,21 +203,21 @@ impl Authenticator {
             Err(LocalFailure::NotApplicable) => None,
         };
         if let Some(external) = external {
-            let decision = external.check(&external_request(attempt)).await;
+            let decision = external.check(&attempt.request).await;
             let refused = matches!(&decision, ExternalDecision::Deny(deny) if deny.is_refusal());
             return external_decision(decision).map_err(|error| {
                 if refused && external_credential {
                     // Like an invalid token: a guess costs budget, cached answer or not.
-                    self.count_failure(attempt.client_ip, error)
+                    self.count_failure(attempt.request.client_ip, error)
                 } else {
                     error
                 }
             });
         }
         match (refusal, credential) {
-            (Some(error), _) => Err(self.count_failure(attempt.client_ip, error)),
+            (Some(error), _) => Err(self.count_failure(attempt.request.client_ip, error)),
             (None, Some(_)) => {
-                Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken))
+                Err(self.count_failure(attempt.request.client_ip, GatewayError::InvalidToken))
             }
             (None, None) => Err(GatewayError::MissingCredentials),
         }
@@ -252,7 +253,7 @@ impl Authenticator {
     ///
     /// # Errors
     /// 401 missing/invalid/expired, 403 cross-site write, 429 too many failed attempts.
-    pub fn authenticate_session(
+    pub(crate) fn authenticate_session(
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
@@ -260,7 +261,7 @@ impl Authenticator {
             return Err(GatewayError::MissingCredentials);
         };
         if let Some(failures) = &self.failures {
-            failures.check(attempt.client_ip)?;
+            failures.check(attempt.request.client_ip)?;
         }
         self.by_session(sessions, cookie, attempt)
     }
@@ -273,11 +274,11 @@ impl Authenticator {
         attempt: &Attempt<'_>,
     ) -> Result<Authenticated, GatewayError> {
         let req = CookieRequest {
-            method: attempt.method,
-            headers: attempt.headers,
+            method: attempt.request.method,
+            headers: attempt.request.headers,
             target: Target {
                 scheme: cookie.scheme,
-                host: attempt.host,
+                host: attempt.request.host,
             },
         };
         let now = OffsetDateTime::now_utc();
@@ -288,7 +289,7 @@ impl Authenticator {
                 anonymous: false,
             }),
             Err(Refusal::Forged) => {
-                Err(self.count_failure(attempt.client_ip, GatewayError::InvalidToken))
+                Err(self.count_failure(attempt.request.client_ip, GatewayError::InvalidToken))
             }
             Err(Refusal::Ended) => Err(GatewayError::InvalidToken),
             Err(Refusal::Expired(at)) => Err(GatewayError::TokenExpired(rfc3339(at))),
@@ -301,7 +302,7 @@ impl Authenticator {
     ///
     /// # Errors
     /// 401 invalid/expired, 429 too many failed attempts.
-    pub async fn verify_login(
+    pub(crate) async fn verify_login(
         &self,
         credential: &str,
         client_ip: IpAddr,
@@ -327,17 +328,6 @@ impl Authenticator {
             .as_ref()
             .and_then(|f| f.record_failure(ip))
             .unwrap_or(error)
-    }
-}
-
-fn external_request<'a>(attempt: &'a Attempt<'a>) -> AuthRequest<'a> {
-    AuthRequest {
-        method: attempt.method,
-        uri: attempt.uri,
-        host: attempt.host,
-        headers: attempt.headers,
-        client_ip: attempt.client_ip,
-        request_id: attempt.request_id,
     }
 }
 
@@ -378,3 +368,6 @@ fn tokens(settings: &AuthSettings, reload: bool, check: &mut Collector) -> Optio
         None => Some(TokenStore::default()),
     }
 }
+
+#[cfg(test)]
+mod tests;

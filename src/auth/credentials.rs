@@ -7,14 +7,17 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use super::Identity;
 
 /// `x-auth-subject`
-pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+pub(crate) const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 /// `x-auth-roles`
-pub const X_AUTH_ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
+pub(crate) const X_AUTH_ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
 /// `x-auth-method`
-pub const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
+pub(crate) const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
 
 /// The credential a request presents, borrowed from its headers.
-pub fn credential<'a>(headers: &'a HeaderMap, token_headers: &[HeaderName]) -> Option<&'a str> {
+pub(crate) fn credential<'a>(
+    headers: &'a HeaderMap,
+    token_headers: &[HeaderName],
+) -> Option<&'a str> {
     if let Some(token) = headers.get(header::AUTHORIZATION).and_then(bearer) {
         return Some(token);
     }
@@ -85,7 +88,7 @@ pub fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
 }
 
 /// Removes `Authorization` and the token headers (`forward_credentials = false`).
-pub fn remove_credentials(headers: &mut HeaderMap, token_headers: &[HeaderName]) {
+pub(crate) fn remove_credentials(headers: &mut HeaderMap, token_headers: &[HeaderName]) {
     headers.remove(header::AUTHORIZATION);
     for name in token_headers {
         headers.remove(name);

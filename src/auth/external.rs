@@ -76,7 +76,7 @@ mod decision;
 mod single_flight;
 
 use self::cache::Key;
-pub use self::decision::ExternalDecision;
+pub(crate) use self::decision::ExternalDecision;
 use self::single_flight::{SingleFlight, Turn};
 
 /// `x-forwarded-method`: the client's method, for the auth service.
@@ -120,19 +120,19 @@ const NEVER_FORWARDED: [&str; 14] = [
 ];
 
 /// One request to authenticate: what the auth service is told about it.
-pub struct AuthRequest<'a> {
+pub(crate) struct AuthRequest<'a> {
     /// The client's method, sent as `X-Forwarded-Method`.
-    pub method: &'a Method,
+    pub(crate) method: &'a Method,
     /// The client's normalised path and query, sent as `X-Forwarded-Uri`.
-    pub uri: &'a str,
+    pub(crate) uri: &'a str,
     /// The Host the client asked for (with its port, as sent), sent as `X-Forwarded-Host`.
-    pub host: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
     /// The client's headers; only the configured `forward_headers` are passed on.
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
     /// The client IP, sent as `X-Forwarded-For`.
-    pub client_ip: IpAddr,
+    pub(crate) client_ip: IpAddr,
     /// The request id, sent as `X-Request-Id`.
-    pub request_id: &'a HeaderValue,
+    pub(crate) request_id: &'a HeaderValue,
 }
 
 impl fmt::Debug for AuthRequest<'_> {
@@ -158,18 +158,13 @@ impl fmt::Debug for AuthRequest<'_> {
 /// past a reload, and a changed auth URL never serves the old service's answers. Share it behind
 /// an `Arc`; every method takes `&self`.
 pub struct ExternalAuth {
-    url: Uri,
+    /// As configured, but the URL without its userinfo (that is `basic` now), the forward
+    /// headers checked and the copy headers without repeats.
+    settings: ExternalSettings,
     host: HeaderValue,
     /// `Authorization: Basic` from the URL's userinfo, marked sensitive.
     basic: Option<HeaderValue>,
-    method: Method,
     content_length: bool,
-    forward_headers: Vec<HeaderName>,
-    copy_headers: Vec<HeaderName>,
-    timeout: Duration,
-    cache_ttl: Duration,
-    negative_cache_ttl: Duration,
-    cache_key: CacheKey,
     client: HttpsClient<Body>,
     /// The decision cache and the calls in flight.
     flights: SingleFlight,
@@ -182,18 +177,11 @@ pub struct ExternalAuth {
 
 impl fmt::Debug for ExternalAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The query may carry a key, like the userinfo already split off.
-        let url = crate::config::redact_url(&self.url.to_string());
+        // `ExternalSettings` hides the URL's query, which may carry a key (the userinfo is
+        // already split off into `basic`).
         f.debug_struct("ExternalAuth")
-            .field("url", &url)
+            .field("settings", &self.settings)
             .field("basic_auth", &self.basic.is_some())
-            .field("method", &self.method)
-            .field("forward_headers", &self.forward_headers)
-            .field("copy_headers", &self.copy_headers)
-            .field("timeout", &self.timeout)
-            .field("cache_ttl", &self.cache_ttl)
-            .field("negative_cache_ttl", &self.negative_cache_ttl)
-            .field("cache_key", &self.cache_key)
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
@@ -214,15 +202,13 @@ impl ExternalAuth {
             host,
             basic,
             content_length: method_has_body(&settings.method),
-            method: settings.method.clone(),
-            forward_headers: forward_headers(&settings.forward_headers)?,
-            copy_headers: dedup(&settings.copy_headers),
-            timeout: settings.timeout,
-            cache_ttl: settings.cache_ttl,
-            negative_cache_ttl: settings.negative_cache_ttl,
-            cache_key: settings.cache_key,
             client: client(&url, settings.timeout)?,
-            url,
+            settings: ExternalSettings {
+                url,
+                forward_headers: forward_headers(&settings.forward_headers)?,
+                copy_headers: dedup(&settings.copy_headers),
+                ..settings.clone()
+            },
             flights: SingleFlight::default(),
             calls: AtomicU64::new(0),
             stats: Arc::default(),
@@ -233,7 +219,7 @@ impl ExternalAuth {
 
     /// Asks the auth service about one request (NGINX `auth_request` semantics), answering from
     /// the cache or from a call already in flight for the same key when possible.
-    pub async fn check(&self, request: &AuthRequest<'_>) -> ExternalDecision {
+    pub(crate) async fn check(&self, request: &AuthRequest<'_>) -> ExternalDecision {
         if !self.caches() {
             return self.ask(request).await;
         }
@@ -251,7 +237,9 @@ impl ExternalAuth {
                     return decision;
                 }
                 Turn::Follow(flight) => {
-                    if let Some(decision) = SingleFlight::follow(flight, self.timeout).await {
+                    if let Some(decision) =
+                        SingleFlight::follow(flight, self.settings.timeout).await
+                    {
                         self.stats.miss();
                         return decision;
                     }
@@ -268,31 +256,33 @@ impl ExternalAuth {
 
     /// Whether the request carries a credential for the auth service: any configured forward
     /// header. Only such requests count towards `failure_limit` when denied.
-    pub fn presented(&self, headers: &HeaderMap) -> bool {
-        self.forward_headers
+    pub(crate) fn presented(&self, headers: &HeaderMap) -> bool {
+        self.settings
+            .forward_headers
             .iter()
             .any(|name| headers.contains_key(name))
     }
 
     /// Empties the decision cache and forgets the calls in flight (their answers are still
     /// delivered to the checks waiting for them, but not cached). Every reload calls this.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.flights.clear();
     }
 
     /// Calls made to the auth service so far (for tests/metrics).
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Checks answered by waiting on another check's call instead of calling (for tests/metrics).
-    pub fn coalesced(&self) -> u64 {
+    /// Checks answered by waiting on another check's call instead of calling (for tests).
+    #[cfg(test)]
+    pub(crate) fn coalesced(&self) -> u64 {
         self.flights.coalesced()
     }
 
     /// Takes over the metrics of the `ExternalAuth` this one replaces on a reload.
     #[must_use]
-    pub fn keep_stats(mut self, previous: Option<&ExternalAuth>) -> Self {
+    pub(crate) fn keep_stats(mut self, previous: Option<&ExternalAuth>) -> Self {
         if let Some(previous) = previous {
             self.stats = previous.stats.clone();
         }
@@ -300,14 +290,14 @@ impl ExternalAuth {
     }
 
     /// Cache hits and misses and call durations, for `/metrics`.
-    pub fn stats(&self) -> &AuthServiceStats {
+    pub(crate) fn stats(&self) -> &AuthServiceStats {
         &self.stats
     }
 
     /// Whether any decision can be cached; without caching, checks are not coalesced either (each
     /// request's method and URI reach the auth service).
     fn caches(&self) -> bool {
-        !self.cache_ttl.is_zero() || !self.negative_cache_ttl.is_zero()
+        !self.settings.cache_ttl.is_zero() || !self.settings.negative_cache_ttl.is_zero()
     }
 
     /// The cache key for `cache_key`: the forwarded credentials, plus for `"request"` the
@@ -315,7 +305,7 @@ impl ExternalAuth {
     /// two different requests hash alike.
     fn key(&self, request: &AuthRequest<'_>) -> Key {
         let mut hasher = Sha256::new();
-        match self.cache_key {
+        match self.settings.cache_key {
             CacheKey::Credential => hasher.update(b"gatehouse external auth v1\0"),
             CacheKey::Request => {
                 hasher.update(b"gatehouse external auth request v2\0");
@@ -340,7 +330,7 @@ impl ExternalAuth {
 
     /// Feeds each configured forward header the client sent, its name and all its values.
     fn hash_credentials(&self, hasher: &mut Sha256, headers: &HeaderMap) {
-        for name in &self.forward_headers {
+        for name in &self.settings.forward_headers {
             let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 continue;
@@ -362,7 +352,7 @@ impl ExternalAuth {
         }
         let mut hasher = Sha256::new();
         hasher.update(b"gatehouse external subject v1\0");
-        for name in &self.forward_headers {
+        for name in &self.settings.forward_headers {
             for value in headers.get_all(name) {
                 framed(&mut hasher, value.as_bytes());
             }
@@ -386,8 +376,8 @@ impl ExternalAuth {
     /// How long `decision` may be cached (zero: not at all).
     fn ttl(&self, decision: &ExternalDecision) -> Duration {
         match decision {
-            ExternalDecision::Allow { .. } => self.cache_ttl,
-            ExternalDecision::Deny(deny) if deny.is_refusal() => self.negative_cache_ttl,
+            ExternalDecision::Allow { .. } => self.settings.cache_ttl,
+            ExternalDecision::Deny(deny) if deny.is_refusal() => self.settings.negative_cache_ttl,
             ExternalDecision::Deny(_)
             | ExternalDecision::Unavailable
             | ExternalDecision::Unexpected(_) => Duration::ZERO,
@@ -404,11 +394,14 @@ impl ExternalAuth {
         let subject = self.credential_subject(request.headers);
         let started = Instant::now();
         let decision =
-            match tokio::time::timeout(self.timeout, self.exchange(outgoing, subject)).await {
+            match tokio::time::timeout(self.settings.timeout, self.exchange(outgoing, subject))
+                .await
+            {
                 Ok(decision) => decision,
                 Err(_elapsed) => {
                     tracing::warn!(
-                        timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                        timeout_ms =
+                            u64::try_from(self.settings.timeout.as_millis()).unwrap_or(u64::MAX),
                         "external auth service timed out"
                     );
                     ExternalDecision::Unavailable
@@ -421,8 +414,8 @@ impl ExternalAuth {
     /// The auth request: no body, only the forwarded headers plus the `X-Forwarded-*` set, and
     /// the URL's Basic credential unless a forwarded `Authorization` takes its place.
     fn build(&self, request: &AuthRequest<'_>) -> Option<Request<Body>> {
-        let mut headers = HeaderMap::with_capacity(self.forward_headers.len() + 8);
-        for name in &self.forward_headers {
+        let mut headers = HeaderMap::with_capacity(self.settings.forward_headers.len() + 8);
+        for name in &self.settings.forward_headers {
             for value in request.headers.get_all(name) {
                 headers.append(name.clone(), value.clone());
             }
@@ -451,8 +444,8 @@ impl ExternalAuth {
             headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         let mut outgoing = Request::new(body::empty());
-        *outgoing.method_mut() = self.method.clone();
-        *outgoing.uri_mut() = self.url.clone();
+        *outgoing.method_mut() = self.settings.method.clone();
+        *outgoing.uri_mut() = self.settings.url.clone();
         *outgoing.version_mut() = Version::HTTP_11;
         *outgoing.headers_mut() = headers;
         Some(outgoing)
@@ -475,7 +468,7 @@ impl ExternalAuth {
         let (parts, incoming) = response.into_parts();
         match parts.status.as_u16() {
             200..=299 => {
-                drain_in_background(incoming, self.timeout);
+                drain_in_background(incoming, self.settings.timeout);
                 self.allow(&parts.headers, subject)
             }
             401 | 403 | 429 => deny(parts.status, &parts.headers, incoming).await,
@@ -498,7 +491,7 @@ impl ExternalAuth {
     fn allow(&self, headers: &HeaderMap, credential_subject: Option<Arc<str>>) -> ExternalDecision {
         let mut copy = Vec::new();
         let mut named = None;
-        for name in &self.copy_headers {
+        for name in &self.settings.copy_headers {
             for value in headers.get_all(name) {
                 if named.is_none() {
                     named = value

@@ -25,7 +25,7 @@ const MAX_BLOCKED: usize = 100_000;
 
 /// Per-IP failed-attempt limiter. `C` is its clock: the default one, or governor's
 /// `FakeRelativeClock` in tests.
-pub struct FailureLimit<C: Clock = DefaultClock> {
+pub(crate) struct FailureLimit<C: Clock = DefaultClock> {
     limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
     clock: C,
     /// When each blocked IP's block ends, on `clock`.
@@ -42,14 +42,14 @@ impl<C: Clock> std::fmt::Debug for FailureLimit<C> {
 
 impl FailureLimit {
     /// A limiter for `policy`.
-    pub fn new(policy: &RatePolicy) -> Self {
+    pub(crate) fn new(policy: &RatePolicy) -> Self {
         Self::with_clock(policy, DefaultClock::default())
     }
 }
 
 impl<C: Clock + Clone> FailureLimit<C> {
     /// A limiter for `policy` on `clock`.
-    pub fn with_clock(policy: &RatePolicy, clock: C) -> Self {
+    pub(crate) fn with_clock(policy: &RatePolicy, clock: C) -> Self {
         Self {
             limiter: RateLimiter::hashmap_with_clock(quota(policy), clock.clone()),
             clock,
@@ -64,7 +64,7 @@ impl<C: Clock> FailureLimit<C> {
     ///
     /// # Errors
     /// [`GatewayError::TooManyFailures`] with the seconds until the block ends.
-    pub fn check(&self, ip: IpAddr) -> Result<(), GatewayError> {
+    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), GatewayError> {
         if !self.any_blocked.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -83,7 +83,7 @@ impl<C: Clock> FailureLimit<C> {
     }
 
     /// Records a failed attempt; returns the 429 to answer instead of 401 once the budget is spent.
-    pub fn record_failure(&self, ip: IpAddr) -> Option<GatewayError> {
+    pub(crate) fn record_failure(&self, ip: IpAddr) -> Option<GatewayError> {
         let not_until = self.limiter.check_key(&ip).err()?;
         let now = self.clock.now();
         let wait = not_until.wait_time_from(now);

@@ -74,23 +74,6 @@ pub enum JwtError {
     Expired(OffsetDateTime),
 }
 
-impl JwtError {
-    /// A short label for logs: `"signature"`, `"alg"`, `"kid"`, `"iss"`, `"aud"`, `"nbf"`,
-    /// `"malformed"` or `"expired"`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Signature => "signature",
-            Self::Algorithm => "alg",
-            Self::UnknownKey => "kid",
-            Self::Issuer => "iss",
-            Self::Audience => "aud",
-            Self::NotYetValid => "nbf",
-            Self::Malformed => "malformed",
-            Self::Expired(_) => "expired",
-        }
-    }
-}
-
 impl From<JwtError> for GatewayError {
     /// 401 either way; an expired token says when it expired (SPEC §4).
     fn from(error: JwtError) -> Self {
@@ -161,8 +144,8 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// Builds the verifier. Blocking: reads `jwks_file` and `hmac_secret_file`; no network
-    /// access (the `jwks_url` keys arrive with [`Self::spawn_refresh`], [`Self::refresh_now`] or
-    /// the first token that needs them).
+    /// access (the `jwks_url` keys arrive with [`Self::spawn_refresh`] or the first token that
+    /// needs them).
     ///
     /// `previous` is the verifier of the runtime being replaced: when it fetched the same
     /// `jwks_url`, its source and keys are kept, so an issuer that is down during a reload does
@@ -217,7 +200,7 @@ impl JwtVerifier {
     }
 
     /// Files to watch for reload (`jwks_file`, `hmac_secret_file`).
-    pub fn files(&self) -> Vec<PathBuf> {
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
         self.jwks_file
             .iter()
             .chain(self.hmac_secret_file.iter())
@@ -229,7 +212,7 @@ impl JwtVerifier {
     /// (unless keys inherited from the previous runtime are still fresh), then every
     /// `jwks_refresh`; after a failed fetch, a retry within 30 s. The task ends as soon as the
     /// verifier is dropped. Does nothing without `jwks_url` or outside a tokio runtime.
-    pub fn spawn_refresh(self: &Arc<Self>) {
+    pub(crate) fn spawn_refresh(self: &Arc<Self>) {
         let _task = self.start_refresh();
     }
 
@@ -261,12 +244,14 @@ impl JwtVerifier {
         }))
     }
 
-    /// Fetches `jwks_url` now (for `gatehouse check` and start-up); returns how many usable keys
-    /// it served, or 0 without `jwks_url`.
+    /// Fetches `jwks_url` now; returns how many usable keys it served, or 0 without `jwks_url`.
+    /// Only tests call it: the service leaves the fetch to [`Self::spawn_refresh`] and the first
+    /// token that needs the keys.
     ///
     /// # Errors
     /// The fetch failed (the last good keys stay).
-    pub async fn refresh_now(&self) -> Result<usize, String> {
+    #[cfg(test)]
+    pub(crate) async fn refresh_now(&self) -> Result<usize, String> {
         match &self.remote {
             Some(remote) => remote.refresh_now().await,
             None => Ok(0),
@@ -690,7 +675,7 @@ fn roles(value: Option<&Value>) -> Result<Vec<String>, JwtError> {
 
 /// Whether `s` has the shape of a JWS compact JWT: three non-empty base64url segments separated
 /// by `.`, the first decoding to a JSON object with an `alg` member. Cheap; verifies nothing.
-pub fn looks_like_jwt(s: &str) -> bool {
+pub(crate) fn looks_like_jwt(s: &str) -> bool {
     jws_shape(s)
         && s.split('.')
             .next()

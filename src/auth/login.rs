@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::external::AuthRequest;
 use super::session::csrf::{self, Target};
 use super::session::table::Via;
 use super::session::{Opened, SessionAuth};
@@ -32,15 +33,15 @@ use crate::secret::Secret;
 use crate::timestamp::rfc3339;
 
 /// Largest login body read: a JSON object holding one token (JWTs run to a few KiB).
-pub const MAX_LOGIN_BODY: usize = 8 * 1024;
+pub(crate) const MAX_LOGIN_BODY: usize = 8 * 1024;
 
 /// An endpoint's answer, and who it was for (for the access log).
 #[derive(Debug)]
-pub struct Served {
+pub(crate) struct Served {
     /// The response.
-    pub response: Response<Body>,
+    pub(crate) response: Response<Body>,
     /// The caller, when one was verified.
-    pub identity: Option<(Arc<str>, AuthMethod)>,
+    pub(crate) identity: Option<(Arc<str>, AuthMethod)>,
 }
 
 /// Which endpoint a path names.
@@ -65,7 +66,7 @@ fn endpoint(prefix: &str, path: &str) -> Option<Endpoint> {
 ///
 /// # Errors
 /// 405 wrong method, 403 cross-site, 400/413 login body, 401/429 as for any credential.
-pub async fn serve(
+pub(crate) async fn serve(
     req: &Request<()>,
     path: &str,
     body: &mut Option<Incoming>,
@@ -201,12 +202,14 @@ fn session(
         .and_then(|s| s.find_cookie(req.headers()));
     let request_id = forwarded::request_id(req.headers());
     let attempt = Attempt {
-        method: req.method(),
-        uri: req.uri().path(),
-        host: target.host,
-        headers: req.headers(),
-        client_ip,
-        request_id: &request_id,
+        request: AuthRequest {
+            method: req.method(),
+            uri: req.uri().path(),
+            host: target.host,
+            headers: req.headers(),
+            client_ip,
+            request_id: &request_id,
+        },
         session: cookie.as_deref().map(|value| SessionCookie {
             value,
             scheme: target.scheme,

@@ -3,24 +3,26 @@
 //! same [`Identity`], so the rest of the pipeline never cares how a caller proved who they are
 //! (a client certificate too: [`mtls`]).
 
-pub mod authenticate;
+pub(crate) mod authenticate;
 pub mod credentials;
 pub mod external;
-pub mod failures;
+pub(crate) mod failures;
 mod jwks;
 pub mod jwt;
-pub mod login;
-pub mod mtls;
-pub mod roles;
+pub(crate) mod login;
+pub(crate) mod mtls;
+pub(crate) mod roles;
 pub mod session;
 pub mod token_format;
 pub mod token_store;
 
 use std::sync::Arc;
 
-pub use authenticate::{Attempt, Authenticated, Authenticator, SessionCookie};
+pub(crate) use authenticate::{Attempt, Authenticated, Authenticator, SessionCookie};
 
 use time::OffsetDateTime;
+
+use crate::config::AuthKind;
 
 /// How a caller authenticated; sent upstream as `x-auth-method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,14 +40,22 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    /// The `x-auth-method` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Token => "token",
-            Self::Jwt => "jwt",
-            Self::Session => "session",
-            Self::External => "external",
-            Self::Mtls => "mtls",
+    /// The `x-auth-method` value: the kind's name as a route's `auth = [...]` writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        AuthKind::from(self).as_str()
+    }
+}
+
+/// The kind of credential a method proved. One table of names ([`AuthKind::as_str`]) serves
+/// both the config and `x-auth-method`, so the two can never drift apart.
+impl From<AuthMethod> for AuthKind {
+    fn from(method: AuthMethod) -> Self {
+        match method {
+            AuthMethod::Token => Self::Token,
+            AuthMethod::Jwt => Self::Jwt,
+            AuthMethod::Session => Self::Session,
+            AuthMethod::External => Self::External,
+            AuthMethod::Mtls => Self::Mtls,
         }
     }
 }

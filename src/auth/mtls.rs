@@ -31,7 +31,7 @@ use crate::tls::client_auth::ClientCert;
 /// The `"mtls"` step of a route accepting `kinds`: `Some(Ok)` with the certificate's identity,
 /// `Some(Err)` 401 when the route accepts only `"mtls"` and the connection has no certificate,
 /// `None` to go on with the route's other kinds.
-pub fn authenticate(
+pub(crate) fn authenticate(
     kinds: &[AuthKind],
     cert: Option<&ClientCert>,
     settings: Option<&MtlsSettings>,

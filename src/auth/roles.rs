@@ -18,12 +18,12 @@ fn rank(role: &str) -> Option<u8> {
 
 /// True if holding `held` satisfies a requirement for `required`: equal names, or a higher
 /// built-in role.
-pub fn satisfies(held: &str, required: &str) -> bool {
+pub(crate) fn satisfies(held: &str, required: &str) -> bool {
     held == required || matches!((rank(held), rank(required)), (Some(h), Some(r)) if h >= r)
 }
 
 /// POST, PUT, PATCH and DELETE (anything but GET/HEAD/OPTIONS/TRACE) change state.
-pub fn is_write(method: &Method) -> bool {
+pub(crate) fn is_write(method: &Method) -> bool {
     !matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -32,13 +32,13 @@ pub fn is_write(method: &Method) -> bool {
 
 /// What a route requires of a caller.
 #[derive(Debug, Clone, Copy)]
-pub struct Requirement<'a> {
+pub(crate) struct Requirement<'a> {
     /// Any of these may read; empty = any authenticated caller.
-    pub roles: &'a [String],
+    pub(crate) roles: &'a [String],
     /// Any of these may write; empty = any authenticated caller.
-    pub write_roles: &'a [String],
+    pub(crate) write_roles: &'a [String],
     /// The global write gate (`[auth] write_actions`).
-    pub writes_enabled: bool,
+    pub(crate) writes_enabled: bool,
 }
 
 /// Checks the write gate and the caller's roles for `method`.
@@ -48,7 +48,7 @@ pub struct Requirement<'a> {
 ///
 /// # Errors
 /// 403 `write actions are disabled`, or 403 `role X required` naming the lowest role that would do.
-pub fn authorize(
+pub(crate) fn authorize(
     identity: Option<&Identity>,
     method: &Method,
     need: &Requirement<'_>,

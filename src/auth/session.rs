@@ -24,9 +24,9 @@
 //! block a whole office behind one NAT.
 
 pub mod cookie;
-pub mod csrf;
+pub(crate) mod csrf;
 pub mod keys;
-pub mod table;
+pub(crate) mod table;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ pub struct SessionAuth {
 
 /// Why a session cookie was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Not a value this gateway signed (malformed, edited, another secret): a guess.
     Forged,
     /// Signed by us, but the session is over (logged out, token revoked or disabled, `[auth.jwt]`
@@ -69,24 +69,22 @@ pub enum Refusal {
 
 /// The request facts a cookie check needs.
 #[derive(Debug, Clone, Copy)]
-pub struct CookieRequest<'a> {
+pub(crate) struct CookieRequest<'a> {
     /// The client's method (writes get the CSRF rule).
-    pub method: &'a Method,
+    pub(crate) method: &'a Method,
     /// The client's headers (`Origin`, `Sec-Fetch-Site`).
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
     /// Listener scheme and `Host`.
-    pub target: Target<'a>,
+    pub(crate) target: Target<'a>,
 }
 
 /// A new session, for the login response.
 #[derive(Debug)]
-pub struct Opened {
+pub(crate) struct Opened {
     /// The `Set-Cookie` value.
-    pub set_cookie: HeaderValue,
-    /// When it ends.
-    pub expires: OffsetDateTime,
-    /// The identity it carries.
-    pub identity: Identity,
+    pub(crate) set_cookie: HeaderValue,
+    /// The identity it carries (its `expires` is when the session ends).
+    pub(crate) identity: Identity,
 }
 
 impl SessionAuth {
@@ -107,23 +105,23 @@ impl SessionAuth {
     }
 
     /// The settings this was built from.
-    pub fn settings(&self) -> &SessionSettings {
+    pub(crate) fn settings(&self) -> &SessionSettings {
         &self.settings
     }
 
     /// The secret file, for the reload watcher.
-    pub fn files(&self) -> Vec<PathBuf> {
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
         vec![self.settings.secret_file.clone()]
     }
 
     /// The session cookie's value in `headers`, if sent.
-    pub fn find_cookie(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn find_cookie(&self, headers: &HeaderMap) -> Option<String> {
         cookie::find(headers, &self.settings.cookie)
     }
 
     /// Removes the session cookie from `headers` (on every route: nothing behind the gateway
     /// needs it) and returns its value.
-    pub fn take_cookie(&self, headers: &mut HeaderMap) -> Option<String> {
+    pub(crate) fn take_cookie(&self, headers: &mut HeaderMap) -> Option<String> {
         cookie::take(headers, &self.settings.cookie)
     }
 
@@ -131,7 +129,7 @@ impl SessionAuth {
     ///
     /// # Errors
     /// A [`Refusal`]; a session found over is removed from the table.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         value: &str,
         req: &CookieRequest<'_>,
@@ -212,7 +210,12 @@ impl SessionAuth {
 
     /// Opens a session for a caller just verified by `via`: `ttl` long, never beyond the
     /// credential's own expiry. `None` when that leaves less than a second.
-    pub fn open(&self, identity: &Identity, via: Via, now: OffsetDateTime) -> Option<Opened> {
+    pub(crate) fn open(
+        &self,
+        identity: &Identity,
+        via: Via,
+        now: OffsetDateTime,
+    ) -> Option<Opened> {
         let unix_now = now.unix_timestamp();
         let ttl = i64::try_from(self.settings.ttl.as_secs()).unwrap_or(i64::MAX);
         let mut expires = unix_now.saturating_add(ttl);
@@ -235,7 +238,6 @@ impl SessionAuth {
         );
         Some(Opened {
             set_cookie,
-            expires: at(expires),
             identity: Identity {
                 subject: identity.subject.clone(),
                 roles: identity.roles.clone(),
@@ -246,19 +248,14 @@ impl SessionAuth {
     }
 
     /// Ends the session a cookie value names, if it is ours; `true` if one ended.
-    pub fn close(&self, value: &str) -> bool {
+    pub(crate) fn close(&self, value: &str) -> bool {
         self.verify(value, OffsetDateTime::now_utc())
             .is_ok_and(|claims| self.table.remove(&claims.id))
     }
 
     /// `Set-Cookie` that clears the cookie.
-    pub fn clear_cookie(&self) -> Option<HeaderValue> {
+    pub(crate) fn clear_cookie(&self) -> Option<HeaderValue> {
         cookie::clear_cookie(&self.settings.cookie)
-    }
-
-    /// Sessions held, for tests and metrics.
-    pub fn live(&self) -> usize {
-        self.table.len()
     }
 }
 

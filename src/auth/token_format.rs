@@ -15,13 +15,13 @@ use rand::Rng;
 use crate::secret::Secret;
 
 /// Every generated token starts with this.
-pub const PREFIX: &str = "gth_";
+pub(crate) const PREFIX: &str = "gth_";
 /// Random base62 characters after the prefix.
 const BODY_LEN: usize = 43;
 /// Checksum characters after the body.
 const CHECKSUM_LEN: usize = 6;
 /// Length of a generated token in bytes (all ASCII).
-pub const TOKEN_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
+pub(crate) const TOKEN_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
 /// Characters shown by [`hint`].
 const HINT_CHARS: usize = 4;
 
@@ -74,7 +74,7 @@ pub fn shape(token: &str) -> Shape {
 }
 
 /// The last 4 characters of `token` (all of it when shorter), for humans to tell tokens apart.
-pub fn hint(token: &str) -> String {
+pub(crate) fn hint(token: &str) -> String {
     let start = token
         .char_indices()
         .rev()

@@ -24,11 +24,11 @@ const MAX_PASSES: usize = 64;
 /// keys were dropped, so the value holds defaults there).
 pub(super) struct Collected<T> {
     /// The file as far as it deserialized.
-    pub raw: T,
+    pub(crate) raw: T,
     /// Unknown keys, as `routes[2].strip_prefx`.
-    pub unknown: Vec<String>,
+    pub(crate) unknown: Vec<String>,
     /// One per dropped key.
-    pub type_errors: Vec<ConfigError>,
+    pub(crate) type_errors: Vec<ConfigError>,
 }
 
 /// Deserializes `text` (already known to be valid TOML syntax) into `T`, collecting every type
@@ -128,7 +128,7 @@ pub(super) fn is_under(key: &str, prefix: &str) -> bool {
 /// 1-based `(line, column)` of `key` (`routes[2].strip_prefx`) in `text`: where the key is
 /// written, or for a list element where the element is. `None` when the text does not parse or
 /// has no such key.
-pub fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let document = DeTable::parse(text).ok()?;
     let mut table: &DeTable<'_> = document.get_ref();
     let mut value: Option<&DeValue<'_>> = None;
@@ -314,7 +314,7 @@ pub(super) fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> 
 
 /// `routes[2].strip_prefx`, the way an operator would write the key (serde_ignored says
 /// `routes.2.strip_prefx`).
-pub fn key_path(path: &serde_ignored::Path<'_>) -> String {
+pub(crate) fn key_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),

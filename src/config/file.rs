@@ -12,7 +12,7 @@ use serde::Deserialize;
 /// A size as written: an integer number of bytes or a string such as `"64KiB"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum SizeFile {
+pub(crate) enum SizeFile {
     /// A plain byte count.
     Bytes(u64),
     /// A number with a unit, parsed by [`super::units::parse_size`].
@@ -22,284 +22,284 @@ pub enum SizeFile {
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct GatewayFile {
+pub(crate) struct GatewayFile {
     /// `[server]`
-    pub server: ServerFile,
+    pub(crate) server: ServerFile,
     /// `[limits]`
-    pub limits: LimitsFile,
+    pub(crate) limits: LimitsFile,
     /// `[tls]`
-    pub tls: TlsFile,
+    pub(crate) tls: TlsFile,
     /// `[auth]`, with its optional `jwt`, `external` and `session` tables.
-    pub auth: AuthFile,
+    pub(crate) auth: AuthFile,
     /// `[rate_limits.NAME]` policies and the optional `[rate_limits.backend]`.
-    pub rate_limits: BTreeMap<String, toml::Value>,
+    pub(crate) rate_limits: BTreeMap<String, toml::Value>,
     /// `[audit]`
-    pub audit: Option<AuditFile>,
+    pub(crate) audit: Option<AuditFile>,
     /// `[[upstreams]]`
-    pub upstreams: Vec<UpstreamFile>,
+    pub(crate) upstreams: Vec<UpstreamFile>,
     /// `[[routes]]`
-    pub routes: Vec<RouteFile>,
+    pub(crate) routes: Vec<RouteFile>,
 }
 
 /// `[server]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ServerFile {
+pub(crate) struct ServerFile {
     /// TLS listener address.
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// Optional cleartext listener address.
-    pub plain_listen: Option<String>,
+    pub(crate) plain_listen: Option<String>,
     /// `"redirect"` or `"serve"`.
-    pub plain_mode: Option<String>,
+    pub(crate) plain_mode: Option<String>,
     /// Admin listener address.
-    pub admin_listen: Option<String>,
+    pub(crate) admin_listen: Option<String>,
     /// CIDRs allowed to set `X-Forwarded-For`.
-    pub trusted_proxies: Vec<String>,
+    pub(crate) trusted_proxies: Vec<String>,
     /// Send a `Server:` header.
-    pub server_header: Option<bool>,
+    pub(crate) server_header: Option<bool>,
     /// Reload when a watched file changes (else only SIGHUP / POST /reload).
-    pub watch_files: Option<bool>,
+    pub(crate) watch_files: Option<bool>,
     /// `Strict-Transport-Security` max-age, a duration; `"0s"` turns it off.
-    pub hsts: Option<String>,
+    pub(crate) hsts: Option<String>,
 }
 
 /// `[limits]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct LimitsFile {
+pub(crate) struct LimitsFile {
     /// Slowloris guard.
-    pub header_read_timeout: Option<String>,
+    pub(crate) header_read_timeout: Option<String>,
     /// Connection idle timeout.
-    pub idle_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
     /// Request header size limit.
-    pub max_header_bytes: Option<SizeFile>,
+    pub(crate) max_header_bytes: Option<SizeFile>,
     /// Request body size limit.
-    pub max_body_bytes: Option<SizeFile>,
+    pub(crate) max_body_bytes: Option<SizeFile>,
     /// Concurrent connection cap.
-    pub max_connections: Option<u64>,
+    pub(crate) max_connections: Option<u64>,
     /// Drain period after SIGTERM.
-    pub drain_delay: Option<String>,
+    pub(crate) drain_delay: Option<String>,
     /// Upper bound for in-flight requests to finish.
-    pub shutdown_grace: Option<String>,
+    pub(crate) shutdown_grace: Option<String>,
 }
 
 /// `[tls]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct TlsFile {
+pub(crate) struct TlsFile {
     /// PEM chain path.
-    pub cert: Option<String>,
+    pub(crate) cert: Option<String>,
     /// PEM key path.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// Names for a generated self-signed certificate.
-    pub self_signed_hosts: Option<Vec<String>>,
+    pub(crate) self_signed_hosts: Option<Vec<String>>,
     /// `"1.2"` or `"1.3"`.
-    pub min_version: Option<String>,
+    pub(crate) min_version: Option<String>,
     /// Optional client CA bundle for mTLS.
-    pub client_ca: Option<String>,
+    pub(crate) client_ca: Option<String>,
     /// `[[tls.sni]]`
-    pub sni: Vec<SniFile>,
+    pub(crate) sni: Vec<SniFile>,
 }
 
 /// `[[tls.sni]]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct SniFile {
+pub(crate) struct SniFile {
     /// Server names served with this certificate.
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// PEM chain path.
-    pub cert: String,
+    pub(crate) cert: String,
     /// PEM key path.
-    pub key: String,
+    pub(crate) key: String,
 }
 
 /// `[auth]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct AuthFile {
+pub(crate) struct AuthFile {
     /// Token store path.
-    pub tokens: Option<String>,
+    pub(crate) tokens: Option<String>,
     /// Headers carrying a raw token.
-    pub token_headers: Option<Vec<String>>,
+    pub(crate) token_headers: Option<Vec<String>>,
     /// Global write gate.
-    pub write_actions: Option<bool>,
+    pub(crate) write_actions: Option<bool>,
     /// Failed credential attempts per client IP: `{ rate, burst }` or `"off"` (a string or a
     /// table, so it stays a raw value until validation).
-    pub failure_limit: Option<toml::Value>,
+    pub(crate) failure_limit: Option<toml::Value>,
     /// Pass credentials on to upstreams.
-    pub forward_credentials: Option<bool>,
+    pub(crate) forward_credentials: Option<bool>,
     /// `[auth.jwt]`
-    pub jwt: Option<JwtFile>,
+    pub(crate) jwt: Option<JwtFile>,
     /// `[auth.external]`
-    pub external: Option<ExternalFile>,
+    pub(crate) external: Option<ExternalFile>,
     /// `[auth.session]`
-    pub session: Option<SessionFile>,
+    pub(crate) session: Option<SessionFile>,
     /// `[auth.mtls]`
-    pub mtls: Option<MtlsFile>,
+    pub(crate) mtls: Option<MtlsFile>,
 }
 
 /// `[auth.mtls]`: roles for client-certificate subjects.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct MtlsFile {
+pub(crate) struct MtlsFile {
     /// `[[auth.mtls.roles]]`
-    pub roles: Vec<MtlsRoleFile>,
+    pub(crate) roles: Vec<MtlsRoleFile>,
 }
 
 /// `[[auth.mtls.roles]]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct MtlsRoleFile {
+pub(crate) struct MtlsRoleFile {
     /// Subject glob.
-    pub subject: String,
+    pub(crate) subject: String,
     /// Roles granted to matching subjects.
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
 }
 
 /// `[auth.jwt]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct JwtFile {
+pub(crate) struct JwtFile {
     /// Expected `iss`.
-    pub issuer: Option<String>,
+    pub(crate) issuer: Option<String>,
     /// Accepted `aud` values.
-    pub audiences: Vec<String>,
+    pub(crate) audiences: Vec<String>,
     /// Algorithm allow-list.
-    pub algorithms: Vec<String>,
+    pub(crate) algorithms: Vec<String>,
     /// JWKS file path.
-    pub jwks_file: Option<String>,
+    pub(crate) jwks_file: Option<String>,
     /// JWKS URL.
-    pub jwks_url: Option<String>,
+    pub(crate) jwks_url: Option<String>,
     /// JWKS refresh period.
-    pub jwks_refresh: Option<String>,
+    pub(crate) jwks_refresh: Option<String>,
     /// HMAC secret path.
-    pub hmac_secret_file: Option<String>,
+    pub(crate) hmac_secret_file: Option<String>,
     /// Claim holding roles.
-    pub roles_claim: Option<String>,
+    pub(crate) roles_claim: Option<String>,
     /// Claim holding the subject.
-    pub subject_claim: Option<String>,
+    pub(crate) subject_claim: Option<String>,
     /// Clock skew allowance.
-    pub leeway: Option<String>,
+    pub(crate) leeway: Option<String>,
 }
 
 /// `[auth.external]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ExternalFile {
+pub(crate) struct ExternalFile {
     /// Auth endpoint.
-    pub url: String,
+    pub(crate) url: String,
     /// Method of the auth request.
-    pub method: Option<String>,
+    pub(crate) method: Option<String>,
     /// Client headers passed to the auth service.
-    pub forward_headers: Vec<String>,
+    pub(crate) forward_headers: Vec<String>,
     /// Auth response headers copied upstream.
-    pub copy_headers: Vec<String>,
+    pub(crate) copy_headers: Vec<String>,
     /// Auth call timeout.
-    pub timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
     /// Allow decision cache lifetime.
-    pub cache_ttl: Option<String>,
+    pub(crate) cache_ttl: Option<String>,
     /// Deny decision cache lifetime.
-    pub negative_cache_ttl: Option<String>,
+    pub(crate) negative_cache_ttl: Option<String>,
     /// `"request"` (default) or `"credential"`.
-    pub cache_key: Option<String>,
+    pub(crate) cache_key: Option<String>,
 }
 
 /// `[auth.session]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct SessionFile {
+pub(crate) struct SessionFile {
     /// Session signing secret path.
-    pub secret_file: String,
+    pub(crate) secret_file: String,
     /// Session lifetime.
-    pub ttl: Option<String>,
+    pub(crate) ttl: Option<String>,
     /// Cookie name.
-    pub cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
     /// Login/logout path prefix.
-    pub path_prefix: Option<String>,
+    pub(crate) path_prefix: Option<String>,
 }
 
 /// `[audit]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct AuditFile {
+pub(crate) struct AuditFile {
     /// Audit log path.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 /// `[[upstreams]]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct UpstreamFile {
+pub(crate) struct UpstreamFile {
     /// Name routes refer to.
-    pub name: String,
+    pub(crate) name: String,
     /// `host:port` targets.
-    pub targets: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// `"http"` or `"https"`.
-    pub scheme: Option<String>,
+    pub(crate) scheme: Option<String>,
     /// CA bundle for https upstreams.
-    pub ca: Option<String>,
+    pub(crate) ca: Option<String>,
     /// TCP connect timeout.
-    pub connect_timeout: Option<String>,
+    pub(crate) connect_timeout: Option<String>,
     /// Time to response headers.
-    pub response_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
     /// Idle pooled connections per target.
-    pub max_idle_per_target: Option<usize>,
+    pub(crate) max_idle_per_target: Option<usize>,
     /// How long an idle pooled connection is kept.
-    pub pool_idle_timeout: Option<String>,
+    pub(crate) pool_idle_timeout: Option<String>,
     /// How long a refusing target is skipped.
-    pub fail_cooldown: Option<String>,
+    pub(crate) fail_cooldown: Option<String>,
 }
 
 /// `respond = { status, body, content_type }`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RespondFile {
+pub(crate) struct RespondFile {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Body text.
-    pub body: String,
+    pub(crate) body: String,
     /// Content type.
-    pub content_type: Option<String>,
+    pub(crate) content_type: Option<String>,
 }
 
 /// `[[routes]]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RouteFile {
+pub(crate) struct RouteFile {
     /// Path prefix (or exact path).
-    pub path: String,
+    pub(crate) path: String,
     /// Match the path exactly.
-    pub exact: bool,
+    pub(crate) exact: bool,
     /// Host match.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Allowed methods.
-    pub methods: Option<Vec<String>>,
+    pub(crate) methods: Option<Vec<String>>,
     /// Upstream name.
-    pub upstream: Option<String>,
+    pub(crate) upstream: Option<String>,
     /// Remove the matched prefix.
-    pub strip_prefix: bool,
+    pub(crate) strip_prefix: bool,
     /// Replace the matched prefix.
-    pub rewrite: Option<String>,
+    pub(crate) rewrite: Option<String>,
     /// Redirect target.
-    pub redirect: Option<String>,
+    pub(crate) redirect: Option<String>,
     /// Redirect status.
-    pub redirect_status: Option<u16>,
+    pub(crate) redirect_status: Option<u16>,
     /// Static answer.
-    pub respond: Option<RespondFile>,
+    pub(crate) respond: Option<RespondFile>,
     /// Accepted credential kinds.
-    pub auth: Option<Vec<String>>,
+    pub(crate) auth: Option<Vec<String>>,
     /// Read roles.
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// Write roles.
-    pub write_roles: Option<Vec<String>>,
+    pub(crate) write_roles: Option<Vec<String>>,
     /// Rate-limit policy name.
-    pub rate_limit: Option<String>,
+    pub(crate) rate_limit: Option<String>,
     /// Allow WebSocket upgrades.
-    pub websocket: bool,
+    pub(crate) websocket: bool,
     /// WebSocket Origin allow-list.
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
     /// Method sent upstream instead of the client's.
-    pub proxy_method: Option<String>,
+    pub(crate) proxy_method: Option<String>,
     /// Send the client's body upstream.
-    pub pass_request_body: Option<bool>,
+    pub(crate) pass_request_body: Option<bool>,
 }

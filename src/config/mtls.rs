@@ -12,7 +12,7 @@ use super::file::MtlsFile;
 
 /// A subject glob from `[[auth.mtls.roles]] subject`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectPattern {
+pub(crate) struct SubjectPattern {
     text: String,
     parts: Vec<Part>,
 }
@@ -32,7 +32,7 @@ impl SubjectPattern {
     ///
     /// # Errors
     /// Empty, not printable ASCII, or three `*` in a row.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.is_empty() {
             return Err("is empty".into());
         }
@@ -67,13 +67,8 @@ impl SubjectPattern {
         })
     }
 
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// Whether the whole of `subject` matches. O(pattern × subject), no backtracking blow-up.
-    pub fn matches(&self, subject: &str) -> bool {
+    pub(crate) fn matches(&self, subject: &str) -> bool {
         let subject = subject.as_bytes();
         // reachable[i]: the parts so far can end exactly before subject[i].
         let mut reachable = vec![false; subject.len() + 1];
@@ -111,9 +106,9 @@ impl SubjectPattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MtlsRule {
     /// Which subjects it applies to.
-    pub subject: SubjectPattern,
+    pub(crate) subject: SubjectPattern,
     /// Roles it grants.
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
 }
 
 /// Client-certificate settings: present exactly when `[tls] client_ca` is set.
@@ -125,7 +120,7 @@ pub struct MtlsSettings {
 
 impl MtlsSettings {
     /// The roles of every rule matching `subject`, in rule order, without duplicates.
-    pub fn roles_for(&self, subject: &str) -> Arc<[String]> {
+    pub(crate) fn roles_for(&self, subject: &str) -> Arc<[String]> {
         let mut roles: Vec<String> = Vec::new();
         for rule in self.roles.iter().filter(|r| r.subject.matches(subject)) {
             for role in &rule.roles {
@@ -140,7 +135,7 @@ impl MtlsSettings {
 
 /// Validates `[auth.mtls]` given whether `[tls] client_ca` is set. Returns the settings (present
 /// exactly when `client_ca` is) and every problem as `(key, reason)`.
-pub fn settings(
+pub(crate) fn settings(
     raw: Option<&MtlsFile>,
     client_ca: bool,
 ) -> (Option<MtlsSettings>, Vec<(String, String)>) {

@@ -12,7 +12,7 @@ const HIDDEN: &str = "***";
 /// A userinfo with a `:` keeps its user name (`redis://admin:***@host`); one without (a bare
 /// `token@host`, where the user name itself is the credential) is hidden whole. Works on text
 /// that is not a valid URL too, since the error that names a bad URL must not echo it either.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(at) => url.split_at(at + 3),
         None => ("", url),

@@ -12,7 +12,7 @@ use super::file;
 
 /// The closest of `candidates` to `word`, if one is close enough to be a typo: an edit distance
 /// (with transpositions) of at most a third of the word, and at least 1.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

@@ -20,7 +20,7 @@ pub struct Rate {
 ///
 /// # Errors
 /// A message naming the accepted forms.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid = || {
         format!(
             "invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), like \"250ms\" or \"10s\""
@@ -65,7 +65,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// A message naming the accepted forms.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let invalid = || {
         format!(
             "invalid size {text:?}: expected bytes or a number with a unit, like \"64KiB\" or \"10MiB\""
@@ -94,7 +94,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 ///
 /// # Errors
 /// A message naming the accepted forms.
-pub fn parse_rate(text: &str) -> Result<Rate, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<Rate, String> {
     let invalid =
         || format!("invalid rate {text:?}: expected \"N/s\", \"N/min\" or \"N/h\" with N >= 1");
     let (count, unit) = text.trim().split_once('/').ok_or_else(invalid)?;

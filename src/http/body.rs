@@ -15,25 +15,25 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
 /// Errors carried by bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response gatehouse writes and every request it forwards.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
 
 /// A complete body from bytes or a string.
-pub fn full(data: impl Into<Bytes>) -> Body {
+pub(crate) fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|never| match never {})
         .boxed()
 }
 
 /// An empty body.
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// Boxes any body whose error converts into [`BoxError`].
-pub fn boxed<B>(body: B) -> Body
+pub(crate) fn boxed<B>(body: B) -> Body
 where
     B: HttpBody<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -44,14 +44,14 @@ where
 /// The request body grew past `max_body_bytes` while streaming.
 #[derive(Debug, thiserror::Error)]
 #[error("request body exceeds {limit} bytes")]
-pub struct BodyLimitExceeded {
+pub(crate) struct BodyLimitExceeded {
     /// The configured limit.
-    pub limit: u64,
+    pub(crate) limit: u64,
 }
 
 impl BodyLimitExceeded {
     /// True if `error` or any error in its `source` chain is a [`BodyLimitExceeded`].
-    pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
+    pub(crate) fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
         caused_by::<Self>(error)
     }
 }
@@ -75,7 +75,7 @@ pin_project_lite::pin_project! {
     /// `max_body_bytes = 0` a chunked body then looks exactly empty, so hyper sends the upstream
     /// an empty request and drops the client's bytes (200 instead of 413).
     /// `tests/it/structure.rs` pins it.
-    pub struct LimitedBody<B> {
+    pub(crate) struct LimitedBody<B> {
         #[pin]
         inner: B,
         remaining: u64,
@@ -85,7 +85,7 @@ pin_project_lite::pin_project! {
 
 impl<B> LimitedBody<B> {
     /// Wraps `inner`, allowing at most `limit` bytes.
-    pub fn new(inner: B, limit: u64) -> Self {
+    pub(crate) fn new(inner: B, limit: u64) -> Self {
         Self {
             inner,
             remaining: limit,
@@ -140,11 +140,11 @@ where
 /// client's fault, never the upstream's: 400, not 502.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed request body")]
-pub struct ClientBodyError(#[source] BoxError);
+pub(crate) struct ClientBodyError(#[source] BoxError);
 
 impl ClientBodyError {
     /// True if `error` or any error in its `source` chain is a [`ClientBodyError`].
-    pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
+    pub(crate) fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
         caused_by::<Self>(error)
     }
 }
@@ -154,7 +154,7 @@ pin_project_lite::pin_project! {
     /// [`ClientBodyError`], so the upstream call that fails because of it can say whose fault it
     /// was. Failing the body makes hyper abort the upstream request (the connection is closed
     /// before the last chunk or byte), so the upstream never sees a complete request.
-    pub struct ClientBody<B> {
+    pub(crate) struct ClientBody<B> {
         #[pin]
         inner: B,
     }
@@ -162,7 +162,7 @@ pin_project_lite::pin_project! {
 
 impl<B> ClientBody<B> {
     /// Wraps the client's body.
-    pub fn new(inner: B) -> Self {
+    pub(crate) fn new(inner: B) -> Self {
         Self { inner }
     }
 }
@@ -196,16 +196,16 @@ where
 
 /// How much of an unread request body [`discard`] reads before giving up (NGINX discards in
 /// the same spirit; a client that sends more gets `Connection: close` instead).
-pub const DISCARD_MAX_BYTES: u64 = 64 * 1024;
+pub(crate) const DISCARD_MAX_BYTES: u64 = 64 * 1024;
 
 /// How long [`discard`] waits for the rest of an unread request body.
-pub const DISCARD_MAX_TIME: Duration = Duration::from_secs(1);
+pub(crate) const DISCARD_MAX_TIME: Duration = Duration::from_secs(1);
 
 /// Reads and drops the rest of a request body the gateway answered without reading, so the
 /// HTTP/1.1 connection stays in step for the client's next request. True when the body ended
 /// within `max_bytes` and `max_time`; false when it is larger, slower or broken (the connection
 /// must then be closed, and the response must say so).
-pub async fn discard<B>(body: B, max_bytes: u64, max_time: Duration) -> bool
+pub(crate) async fn discard<B>(body: B, max_bytes: u64, max_time: Duration) -> bool
 where
     B: HttpBody + Unpin,
 {
@@ -245,7 +245,7 @@ type Slot = Arc<Mutex<Option<Body>>>;
 /// never polls an empty body, so a bodyless request whose head went out still finds its slot
 /// full. Whether a retry is allowed at all is decided by the caller from the failure (no
 /// connection was made); the slot just hands the body over.
-pub struct Replayable {
+pub(crate) struct Replayable {
     slot: Slot,
     taken: Option<Body>,
     size_hint: SizeHint,
@@ -254,7 +254,7 @@ pub struct Replayable {
 
 impl Replayable {
     /// Parks `body` in a new slot.
-    pub fn new(body: Body) -> Self {
+    pub(crate) fn new(body: Body) -> Self {
         let size_hint = body.size_hint();
         let end_stream = body.is_end_stream();
         Self {
@@ -266,7 +266,7 @@ impl Replayable {
     }
 
     /// A new wrapper over the same slot, if no attempt has polled the body yet.
-    pub fn retry(&self) -> Option<Self> {
+    pub(crate) fn retry(&self) -> Option<Self> {
         let untouched = self
             .slot
             .lock()

@@ -13,11 +13,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// A pooled client that speaks plain HTTP or HTTPS, as each request's URI says.
-pub type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+pub(crate) type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
 
 /// Whom an https connection trusts.
 #[derive(Debug, Clone, Copy)]
-pub enum Roots<'a> {
+pub(crate) enum Roots<'a> {
     /// The operating system's CA roots.
     System,
     /// The CA certificates in this PEM file (an upstream's `ca`).
@@ -28,7 +28,7 @@ pub enum Roots<'a> {
 
 impl Roots<'_> {
     /// The system roots for an `https` URL; none for a plain-http one.
-    pub fn system_for(url: &http::Uri) -> Self {
+    pub(crate) fn system_for(url: &http::Uri) -> Self {
         if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
             Self::System
         } else {
@@ -39,13 +39,13 @@ impl Roots<'_> {
 
 /// Pool and timeout settings of one client.
 #[derive(Debug, Clone, Copy)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// TCP connect timeout.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// How long an idle connection is kept; `None` keeps hyper-util's default (90 s).
-    pub idle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
     /// Idle connections kept per host.
-    pub max_idle_per_host: usize,
+    pub(crate) max_idle_per_host: usize,
 }
 
 /// Builds a client. `what` names the setting in errors (`auth.external.url`, `upstream api`).
@@ -53,7 +53,7 @@ pub struct Pool {
 /// # Errors
 /// `Roots::System` and the system has no CA roots, or `Roots::CaFile` and the file holds no
 /// usable certificate.
-pub fn build<B>(what: &str, roots: Roots<'_>, pool: Pool) -> Result<HttpsClient<B>, String>
+pub(crate) fn build<B>(what: &str, roots: Roots<'_>, pool: Pool) -> Result<HttpsClient<B>, String>
 where
     B: http_body::Body + Send,
     B::Data: Send,

@@ -15,11 +15,11 @@ use super::body::Body;
 
 /// A shared byte counter: written by the body that streams, read by whoever reports.
 #[derive(Debug, Clone, Default)]
-pub struct ByteCount(Arc<AtomicU64>);
+pub(crate) struct ByteCount(Arc<AtomicU64>);
 
 impl ByteCount {
     /// Bytes counted so far.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 
@@ -30,7 +30,7 @@ impl ByteCount {
 
 pin_project_lite::pin_project! {
     /// Counts the data bytes that stream through `inner` into a [`ByteCount`].
-    pub struct CountIn<B> {
+    pub(crate) struct CountIn<B> {
         #[pin]
         inner: B,
         count: ByteCount,
@@ -39,7 +39,7 @@ pin_project_lite::pin_project! {
 
 impl<B> CountIn<B> {
     /// Wraps `inner`, counting into `count`.
-    pub fn new(inner: B, count: ByteCount) -> Self {
+    pub(crate) fn new(inner: B, count: ByteCount) -> Self {
         Self { inner, count }
     }
 }
@@ -76,7 +76,7 @@ where
 
 /// A response body that counts its data bytes and calls `on_end(bytes)` once: when the body ends
 /// (its last frame is out, or it fails) or, if it never ends, when it is dropped.
-pub struct OnEnd<F: FnOnce(u64)> {
+pub(crate) struct OnEnd<F: FnOnce(u64)> {
     inner: Body,
     sent: u64,
     on_end: Option<F>,
@@ -84,7 +84,7 @@ pub struct OnEnd<F: FnOnce(u64)> {
 
 impl<F: FnOnce(u64)> OnEnd<F> {
     /// Wraps `inner`; `on_end` gets the number of data bytes handed out.
-    pub fn new(inner: Body, on_end: F) -> Self {
+    pub(crate) fn new(inner: Body, on_end: F) -> Self {
         Self {
             inner,
             sent: 0,

@@ -10,15 +10,15 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 /// `x-forwarded-for`
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `x-forwarded-host`
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// `x-real-ip`
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// `x-request-id`
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The peers whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default)]
@@ -28,18 +28,18 @@ pub struct TrustedProxies {
 
 impl TrustedProxies {
     /// From the configured CIDRs.
-    pub fn new(nets: Vec<IpNet>) -> Self {
+    pub(crate) fn new(nets: Vec<IpNet>) -> Self {
         Self { nets }
     }
 
     /// True if `ip` is inside a trusted network (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.nets.iter().any(|net| net.contains(&ip))
     }
 
     /// The client IP for a request from `peer` carrying `headers`.
-    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if self.nets.is_empty() || !self.contains(peer) {
             return peer;
@@ -78,7 +78,7 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 }
 
 /// True for a client-supplied request id worth keeping: 1–128 of `[A-Za-z0-9._:-]`.
-pub fn valid_request_id(value: &[u8]) -> bool {
+pub(crate) fn valid_request_id(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
         && value
             .iter()
@@ -86,7 +86,7 @@ pub fn valid_request_id(value: &[u8]) -> bool {
 }
 
 /// The request id: the client's if valid, else 32 random hex characters.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     match headers.get(&X_REQUEST_ID) {
         Some(value) if valid_request_id(value.as_bytes()) => value.clone(),
         _ => generate_request_id(),

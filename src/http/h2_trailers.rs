@@ -25,7 +25,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::io_delegate::forward_async_write;
 
 /// The client connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -212,7 +214,7 @@ fn split_headers_payload(flags: u8, payload: &[u8]) -> Option<(&[u8], &[u8])> {
 
 pin_project_lite::pin_project! {
     /// Wraps a server connection's IO; see the module docs.
-    pub struct TrailerGuard<T> {
+    pub(crate) struct TrailerGuard<T> {
         #[pin]
         inner: T,
         frames: Frames,
@@ -226,7 +228,7 @@ pin_project_lite::pin_project! {
 
 impl<T> TrailerGuard<T> {
     /// Wraps `inner`.
-    pub fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         Self {
             inner,
             frames: Frames::new(),
@@ -301,35 +303,8 @@ impl<T: AsyncRead> AsyncRead for TrailerGuard<T> {
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for TrailerGuard<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
+// Writes pass straight through: only the read side is guarded.
+forward_async_write!(TrailerGuard, inner);
 
 #[cfg(test)]
 mod tests {

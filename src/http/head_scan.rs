@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::io_delegate::forward_async_write;
 
 /// Longest line prefix kept for inspection; longer lines are judged by their prefix.
 const LINE_PREFIX: usize = 128;
@@ -27,7 +29,7 @@ const NONE: u64 = u64::MAX;
 
 /// The verdict shared between the IO wrapper and the service.
 #[derive(Debug)]
-pub struct ScanVerdict {
+pub(crate) struct ScanVerdict {
     /// Index (0-based, in arrival order) of the first request with a smuggling shape.
     flagged: AtomicU64,
     /// Which shape it was: 1 = CL+TE, 2 = duplicate CL.
@@ -43,7 +45,7 @@ impl ScanVerdict {
     }
 
     /// The reason if request number `index` on this connection had a smuggling shape.
-    pub fn shape_of(&self, index: u64) -> Option<&'static str> {
+    pub(crate) fn shape_of(&self, index: u64) -> Option<&'static str> {
         if self.flagged.load(Ordering::Acquire) != index {
             return None;
         }
@@ -238,7 +240,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
 
 pin_project_lite::pin_project! {
     /// Passes IO through while following HTTP/1 request framing (see the module doc).
-    pub struct ScanIo<T> {
+    pub(crate) struct ScanIo<T> {
         #[pin]
         inner: T,
         scanner: Scanner,
@@ -247,7 +249,7 @@ pin_project_lite::pin_project! {
 
 impl<T> ScanIo<T> {
     /// Wraps the plaintext side of an HTTP/1 connection; the verdict is shared with the service.
-    pub fn new(inner: T) -> (Self, Arc<ScanVerdict>) {
+    pub(crate) fn new(inner: T) -> (Self, Arc<ScanVerdict>) {
         let verdict = Arc::new(ScanVerdict::new());
         (
             Self {
@@ -275,35 +277,8 @@ impl<T: AsyncRead> AsyncRead for ScanIo<T> {
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for ScanIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
+// Writes pass straight through: only the read side is scanned.
+forward_async_write!(ScanIo, inner);
 
 #[cfg(test)]
 mod tests {

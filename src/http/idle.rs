@@ -22,6 +22,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::io_delegate::forward_write_control;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -34,7 +36,7 @@ fn effective(idle: Duration) -> Duration {
 
 /// A connection's open requests and when the last one ended.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     /// Reference point for `idle_since`.
     base: Instant,
     /// Requests (streams) whose response has not been dropped yet.
@@ -49,7 +51,7 @@ pub struct Activity {
 
 impl Activity {
     /// A connection that just opened: idle from now.
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             base: Instant::now(),
             open: AtomicUsize::new(0),
@@ -60,13 +62,13 @@ impl Activity {
     }
 
     /// Counts a request as open until the returned guard is dropped.
-    pub fn open_request(self: &Arc<Self>) -> RequestGuard {
+    pub(crate) fn open_request(self: &Arc<Self>) -> RequestGuard {
         self.open.fetch_add(1, Ordering::AcqRel);
         RequestGuard(self.clone())
     }
 
     /// Marks the connection as a tunnel (after a `101 Switching Protocols`).
-    pub fn became_tunnel(&self) {
+    pub(crate) fn became_tunnel(&self) {
         self.tunnel.store(true, Ordering::Release);
     }
 
@@ -77,7 +79,7 @@ impl Activity {
 
     /// Resolves once no request has been open for `idle` (never, if `idle` is zero, or once the
     /// connection became a tunnel).
-    pub async fn idle(&self, idle: Duration) {
+    pub(crate) async fn idle(&self, idle: Duration) {
         let idle = effective(idle);
         loop {
             if self.busy() {
@@ -109,11 +111,11 @@ impl Activity {
 
 /// One open request; dropping it (with the response body) ends the request for [`Activity`].
 #[derive(Debug)]
-pub struct RequestGuard(Arc<Activity>);
+pub(crate) struct RequestGuard(Arc<Activity>);
 
 impl RequestGuard {
     /// The connection this request belongs to.
-    pub fn activity(&self) -> &Activity {
+    pub(crate) fn activity(&self) -> &Activity {
         &self.0
     }
 }
@@ -127,7 +129,7 @@ impl Drop for RequestGuard {
 pin_project_lite::pin_project! {
     /// Wraps a connection's IO with a byte-level idle deadline (only while [`Activity`] is busy)
     /// and holds `lease` until the IO is dropped.
-    pub struct IdleTimeout<T> {
+    pub(crate) struct IdleTimeout<T> {
         #[pin]
         inner: T,
         timer: Pin<Box<Sleep>>,
@@ -140,7 +142,7 @@ pin_project_lite::pin_project! {
 
 impl<T> IdleTimeout<T> {
     /// Wraps `inner`; a zero `idle` disables the timeout. `lease` is dropped with the IO.
-    pub fn new(
+    pub(crate) fn new(
         inner: T,
         idle: Duration,
         activity: Arc<Activity>,
@@ -156,11 +158,6 @@ impl<T> IdleTimeout<T> {
             activity,
             lease,
         }
-    }
-
-    /// The wrapped IO.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
     }
 
     /// Called when the inner IO is pending: true if the idle deadline has really passed.
@@ -246,17 +243,7 @@ impl<T: AsyncWrite> AsyncWrite for IdleTimeout<T> {
         }
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
+    forward_write_control!(inner);
 }
 
 #[cfg(test)]

@@ -2,13 +2,14 @@
 //! normalisation, request hygiene, forwarded headers, the connection idle deadline, and the
 //! outbound client builder.
 
-pub mod body;
-pub mod client;
-pub mod counted;
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod counted;
 pub mod forwarded;
-pub mod h2_trailers;
-pub mod head_scan;
-pub mod idle;
+pub(crate) mod h2_trailers;
+pub(crate) mod head_scan;
+pub(crate) mod idle;
+mod io_delegate;
 pub mod normalize;
-pub mod park;
-pub mod sanitize;
+pub(crate) mod park;
+pub(crate) mod sanitize;

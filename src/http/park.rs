@@ -26,7 +26,7 @@ const WAKE_READ: usize = 1024;
 
 /// What the connection's driver, its service and its [`ParkIo`] share.
 #[derive(Debug, Default)]
-pub struct ParkSignals {
+pub(crate) struct ParkSignals {
     /// Bytes handed to hyper since it dispatched its latest request head.
     unparsed: AtomicU64,
     /// Request heads hyper has dispatched on this connection.
@@ -37,24 +37,24 @@ pub struct ParkSignals {
 
 impl ParkSignals {
     /// Called by the service for every request hyper dispatches.
-    pub fn request_dispatched(&self) {
+    pub(crate) fn request_dispatched(&self) {
         self.unparsed.store(0, Ordering::Relaxed);
         self.dispatched.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bytes hyper has read since its latest request head (0: it holds no part of a request,
     /// unless the head's own read carried more).
-    pub fn unparsed(&self) -> u64 {
+    pub(crate) fn unparsed(&self) -> u64 {
         self.unparsed.load(Ordering::Relaxed)
     }
 
     /// Request heads dispatched so far.
-    pub fn dispatched(&self) -> u64 {
+    pub(crate) fn dispatched(&self) -> u64 {
         self.dispatched.load(Ordering::Relaxed)
     }
 
     /// While set, shutting the IO down leaves the socket open.
-    pub fn set_parking(&self, parking: bool) {
+    pub(crate) fn set_parking(&self, parking: bool) {
         self.parking.store(parking, Ordering::Relaxed);
     }
 
@@ -67,7 +67,7 @@ impl ParkSignals {
 /// A connection's IO with a replayable prefix, a byte count and a parking switch; see the module
 /// documentation.
 #[derive(Debug)]
-pub struct ParkIo<T> {
+pub(crate) struct ParkIo<T> {
     inner: T,
     prefix: Bytes,
     signals: Arc<ParkSignals>,
@@ -75,7 +75,7 @@ pub struct ParkIo<T> {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> ParkIo<T> {
     /// Wraps `inner`.
-    pub fn new(inner: T, signals: Arc<ParkSignals>) -> Self {
+    pub(crate) fn new(inner: T, signals: Arc<ParkSignals>) -> Self {
         Self {
             inner,
             prefix: Bytes::new(),
@@ -84,7 +84,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ParkIo<T> {
     }
 
     /// The bytes read while parked and not yet handed on.
-    pub fn prefix(&self) -> &[u8] {
+    pub(crate) fn prefix(&self) -> &[u8] {
         &self.prefix
     }
 
@@ -93,7 +93,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ParkIo<T> {
     ///
     /// # Errors
     /// The socket's or the TLS layer's read error.
-    pub fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+    pub(crate) fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         if !self.prefix.is_empty() {
             return Poll::Ready(Ok(true));
         }

@@ -13,13 +13,13 @@ use crate::error::GatewayError;
 
 /// Marks a request whose raw HTTP/1 head had a smuggling shape (set by the connection's scanner).
 #[derive(Debug, Clone, Copy)]
-pub struct SmugglingShape(pub &'static str);
+pub(crate) struct SmugglingShape(pub &'static str);
 
 /// Refuses malformed or oversized requests.
 ///
 /// # Errors
 /// 400 for smuggling shapes and duplicate `Host`, 431 for headers over `max_header_bytes`.
-pub fn check<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), GatewayError> {
+pub(crate) fn check<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), GatewayError> {
     if let Some(SmugglingShape(reason)) = req.extensions().get::<SmugglingShape>() {
         return Err(GatewayError::BadRequest(reason));
     }
@@ -73,7 +73,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

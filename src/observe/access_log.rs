@@ -23,7 +23,7 @@ use super::redact_query::redact_query;
 
 /// The longest User-Agent written; a longer one is cut (a client picks its length, the log's
 /// reader should not have to).
-pub const USER_AGENT_MAX_BYTES: usize = 256;
+pub(crate) const USER_AGENT_MAX_BYTES: usize = 256;
 
 /// Room for a typical line, so building it rarely reallocates.
 const LINE_CAPACITY: usize = 384;

@@ -13,7 +13,7 @@ use super::traffic::BUCKETS;
 
 /// Counters and the call-duration histogram of one external auth service.
 #[derive(Debug, Default)]
-pub struct AuthServiceStats {
+pub(crate) struct AuthServiceStats {
     hits: AtomicU64,
     misses: AtomicU64,
     /// Per bucket (not cumulative); cumulated when rendered.
@@ -24,17 +24,17 @@ pub struct AuthServiceStats {
 
 impl AuthServiceStats {
     /// A check answered from the decision cache.
-    pub fn hit(&self) {
+    pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A check the cache could not answer (it called, or waited for a call in flight).
-    pub fn miss(&self) {
+    pub(crate) fn miss(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One call to the auth service took `took` (a timed-out call counts its timeout).
-    pub fn observe(&self, took: Duration) {
+    pub(crate) fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
             self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
@@ -46,7 +46,7 @@ impl AuthServiceStats {
 
     /// Appends both families. `None` (no `[auth.external]`) renders them empty, so the names
     /// are always listed.
-    pub fn render(stats: Option<&AuthServiceStats>, out: &mut String) {
+    pub(crate) fn render(stats: Option<&AuthServiceStats>, out: &mut String) {
         let name = "gatehouse_auth_service_duration_seconds";
         super::metrics::header(
             out,

@@ -12,25 +12,25 @@ use std::io::Write as _;
 /// Appends one JSON object's fields to a byte buffer. Start with [`JsonLine::open`], add fields,
 /// close with [`JsonLine::close`]; [`JsonLine::reopen`] continues an object left open earlier.
 #[derive(Debug)]
-pub struct JsonLine<'b> {
+pub(crate) struct JsonLine<'b> {
     buf: &'b mut Vec<u8>,
     first: bool,
 }
 
 impl<'b> JsonLine<'b> {
     /// Starts an object at the end of `buf`.
-    pub fn open(buf: &'b mut Vec<u8>) -> Self {
+    pub(crate) fn open(buf: &'b mut Vec<u8>) -> Self {
         buf.push(b'{');
         Self { buf, first: true }
     }
 
     /// Continues an object that already has at least one field (its `}` not yet written).
-    pub fn reopen(buf: &'b mut Vec<u8>) -> Self {
+    pub(crate) fn reopen(buf: &'b mut Vec<u8>) -> Self {
         Self { buf, first: false }
     }
 
     /// Ends the object with `}` and a newline.
-    pub fn close(self) {
+    pub(crate) fn close(self) {
         self.buf.extend_from_slice(b"}\n");
     }
 
@@ -45,13 +45,13 @@ impl<'b> JsonLine<'b> {
     }
 
     /// `"key":"value"`, escaped.
-    pub fn str(&mut self, key: &'static str, value: &str) {
+    pub(crate) fn str(&mut self, key: &'static str, value: &str) {
         self.key(key);
         quoted(self.buf, value);
     }
 
     /// `"key":"value"` from bytes that may not be UTF-8: invalid sequences become U+FFFD.
-    pub fn bytes(&mut self, key: &'static str, value: &[u8]) {
+    pub(crate) fn bytes(&mut self, key: &'static str, value: &[u8]) {
         self.key(key);
         self.buf.push(b'"');
         escape_bytes(self.buf, value);
@@ -59,7 +59,7 @@ impl<'b> JsonLine<'b> {
     }
 
     /// A string, or `null` when absent.
-    pub fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+    pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(value) => self.str(key, value),
             None => self.null(key),
@@ -67,19 +67,19 @@ impl<'b> JsonLine<'b> {
     }
 
     /// `"key":null`.
-    pub fn null(&mut self, key: &'static str) {
+    pub(crate) fn null(&mut self, key: &'static str) {
         self.key(key);
         self.buf.extend_from_slice(b"null");
     }
 
     /// `"key":123`.
-    pub fn u64(&mut self, key: &'static str, value: u64) {
+    pub(crate) fn u64(&mut self, key: &'static str, value: u64) {
         self.key(key);
         push_u64(self.buf, value);
     }
 
     /// `"key":1.234`: thousandths written as a decimal number with exactly three decimals.
-    pub fn thousandths(&mut self, key: &'static str, thousandths: u64) {
+    pub(crate) fn thousandths(&mut self, key: &'static str, thousandths: u64) {
         self.key(key);
         push_u64(self.buf, thousandths / 1000);
         let frac = thousandths % 1000;
@@ -92,7 +92,7 @@ impl<'b> JsonLine<'b> {
     }
 
     /// `"key":"<Display>"` for values whose text never needs escaping (IP addresses).
-    pub fn display_plain(&mut self, key: &'static str, value: impl std::fmt::Display) {
+    pub(crate) fn display_plain(&mut self, key: &'static str, value: impl std::fmt::Display) {
         self.key(key);
         self.buf.push(b'"');
         // Writing to a Vec cannot fail.
@@ -131,7 +131,7 @@ fn needs_escape(byte: u8) -> bool {
 
 /// Appends `value` escaped for the inside of a JSON string. Runs of plain bytes are copied at
 /// once; multi-byte UTF-8 sequences are copied as they are.
-pub fn escape_str(out: &mut Vec<u8>, value: &str) {
+pub(crate) fn escape_str(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     let mut start = 0;
     for (at, &byte) in bytes.iter().enumerate() {
@@ -165,7 +165,7 @@ pub fn escape_str(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Like [`escape_str`] for bytes that may not be UTF-8: each invalid sequence becomes `\ufffd`.
-pub fn escape_bytes(out: &mut Vec<u8>, value: &[u8]) {
+pub(crate) fn escape_bytes(out: &mut Vec<u8>, value: &[u8]) {
     for chunk in value.utf8_chunks() {
         escape_str(out, chunk.valid());
         if !chunk.invalid().is_empty() {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::config::RouteConfig;
 
 /// The label of a request that matched no route.
-pub const NO_ROUTE: &str = "none";
+pub(crate) const NO_ROUTE: &str = "none";
 
 /// The `route` label of every route, and the explicit label of a request that matched none —
 /// shared, so recording allocates nothing.
@@ -26,7 +26,7 @@ pub struct RouteLabels {
 
 impl RouteLabels {
     /// The labels of `routes`.
-    pub fn new(routes: &[RouteConfig]) -> Self {
+    pub(crate) fn new(routes: &[RouteConfig]) -> Self {
         Self {
             routes: route_labels(routes).into_iter().map(Arc::from).collect(),
             no_route: Arc::from(NO_ROUTE),
@@ -34,13 +34,13 @@ impl RouteLabels {
     }
 
     /// The metrics label of a request: its route's, or [`NO_ROUTE`] when it matched none.
-    pub fn label(&self, route: Option<usize>) -> &Arc<str> {
+    pub(crate) fn label(&self, route: Option<usize>) -> &Arc<str> {
         self.matched(route).unwrap_or(&self.no_route)
     }
 
     /// The label of the route a request matched; `None` when it matched none, which the access
     /// and audit lines write as `null` rather than as a name.
-    pub fn matched(&self, route: Option<usize>) -> Option<&Arc<str>> {
+    pub(crate) fn matched(&self, route: Option<usize>) -> Option<&Arc<str>> {
         // An index always comes from the router built from the same config; a miss would be a
         // bug, and is labelled as no route rather than panicking on the request path.
         route.and_then(|index| self.routes.get(index))
@@ -96,32 +96,10 @@ fn qualified(route: &RouteConfig) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config::RouteAction;
+    use http::Method;
 
-    fn route(path: &str, exact: bool, host: Option<&str>, methods: Option<&[&str]>) -> RouteConfig {
-        RouteConfig {
-            path: path.to_owned(),
-            exact,
-            host: host.map(str::to_owned),
-            methods: methods.map(|m| {
-                m.iter()
-                    .map(|name| http::Method::from_bytes(name.as_bytes()).unwrap())
-                    .collect()
-            }),
-            action: RouteAction::Respond {
-                status: 200,
-                body: String::new(),
-                content_type: "text/plain".to_owned(),
-            },
-            auth: Vec::new(),
-            roles: Vec::new(),
-            write_roles: Vec::new(),
-            rate_limit: None,
-            websocket: false,
-            allowed_origins: Vec::new(),
-        }
-    }
+    use super::*;
+    use crate::config::route_fixture::route;
 
     fn labels(routes: &[RouteConfig]) -> Vec<String> {
         let labels = RouteLabels::new(routes);
@@ -139,7 +117,7 @@ mod tests {
             route("/api", true, None, None),
             route("/api", false, None, None),
             route("/x", false, Some("a.example.com"), None),
-            route("/x", false, None, Some(&["GET", "HEAD"])),
+            route("/x", false, None, Some(&[Method::GET, Method::HEAD])),
         ];
         assert_eq!(
             labels(&routes),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Lines the queue holds before new ones are dropped (a few MB at typical line lengths; about a
 /// second of a busy gateway's traffic if stdout stalls).
-pub const QUEUE_LINES: usize = 16 * 1024;
+pub(crate) const QUEUE_LINES: usize = 16 * 1024;
 
 /// How many bytes the writer gathers into one write.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -72,7 +72,7 @@ impl Default for AccessLog {
 
 impl AccessLog {
     /// Lines go to stdout.
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         Self::to_writer(Box::new(std::io::stdout()))
     }
 
@@ -136,7 +136,7 @@ impl AccessLog {
     }
 
     /// Prometheus text for `gatehouse_access_log_dropped_total`.
-    pub fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
         let _ = writeln!(
             out,

@@ -29,12 +29,12 @@ pub struct Metrics {
     rate_limited: Mutex<BTreeMap<String, u64>>,
     upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Per-request counters and histograms.
-    pub traffic: super::traffic::Traffic,
+    pub(crate) traffic: super::traffic::Traffic,
 }
 
 impl Metrics {
     /// Counts a reload attempt.
-    pub fn reload(&self, ok: bool) {
+    pub(crate) fn reload(&self, ok: bool) {
         let counter = if ok {
             &self.reloads_ok
         } else {
@@ -49,7 +49,7 @@ impl Metrics {
 
     /// Counts a refused request by the reason its error implies (no-op for other errors).
     /// `route` is the request's metric label ([`super::labels::RouteLabels::label`]).
-    pub fn refused(&self, error: &GatewayError, route: &str) {
+    pub(crate) fn refused(&self, error: &GatewayError, route: &str) {
         if let Some(reason) = error.auth_failure() {
             let mut map = self
                 .auth_failures
@@ -81,7 +81,7 @@ impl Metrics {
     }
 
     /// A connection opened (+1) or closed (-1).
-    pub fn connections(&self, delta: i64) {
+    pub(crate) fn connections(&self, delta: i64) {
         self.active_connections.fetch_add(delta, Ordering::Relaxed);
     }
 
@@ -92,7 +92,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition. `tokens` = (active, expired, disabled) of the current store.
-    pub fn render(&self, tokens: (usize, usize, usize)) -> String {
+    pub(crate) fn render(&self, tokens: (usize, usize, usize)) -> String {
         let mut out = String::with_capacity(4096);
         self.traffic.render(&mut out);
         header(

@@ -2,13 +2,13 @@
 //! the audit log; the /metrics families.
 
 pub mod access_log;
-pub mod audit;
-pub mod auth_service;
-pub mod json_line;
-pub mod labels;
+pub(crate) mod audit;
+pub(crate) mod auth_service;
+pub(crate) mod json_line;
+pub(crate) mod labels;
 pub mod log_writer;
-pub mod metrics;
-pub mod process;
-pub mod redact_query;
-pub mod scrape;
-pub mod traffic;
+pub(crate) mod metrics;
+pub(crate) mod process;
+pub(crate) mod redact_query;
+pub(crate) mod scrape;
+pub(crate) mod traffic;

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 const USER_HZ: f64 = 100.0;
 
 /// Appends `gatehouse_build_info` and, where `/proc/self` exists, the `process_*` families.
-pub fn render(out: &mut String) {
+pub(crate) fn render(out: &mut String) {
     super::metrics::header(
         out,
         "gatehouse_build_info",

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 /// What replaces a credential-looking value.
-pub const REDACTED: &str = "REDACTED";
+pub(crate) const REDACTED: &str = "REDACTED";
 
 /// Names that are credentials on their own but too short to search for inside other names.
 const EXACT: [&str; 7] = ["key", "sig", "pass", "pwd", "pw", "sid", "code_verifier"];
@@ -36,7 +36,7 @@ const SUFFIXES: [&str; 3] = ["key", "_sig", "-sig"];
 
 /// Whether a query parameter name looks like it carries a credential. `name` is raw (as sent):
 /// it is percent-decoded and lower-cased here.
-pub fn is_credential_name(name: &str) -> bool {
+pub(crate) fn is_credential_name(name: &str) -> bool {
     let name = normalized(name);
     let name = name.as_bytes();
     EXACT.iter().any(|exact| name == exact.as_bytes())
@@ -52,7 +52,7 @@ fn contains(name: &[u8], part: &[u8]) -> bool {
 
 /// `query` with the values of credential-looking parameters replaced by [`REDACTED`]. Borrows
 /// when there is nothing to redact, which is the common case.
-pub fn redact_query(query: &str) -> Cow<'_, str> {
+pub(crate) fn redact_query(query: &str) -> Cow<'_, str> {
     let secret = |pair: &str| {
         pair.split_once('=')
             .is_some_and(|(name, value)| !value.is_empty() && is_credential_name(name))

@@ -8,7 +8,7 @@ use super::traffic::escape;
 use crate::runtime::Runtime;
 
 /// Appends the scrape-time families for `runtime` (the one new requests use).
-pub fn render(out: &mut String, runtime: &Runtime) {
+pub(crate) fn render(out: &mut String, runtime: &Runtime) {
     super::metrics::header(
         out,
         "gatehouse_tls_cert_expiry_timestamp_seconds",

@@ -18,7 +18,7 @@ use http::Method;
 const SHARDS: usize = 16;
 
 /// Histogram bucket upper bounds, in seconds.
-pub const BUCKETS: [f64; 11] = [
+pub(crate) const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -61,7 +61,7 @@ struct Shard {
 
 /// The per-request metric families.
 #[derive(Debug)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     shards: Box<[Mutex<Shard>]>,
 }
 
@@ -107,7 +107,7 @@ impl Traffic {
     }
 
     /// Records one finished request (and, if it reached one, its upstream call).
-    pub fn record(
+    pub(crate) fn record(
         &self,
         route: &Arc<str>,
         method: &Method,
@@ -138,7 +138,7 @@ impl Traffic {
 
     /// Adds a finished response's body bytes (and its request's) to the route's byte counters.
     /// Called when the response body ends, possibly on another thread than [`Traffic::record`].
-    pub fn bytes(&self, route: &Arc<str>, request: u64, response: u64) {
+    pub(crate) fn bytes(&self, route: &Arc<str>, request: u64, response: u64) {
         self.with_shard(|shard| {
             let totals = match shard.bytes.get_mut(route) {
                 Some(totals) => totals,
@@ -150,7 +150,7 @@ impl Traffic {
     }
 
     /// Prometheus text for the five families.
-    pub fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let mut requests: HashMap<(Arc<str>, &'static str, u16), u64> = HashMap::new();
         let mut durations: HashMap<Arc<str>, Histogram> = HashMap::new();
         let mut upstreams: HashMap<Arc<str>, Histogram> = HashMap::new();
@@ -267,7 +267,7 @@ fn histogram_family(
 }
 
 /// Escapes a label value (backslash, quote, newline).
-pub fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

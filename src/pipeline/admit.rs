@@ -8,6 +8,7 @@ use http::{HeaderMap, Method, Request, header};
 
 use super::context::{ConnInfo, RequestCtx};
 use super::host::host_with_port;
+use crate::auth::external::AuthRequest;
 use crate::auth::roles::{self, Requirement};
 use crate::auth::{Attempt, Authenticated, SessionCookie, credentials, mtls};
 use crate::config::RouteConfig;
@@ -46,12 +47,14 @@ pub(super) async fn authenticate(
         None => Cow::Borrowed(path),
     };
     let attempt = Attempt {
-        method: req.method(),
-        uri: &uri,
-        host: host_with_port(req),
-        headers: req.headers(),
-        client_ip: ctx.client_ip,
-        request_id: &ctx.request_id,
+        request: AuthRequest {
+            method: req.method(),
+            uri: &uri,
+            host: host_with_port(req),
+            headers: req.headers(),
+            client_ip: ctx.client_ip,
+            request_id: &ctx.request_id,
+        },
         session: session_cookie.map(|value| SessionCookie {
             value,
             scheme: ctx.scheme,

@@ -15,44 +15,44 @@ use crate::runtime::Runtime;
 
 /// What the server knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     /// The TCP peer.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// `"https"` on the TLS listener, `"http"` on the cleartext one.
-    pub scheme: &'static str,
+    pub(crate) scheme: &'static str,
     /// On the cleartext listener in redirect mode: the TLS port to redirect to.
-    pub redirect_to_port: Option<u16>,
+    pub(crate) redirect_to_port: Option<u16>,
     /// The identity of the client certificate verified at this connection's handshake.
-    pub client_cert: Option<Arc<crate::tls::client_auth::ClientCert>>,
+    pub(crate) client_cert: Option<Arc<crate::tls::client_auth::ClientCert>>,
     /// The negotiated TLS version (`"1.3"`, `"1.2"`); `None` on the cleartext listener.
-    pub tls_version: Option<&'static str>,
+    pub(crate) tls_version: Option<&'static str>,
 }
 
 /// Per-request facts every step and the final log line share.
 #[derive(Debug)]
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     /// Kept from the client if valid, else generated; echoed in the response.
-    pub request_id: HeaderValue,
+    pub(crate) request_id: HeaderValue,
     /// The TCP peer.
-    pub peer: IpAddr,
+    pub(crate) peer: IpAddr,
     /// Whether the peer is a trusted proxy.
-    pub peer_trusted: bool,
+    pub(crate) peer_trusted: bool,
     /// The client IP under the trusted-proxy rule.
-    pub client_ip: IpAddr,
+    pub(crate) client_ip: IpAddr,
     /// `"https"` or `"http"`.
-    pub scheme: &'static str,
+    pub(crate) scheme: &'static str,
     /// When handling started.
-    pub start: Instant,
+    pub(crate) start: Instant,
     /// Index of the matched route.
-    pub route: Option<usize>,
+    pub(crate) route: Option<usize>,
     /// Who the caller is and how they authenticated, once known.
-    pub identity: Option<(Arc<str>, AuthMethod)>,
+    pub(crate) identity: Option<(Arc<str>, AuthMethod)>,
     /// `RateLimit-Policy` and `RateLimit` for the response, on rate-limited routes.
-    pub rate_headers: Option<RateHeaders>,
+    pub(crate) rate_headers: Option<RateHeaders>,
     /// The upstream called and how long it took to answer with headers.
-    pub upstream: Option<(Arc<str>, std::time::Duration)>,
+    pub(crate) upstream: Option<(Arc<str>, std::time::Duration)>,
     /// Request body bytes read by the proxy, once the body is forwarded.
-    pub bytes_in: Option<ByteCount>,
+    pub(crate) bytes_in: Option<ByteCount>,
 }
 
 impl RequestCtx {

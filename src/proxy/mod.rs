@@ -4,8 +4,8 @@
 //! connections. Failures become 502/504 naming the upstream; a client body that breaks its framing
 //! mid-stream becomes 400 and aborts the upstream request (SPEC §8.6).
 
-pub mod upgrade;
-pub mod upstream;
+pub(crate) mod upgrade;
+pub(crate) mod upstream;
 
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
@@ -16,23 +16,23 @@ use crate::http::body::{self, Body, ClientBody, LimitedBody};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
 use upstream::Outgoing;
-pub use upstream::{Upstream, UpstreamError};
+pub(crate) use upstream::{Upstream, UpstreamError};
 
 /// Everything [`forward`] needs besides the request itself.
 #[derive(Debug)]
-pub struct ForwardPlan<'a> {
+pub(crate) struct ForwardPlan<'a> {
     /// Where to send it.
-    pub upstream: &'a Upstream,
+    pub(crate) upstream: &'a Upstream,
     /// Path (after strip/rewrite) and query sent upstream.
-    pub path_and_query: PathAndQuery,
+    pub(crate) path_and_query: PathAndQuery,
     /// Method sent upstream.
-    pub method: Method,
+    pub(crate) method: Method,
     /// What the forwarded headers say.
-    pub forwarded: Forwarded<'a>,
+    pub(crate) forwarded: Forwarded<'a>,
     /// The request is a WebSocket handshake on a route that allows it.
-    pub websocket: bool,
+    pub(crate) websocket: bool,
     /// Request body limit.
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
 }
 
 /// Sends `req` upstream as planned, with the client's `body` (`None`: the route does not pass
@@ -42,7 +42,7 @@ pub struct ForwardPlan<'a> {
 /// # Errors
 /// 413 for an oversized body, 400 for a client body that breaks its framing, 502 when the
 /// upstream cannot be reached, 504 when it is too slow.
-pub async fn forward<B>(
+pub(crate) async fn forward<B>(
     mut req: Request<()>,
     body: Option<B>,
     plan: ForwardPlan<'_>,

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 /// True for an HTTP/1.1 WebSocket handshake (`GET`, `Connection: upgrade`, `Upgrade: websocket`).
-pub fn is_websocket_handshake(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn is_websocket_handshake(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET
         && connection_has_upgrade(headers)
         && header_is(headers, &header::UPGRADE, "websocket")
@@ -38,7 +38,7 @@ fn header_is(headers: &HeaderMap, name: &header::HeaderName, want: &str) -> bool
 /// The Origin rule: no `Origin` (a non-browser client) is allowed; otherwise the origin must be in
 /// `allowed` (lower-case, no trailing slash), or — when `allowed` is empty — name the same host
 /// (and port) the request was sent to.
-pub fn origin_allowed(
+pub(crate) fn origin_allowed(
     origin: Option<&HeaderValue>,
     host: Option<&str>,
     allowed: &[String],
@@ -66,7 +66,7 @@ fn strip_default_port(host: &str) -> &str {
 }
 
 /// Restores the two headers a WebSocket handshake needs after hop-by-hop removal.
-pub fn restore_upgrade_headers(headers: &mut HeaderMap) {
+pub(crate) fn restore_upgrade_headers(headers: &mut HeaderMap) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
@@ -85,25 +85,25 @@ tokio::task_local! {
 /// synchronously, finds the scope there. (HTTP/2 services run on tasks of their own, but a
 /// WebSocket handshake is only HTTP/1.1: h2 forbids `Connection: upgrade`.)
 #[derive(Clone, Debug)]
-pub struct TunnelScope {
+pub(crate) struct TunnelScope {
     closing: watch::Receiver<bool>,
 }
 
 impl TunnelScope {
     /// A scope whose tunnels end once `closing` turns true (or its sender is gone).
-    pub fn new(closing: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(closing: watch::Receiver<bool>) -> Self {
         Self { closing }
     }
 
     /// Runs `connection` (a connection's whole future) with this scope.
-    pub async fn run<F: Future>(self, connection: F) -> F::Output {
+    pub(crate) async fn run<F: Future>(self, connection: F) -> F::Output {
         TUNNEL_SCOPE.scope(self, connection).await
     }
 }
 
 /// Waits for both sides to finish switching protocols, then copies bytes both ways until either
 /// side closes, or until the connection's [`TunnelScope`] says the grace period is over.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, name: std::sync::Arc<str>) {
+pub(crate) fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, name: std::sync::Arc<str>) {
     let closing = TUNNEL_SCOPE.try_with(|scope| scope.closing.clone()).ok();
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {

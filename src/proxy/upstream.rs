@@ -34,7 +34,7 @@ use crate::http::client::{HttpsClient, Pool, Roots};
 
 /// Why an upstream call failed.
 #[derive(Debug)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// No connection could be made (refused, unresolvable, connect timeout) or it broke.
     Unavailable,
     /// No response headers within `response_timeout`.
@@ -55,13 +55,13 @@ struct Failed {
 
 /// What to send: everything but the target, so a retry can rebuild it.
 #[derive(Debug)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     /// Method sent upstream.
-    pub method: Method,
+    pub(crate) method: Method,
     /// Path and query sent upstream.
-    pub path_and_query: PathAndQuery,
+    pub(crate) path_and_query: PathAndQuery,
     /// Headers sent upstream (hop-by-hop already removed).
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
 }
 
 struct Target {
@@ -73,7 +73,7 @@ struct Target {
 /// One upstream with its connection pool.
 pub struct Upstream {
     /// The configured name, used in errors and metrics.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     config: UpstreamConfig,
     scheme: Scheme,
     targets: Box<[Target]>,
@@ -130,7 +130,7 @@ impl Upstream {
 
     /// The configuration this upstream was built from (a reload reuses an unchanged upstream,
     /// keeping its pool).
-    pub fn config(&self) -> &UpstreamConfig {
+    pub(crate) fn config(&self) -> &UpstreamConfig {
         &self.config
     }
 
@@ -191,7 +191,7 @@ impl Upstream {
     ///
     /// # Errors
     /// [`UpstreamError`] classified by predicate, never by message text.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         outgoing: Outgoing,
         body: Body,

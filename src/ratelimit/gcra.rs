@@ -10,7 +10,7 @@ use governor::Quota;
 use crate::config::RatePolicy;
 
 /// governor quota for a policy: `burst` cells, one refilled every `per / count`.
-pub fn quota(policy: &RatePolicy) -> Quota {
+pub(crate) fn quota(policy: &RatePolicy) -> Quota {
     let period = policy.rate.per / policy.rate.count.get();
     let burst = NonZeroU32::new(policy.burst).unwrap_or(NonZeroU32::MIN);
     Quota::with_period(period.max(Duration::from_nanos(1))).map_or_else(

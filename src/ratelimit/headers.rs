@@ -11,9 +11,9 @@ use crate::config::RatePolicy;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateHeaders {
     /// `RateLimit-Policy`, e.g. `"default";q=200;w=2`.
-    pub policy: http::HeaderValue,
+    pub(crate) policy: http::HeaderValue,
     /// `RateLimit`, e.g. `"default";r=57;t=1`.
-    pub state: http::HeaderValue,
+    pub(crate) state: http::HeaderValue,
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;

@@ -49,7 +49,7 @@ use super::throttle::LogThrottle;
 /// 16,384-bucket table holds at its 7/8 load factor. One more key per shard would double every
 /// table; at this cap a policy tracking IP keys stays around 36 MiB (measured), so even several
 /// policies under a key-spraying attack fit a sidecar's memory.
-pub const MAX_TRACKED_KEYS: usize = SHARDS * 14_336;
+pub(crate) const MAX_TRACKED_KEYS: usize = SHARDS * 14_336;
 
 /// Shards per store: enough that request threads rarely meet on one lock; a power of two.
 pub(crate) const SHARDS: usize = 64;
@@ -94,6 +94,8 @@ pub(crate) enum GcraDecision {
 /// `FakeRelativeClock` in tests.
 pub(crate) struct LocalLimiter<C: Clock> {
     limiter: RateLimiter<Key, CappedStore, C, StateInformationMiddleware>,
+    /// Counted by the store; read by tests only (the store logs overflow itself).
+    #[cfg(test)]
     overflowed: Arc<AtomicU64>,
 }
 
@@ -106,6 +108,7 @@ impl<C: Clock> LocalLimiter<C> {
             limiter: RateLimiter::<Key, CappedStore, C, StateInformationMiddleware>::new(
                 quota, store, clock,
             ),
+            #[cfg(test)]
             overflowed,
         }
     }
@@ -133,6 +136,7 @@ impl<C: Clock> LocalLimiter<C> {
     }
 
     /// Requests decided by the overflow bucket since this limiter was built.
+    #[cfg(test)]
     pub(crate) fn overflow_decisions(&self) -> u64 {
         self.overflowed.load(Ordering::Relaxed)
     }
@@ -381,65 +385,40 @@ mod tests {
     #[test]
     #[ignore = "measurement: run alone with --ignored --nocapture"]
     fn memory_of_one_million_keys() {
-        // Limiters stay alive to the end so each measurement gets fresh pages.
-        let mut alive = Vec::new();
-        let before = rss_bytes();
-        let limiter = LocalLimiter::new(
-            quota(100, 200),
-            FakeRelativeClock::default(),
-            usize::MAX,
-            "m",
-        );
-        for n in 0..1_000_000 {
-            let _ = limiter.check(&ip(n));
-        }
-        let after = rss_bytes();
-        assert_eq!(limiter.tracked_keys(), 1_000_000);
-        report(
-            "1,000,000 IPv4 keys",
-            1_000_000,
-            after.saturating_sub(before),
-        );
-        alive.push(limiter);
-
+        let ips = measure("1,000,000 IPv4 keys", usize::MAX, (0..1_000_000).map(ip));
+        assert_eq!(ips.tracked_keys(), 1_000_000);
         // The most one policy holds: twice the cap offered, the shards fill up, the rest overflows.
-        let before = rss_bytes();
-        let limiter = LocalLimiter::new(
-            quota(100, 200),
-            FakeRelativeClock::default(),
-            MAX_TRACKED_KEYS,
-            "m",
-        );
-        for n in 0..2 * u32::try_from(MAX_TRACKED_KEYS).unwrap() {
-            let _ = limiter.check(&ip(n));
-        }
-        let after = rss_bytes();
-        let tracked = limiter.tracked_keys();
-        assert!(tracked <= MAX_TRACKED_KEYS && limiter.overflow_decisions() > 0);
-        report(
+        let offered = 2 * u32::try_from(MAX_TRACKED_KEYS).unwrap();
+        let capped = measure(
             "a policy at the default cap (IPv4 keys)",
-            tracked,
-            after.saturating_sub(before),
+            MAX_TRACKED_KEYS,
+            (0..offered).map(ip),
         );
-        alive.push(limiter);
-
-        let before = rss_bytes();
-        let limiter = LocalLimiter::new(
-            quota(100, 200),
-            FakeRelativeClock::default(),
-            usize::MAX,
-            "m",
-        );
-        for n in 0..1_000_000u32 {
-            let _ = limiter.check(&Key::Id(Arc::from(format!("user-{n:07}"))));
-        }
-        let after = rss_bytes();
-        report(
+        assert!(capped.tracked_keys() <= MAX_TRACKED_KEYS && capped.overflow_decisions() > 0);
+        let ids = measure(
             "1,000,000 identity keys (12-byte subjects)",
-            1_000_000,
-            after.saturating_sub(before),
+            usize::MAX,
+            (0..1_000_000u32).map(|n| Key::Id(Arc::from(format!("user-{n:07}")))),
         );
-        alive.push(limiter);
+        assert_eq!(ids.tracked_keys(), 1_000_000);
+        // Limiters stay alive to the end so each measurement gets fresh pages.
+        drop((ips, capped, ids));
+    }
+
+    /// A fresh limiter tracking at most `cap` keys, fed `keys`: prints the RSS it grew by.
+    fn measure(
+        label: &str,
+        cap: usize,
+        keys: impl Iterator<Item = Key>,
+    ) -> LocalLimiter<FakeRelativeClock> {
+        let before = rss_bytes();
+        let limiter = LocalLimiter::new(quota(100, 200), FakeRelativeClock::default(), cap, "m");
+        for key in keys {
+            let _ = limiter.check(&key);
+        }
+        let grown = rss_bytes().saturating_sub(before);
+        report(label, limiter.tracked_keys(), grown);
+        limiter
     }
 
     fn report(label: &str, keys: usize, bytes: usize) {

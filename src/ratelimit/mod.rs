@@ -64,14 +64,13 @@ use self::local::{GcraDecision, Key, LocalLimiter};
 use self::redis::RedisBackend;
 use self::throttle::LogThrottle;
 
-pub use self::gcra::quota;
-pub use self::headers::RateHeaders;
-pub use self::local::MAX_TRACKED_KEYS;
-pub use self::throttle::LOG_INTERVAL;
+pub(crate) use self::gcra::quota;
+pub(crate) use self::headers::RateHeaders;
+pub(crate) use self::local::MAX_TRACKED_KEYS;
 
 /// Most distinct routes remembered per `key = "route"` policy; past it, further routes share one
 /// budget. Routes come from the configuration, so real tables stay far below this.
-pub const MAX_ROUTE_KEYS: usize = 10_000;
+pub(crate) const MAX_ROUTE_KEYS: usize = 10_000;
 
 /// The rate limiters of one runtime: one per policy, plus the optional Redis backend.
 ///
@@ -97,7 +96,7 @@ pub struct Subject<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     /// `RateLimit-Policy` and `RateLimit` to add to the response.
-    pub headers: RateHeaders,
+    pub(crate) headers: RateHeaders,
 }
 
 /// A refused request.
@@ -224,14 +223,6 @@ impl<C: Clock> RateLimits<C> {
     /// Keys tracked now by the local limiters of all policies.
     pub fn tracked_keys(&self) -> usize {
         self.policies.values().map(|p| p.local.tracked_keys()).sum()
-    }
-
-    /// Requests decided by a policy's shared overflow bucket because its key cap was reached.
-    pub fn overflow_decisions(&self) -> u64 {
-        self.policies
-            .values()
-            .map(|p| p.local.overflow_decisions())
-            .sum()
     }
 
     fn unknown_policy(&self, name: &str) -> RateRefusal {

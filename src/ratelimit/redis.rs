@@ -108,7 +108,7 @@ pub(crate) fn bucket_key(prefix: &str, key: &Key) -> String {
 /// The backend as one runtime configures it; the connection is shared with the runtimes before
 /// and after it while the URL is unchanged.
 pub(crate) struct RedisBackend {
-    shared: Arc<RedisConnection>,
+    connection: Arc<RedisConnection>,
     timeout: Duration,
     on_error: OnError,
 }
@@ -128,12 +128,14 @@ enum Failure<'a> {
 impl RedisBackend {
     /// The backend for `config`, reusing `previous`'s connection when the URL is unchanged.
     pub(crate) fn new(config: &RateBackend, previous: Option<&Self>) -> Result<Self, KeyError> {
-        let shared = match previous {
-            Some(previous) if previous.shared.url == config.redis => Arc::clone(&previous.shared),
+        let connection = match previous {
+            Some(previous) if previous.connection.url == config.redis => {
+                Arc::clone(&previous.connection)
+            }
             _ => Arc::new(RedisConnection::new(&config.redis)?),
         };
         Ok(Self {
-            shared,
+            connection,
             timeout: config.timeout,
             on_error: config.on_error,
         })
@@ -146,38 +148,38 @@ impl RedisBackend {
 
     /// Checks Redis could not decide.
     pub(crate) fn errors(&self) -> u64 {
-        self.shared.errors.load(Ordering::Relaxed)
+        self.connection.errors.load(Ordering::Relaxed)
     }
 
     /// Takes one cell from the bucket at `key`; `None` when Redis cannot decide now.
     pub(crate) async fn decide(&self, key: &str, gcra: Gcra) -> Option<GcraDecision> {
-        let shared = &*self.shared;
-        if !shared.may_call() {
-            shared.failed(&Failure::Skipped);
+        let redis = &*self.connection;
+        if !redis.may_call() {
+            redis.failed(&Failure::Skipped);
             return None;
         }
-        let mut connection = match shared.manager() {
+        let mut manager = match redis.manager() {
             Ok(manager) => manager,
             Err(error) => {
-                shared.failed(&Failure::NoManager(&error));
+                redis.failed(&Failure::NoManager(&error));
                 return None;
             }
         };
         let (interval, tau) = gcra.micros();
         let mut invocation = GCRA_SCRIPT.prepare_invoke();
         invocation.key(key).arg(interval).arg(tau);
-        let call = invocation.invoke_async::<(i64, i64, i64)>(&mut connection);
+        let call = invocation.invoke_async::<(i64, i64, i64)>(&mut manager);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(reply)) => {
-                shared.succeeded();
+                redis.succeeded();
                 Some(decision(reply, gcra))
             }
             Ok(Err(error)) => {
-                shared.failed(&Failure::Error(&error));
+                redis.failed(&Failure::Error(&error));
                 None
             }
             Err(_) => {
-                shared.failed(&Failure::Timeout(self.timeout));
+                redis.failed(&Failure::Timeout(self.timeout));
                 None
             }
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Least time between two warnings from one source (Redis failures, key cap reached).
-pub const LOG_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Lets one log line through per [`LOG_INTERVAL`].
 pub(crate) struct LogThrottle {

@@ -41,7 +41,7 @@ fn unreadable(path: &Path, reason: impl Into<String>) -> CertError {
 ///
 /// # Errors
 /// Unreadable file, broken PEM, or no certificate in it.
-pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+pub(crate) fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let bytes = std::fs::read(path).map_err(|e| unreadable(path, format!("cannot read: {e}")))?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -56,7 +56,7 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 ///
 /// # Errors
 /// Unreadable file or no supported key in it.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let bytes = std::fs::read(path).map_err(|e| unreadable(path, format!("cannot read: {e}")))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
         unreadable(
@@ -84,7 +84,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
 }
 
 /// SHA-256 of a DER certificate as colon-separated upper-case hex, as browsers show it.
-pub fn fingerprint(der: &[u8]) -> String {
+pub(crate) fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
     let mut out = String::with_capacity(digest.len() * 3);
     for (i, byte) in digest.iter().enumerate() {

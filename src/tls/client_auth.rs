@@ -26,7 +26,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::certs;
 
 /// Longest subject accepted from a certificate; a longer one is no usable identity.
-pub const MAX_SUBJECT_LEN: usize = 1024;
+pub(crate) const MAX_SUBJECT_LEN: usize = 1024;
 
 /// Reads the CA bundle: every certificate in it must parse as a trust anchor.
 ///
@@ -53,7 +53,7 @@ pub fn load_bundle(path: &Path) -> Result<RootCertStore, String> {
 ///
 /// # Errors
 /// As [`load_bundle`].
-pub fn verifier(
+pub(crate) fn verifier(
     path: &Path,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
@@ -66,7 +66,7 @@ pub fn verifier(
 
 /// Where a certificate's subject came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubjectSource {
+pub(crate) enum SubjectSource {
     /// The first `uniformResourceIdentifier` SAN (a SPIFFE ID, typically).
     Uri,
     /// The first `dNSName` SAN.
@@ -77,13 +77,13 @@ pub enum SubjectSource {
 
 /// The identity a verified client certificate proves, captured once per connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
+pub(crate) struct ClientCert {
     /// First URI SAN, else first DNS SAN, else CN: printable ASCII, never empty.
-    pub subject: Arc<str>,
+    pub(crate) subject: Arc<str>,
     /// Which of the three it is.
-    pub source: SubjectSource,
+    pub(crate) source: SubjectSource,
     /// The certificate's `notAfter`.
-    pub not_after: Option<OffsetDateTime>,
+    pub(crate) not_after: Option<OffsetDateTime>,
 }
 
 impl ClientCert {
@@ -92,7 +92,7 @@ impl ClientCert {
     /// # Errors
     /// Why the certificate yields no usable subject (not DER, no SAN or CN, a subject that is
     /// empty, too long, or not printable ASCII).
-    pub fn from_der(der: &[u8]) -> Result<Self, &'static str> {
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self, &'static str> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|_| "certificate does not parse")?;
         let (subject, source) = subject_of(&cert)?;
         if subject.is_empty() || subject.len() > MAX_SUBJECT_LEN {
@@ -143,7 +143,7 @@ fn subject_of<'a>(cert: &'a X509Certificate<'a>) -> Result<(&'a str, SubjectSour
 /// one. Called once per connection after the handshake; a certificate that verified but names no
 /// usable subject gives no identity (logged at debug level: a client cannot make the gateway log
 /// more per handshake).
-pub fn identify(chain: Option<&[CertificateDer<'_>]>) -> Option<Arc<ClientCert>> {
+pub(crate) fn identify(chain: Option<&[CertificateDer<'_>]>) -> Option<Arc<ClientCert>> {
     let leaf = chain?.first()?;
     match ClientCert::from_der(leaf) {
         Ok(cert) => {

@@ -11,20 +11,20 @@ use rustls::sign::CertifiedKey;
 pub struct CertExpiry {
     /// An `[[tls.sni]]` host as configured, or for the default certificate its first DNS
     /// subject alternative name (`default` when it has none).
-    pub host: String,
+    pub(crate) host: String,
     /// The leaf's `notAfter` as Unix seconds.
-    pub not_after: i64,
+    pub(crate) not_after: i64,
 }
 
 /// The default host label when the default certificate names no DNS host.
-pub const DEFAULT_HOST: &str = "default";
+pub(crate) const DEFAULT_HOST: &str = "default";
 
 /// Expiry of the default certificate and of each SNI host's certificate. An SNI host that equals
 /// the default certificate's label replaces it: that name is answered with the SNI certificate.
 ///
 /// # Errors
 /// A leaf that is not a parsable X.509 certificate (rustls only checked that the key matches).
-pub fn served(
+pub(crate) fn served(
     default: &CertifiedKey,
     sni: &[(&[String], &CertifiedKey)],
 ) -> Result<Vec<CertExpiry>, String> {

@@ -61,7 +61,7 @@ pub(super) fn client_ca(check: &mut Collector, path: &Path) -> Option<RootCertSt
 
 /// What `gatehouse check` reads: every certificate pair and the client CA bundle, generating
 /// nothing. A default pair missing entirely is no problem when one is generated at start.
-pub fn check(settings: &TlsSettings, check: &mut Collector) {
+pub(crate) fn check(settings: &TlsSettings, check: &mut Collector) {
     let generated_at_start =
         !settings.cert.exists() && !settings.key.exists() && !settings.self_signed_hosts.is_empty();
     if !generated_at_start {

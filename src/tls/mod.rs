@@ -8,9 +8,9 @@
 
 pub mod certs;
 pub mod client_auth;
-pub mod expiry;
-pub mod files;
-pub mod self_signed;
+pub(crate) mod expiry;
+pub(crate) mod files;
+pub(crate) mod self_signed;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,15 +24,13 @@ use rustls::version::{TLS12, TLS13};
 use crate::config::collect::{Collector, KeyError, optional};
 use crate::config::{TlsSettings, TlsVersion};
 
-pub use certs::CertError;
-
 /// What [`build`] made: the server config and the expiry of each certificate it serves.
 #[derive(Debug)]
 pub struct Served {
     /// TLS for new handshakes.
-    pub config: Arc<rustls::ServerConfig>,
+    pub(crate) config: Arc<rustls::ServerConfig>,
     /// One entry per served host name (see [`expiry::served`]).
-    pub certificates: Vec<expiry::CertExpiry>,
+    pub(crate) certificates: Vec<expiry::CertExpiry>,
 }
 
 /// Builds the server config for `settings`. On first start (`first_start`), a self-signed

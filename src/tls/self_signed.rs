@@ -14,16 +14,16 @@ const VALIDITY_DAYS: i64 = 365;
 
 /// What was generated.
 #[derive(Debug)]
-pub struct Generated {
+pub(crate) struct Generated {
     /// SHA-256 fingerprint of the certificate (colon-separated hex).
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
 /// Generates a certificate for `hosts` (DNS names or IP addresses) and writes `cert` and `key`.
 ///
 /// # Errors
 /// No hosts, an invalid name, or a write failure.
-pub fn generate(hosts: &[String], cert: &Path, key: &Path) -> Result<Generated, String> {
+pub(crate) fn generate(hosts: &[String], cert: &Path, key: &Path) -> Result<Generated, String> {
     if hosts.is_empty() {
         return Err(
             "no host names to put in a self-signed certificate (tls.self_signed_hosts is empty)"

@@ -11,7 +11,7 @@ use crate::error::PassThrough;
 
 /// What the auth service decided about one request.
 #[derive(Clone)]
-pub enum ExternalDecision {
+pub(crate) enum ExternalDecision {
     /// 2xx: allowed. `copy` holds the configured `copy_headers` present on the auth response (all
     /// values, in configuration order), to be set on the upstream request.
     Allow {

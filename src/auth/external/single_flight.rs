@@ -121,7 +121,8 @@ impl SingleFlight {
         state.epoch = state.epoch.wrapping_add(1);
     }
 
-    /// Checks answered by waiting on another check's call instead of calling.
+    /// Checks answered by waiting on another check's call instead of calling (for tests).
+    #[cfg(test)]
     pub(super) fn coalesced(&self) -> u64 {
         self.coalesced.load(Ordering::Relaxed)
     }

@@ -227,7 +227,6 @@ async fn expiry_honours_the_leeway_and_names_the_time() {
     let error = verifier.verify(&beyond, NOW).await.unwrap_err();
     assert_eq!(error, JwtError::Expired(exp));
     assert_eq!(error.to_string(), "token expired at 2029-12-31T23:58:59Z");
-    assert_eq!(error.reason(), "expired");
     let within = key.sign(&with(
         claims(),
         "exp",

@@ -29,7 +29,7 @@ pub struct SessionId(pub [u8; 16]);
 
 impl SessionId {
     /// A fresh id from rand's OS-seeded CSPRNG (128 bits: never guessed, never reused).
-    pub fn random() -> Self {
+    pub(crate) fn random() -> Self {
         Self(rand::random())
     }
 }
@@ -54,7 +54,7 @@ pub struct Parsed<'a> {
 
 impl Parsed<'_> {
     /// Whether the MAC matches under `key` (constant-time comparison).
-    pub fn verify(&self, key: &[u8]) -> bool {
+    pub(crate) fn verify(&self, key: &[u8]) -> bool {
         mac(key, self.signed).verify_slice(&self.tag).is_ok()
     }
 }
@@ -102,7 +102,7 @@ pub fn parse(value: &str) -> Option<Parsed<'_>> {
 
 /// `Set-Cookie` for a new session: `HttpOnly; Secure; SameSite=Strict; Path=/` and `Max-Age`.
 /// No `Domain`, so the cookie stays with this host (and a `__Host-` name is allowed).
-pub fn set_cookie(name: &str, value: &str, max_age_secs: u64) -> Option<HeaderValue> {
+pub(crate) fn set_cookie(name: &str, value: &str, max_age_secs: u64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{name}={value}; Max-Age={max_age_secs}; Path=/; Secure; HttpOnly; SameSite=Strict"
     ))
@@ -110,13 +110,13 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: u64) -> Option<HeaderVa
 }
 
 /// `Set-Cookie` that makes the browser drop the cookie (`Max-Age=0`, same attributes).
-pub fn clear_cookie(name: &str) -> Option<HeaderValue> {
+pub(crate) fn clear_cookie(name: &str) -> Option<HeaderValue> {
     set_cookie(name, "", 0)
 }
 
 /// The first value of cookie `name` in the request's `Cookie` headers (HTTP/2 may split them
 /// into several).
-pub fn find(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn find(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -129,7 +129,7 @@ pub fn find(headers: &HeaderMap, name: &str) -> Option<String> {
 /// Like [`find`], and removes every pair named `name` from the `Cookie` headers (a header left
 /// empty goes), so neither the external auth service nor the upstream ever sees the session
 /// cookie. Other cookies are kept, in order. Allocates only when the cookie is present.
-pub fn take(headers: &mut HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn take(headers: &mut HeaderMap, name: &str) -> Option<String> {
     let found = find(headers, name)?;
     let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     headers.remove(header::COOKIE);

@@ -19,15 +19,15 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Where the request arrived: the listener's scheme and the `Host` (with port, as sent).
 #[derive(Debug, Clone, Copy)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     /// `https` or `http`.
-    pub scheme: &'a str,
+    pub(crate) scheme: &'a str,
     /// `Host` or `:authority`.
-    pub host: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
 }
 
 /// Whether a cookie-authenticated write may proceed.
-pub fn write_allowed(headers: &HeaderMap, target: Target<'_>) -> bool {
+pub(crate) fn write_allowed(headers: &HeaderMap, target: Target<'_>) -> bool {
     match headers.get(header::ORIGIN) {
         Some(origin) => origin
             .to_str()
@@ -37,7 +37,7 @@ pub fn write_allowed(headers: &HeaderMap, target: Target<'_>) -> bool {
 }
 
 /// Whether a login request may proceed (see the module doc).
-pub fn login_allowed(headers: &HeaderMap, target: Target<'_>) -> bool {
+pub(crate) fn login_allowed(headers: &HeaderMap, target: Target<'_>) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN) {
         return origin
             .to_str()

@@ -10,7 +10,7 @@ use crate::config::collect::KeyError;
 use crate::secret::{Secret, ct_eq};
 
 /// Shortest accepted key (after trimming trailing whitespace): 256 bits, HMAC-SHA256's strength.
-pub const MIN_KEY_BYTES: usize = 32;
+pub(crate) const MIN_KEY_BYTES: usize = 32;
 
 /// The signing key and, after a rotation, the one before it.
 #[derive(Debug, Clone)]
@@ -60,13 +60,13 @@ impl SessionKeys {
     }
 
     /// The key new cookies are signed with.
-    pub fn current(&self) -> &[u8] {
+    pub(crate) fn current(&self) -> &[u8] {
         self.current.expose()
     }
 
     /// Keys a presented cookie may be signed with at `now`: the current one, and the previous
     /// one until `ttl` after it was replaced.
-    pub fn accepted(&self, now: Instant, ttl: Duration) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn accepted(&self, now: Instant, ttl: Duration) -> impl Iterator<Item = &[u8]> {
         let previous = self
             .previous
             .as_ref()

@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use super::cookie::SessionId;
 
 /// Most sessions held at once (about 200 bytes each).
-pub const MAX_SESSIONS: usize = 100_000;
+pub(crate) const MAX_SESSIONS: usize = 100_000;
 
 /// Expired records are also purged every this many logins, so the table does not sit at its
 /// bound with dead records.
@@ -22,7 +22,7 @@ const PURGE_EVERY: u64 = 1024;
 
 /// What proved the caller's identity at login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     /// A token from the store. Its SHA-256 (the store's own index key, never the token) pins the
     /// session to that exact token: a token re-created under the same id does not revive it.
     Token {
@@ -33,39 +33,29 @@ pub enum Via {
     Jwt,
 }
 
-impl Via {
-    /// `token` or `jwt`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Token { .. } => "token",
-            Self::Jwt => "jwt",
-        }
-    }
-}
-
 /// One live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub(crate) struct Session {
     /// The token id (or JWT subject).
-    pub subject: Arc<str>,
+    pub(crate) subject: Arc<str>,
     /// Roles at login; for token sessions the store's current roles are used instead.
-    pub roles: Arc<[String]>,
+    pub(crate) roles: Arc<[String]>,
     /// How the caller logged in.
-    pub via: Via,
+    pub(crate) via: Via,
     /// When the session ends, unix seconds.
-    pub expires: i64,
+    pub(crate) expires: i64,
 }
 
 /// Live sessions by id.
 #[derive(Debug, Default)]
-pub struct SessionTable {
+pub(crate) struct SessionTable {
     sessions: RwLock<HashMap<SessionId, Session>>,
     logins: std::sync::atomic::AtomicU64,
 }
 
 impl SessionTable {
     /// Records a new session, making room when the table is full.
-    pub fn insert(&self, id: SessionId, session: Session, now: i64) {
+    pub(crate) fn insert(&self, id: SessionId, session: Session, now: i64) {
         let logins = self
             .logins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -88,7 +78,7 @@ impl SessionTable {
     }
 
     /// The session `id`, if it is live.
-    pub fn get(&self, id: &SessionId) -> Option<Session> {
+    pub(crate) fn get(&self, id: &SessionId) -> Option<Session> {
         self.sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -97,7 +87,7 @@ impl SessionTable {
     }
 
     /// Ends session `id`; `true` if it existed.
-    pub fn remove(&self, id: &SessionId) -> bool {
+    pub(crate) fn remove(&self, id: &SessionId) -> bool {
         self.sessions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -106,16 +96,12 @@ impl SessionTable {
     }
 
     /// Sessions held (live or not yet purged).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-
-    /// `true` when no session is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -12,16 +12,16 @@ use std::io::{self, Read, Seek, SeekFrom};
 use sha2::{Digest, Sha256};
 
 /// `prev` of the first record of a fresh chain: 64 zeros.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Hex SHA-256 of one line's bytes (the newline excluded).
-pub fn line_hash(line: &[u8]) -> String {
+pub(crate) fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
 /// Closes a record's `body` (`{"time":…,"status":200`, without `prev` or the closing brace)
 /// into its line, chained to `prev`.
-pub fn seal(body: &[u8], prev: &str, out: &mut Vec<u8>) {
+pub(crate) fn seal(body: &[u8], prev: &str, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(body);
     out.extend_from_slice(b",\"prev\":\"");
@@ -38,7 +38,7 @@ const HASH_KEY: &[u8] = b",\"hash\":\"";
 
 /// Checks a line's own `hash` against its bytes: `Err` with the reason when the line was edited
 /// after it was written, or has no well-formed `hash` as its last key.
-pub fn check_own_hash(line: &[u8]) -> Result<(), String> {
+pub(crate) fn check_own_hash(line: &[u8]) -> Result<(), String> {
     let tail_len = HASH_KEY.len() + 64 + 2;
     let split = line
         .len()
@@ -56,11 +56,11 @@ pub fn check_own_hash(line: &[u8]) -> Result<(), String> {
 /// How an existing file ends: the hash to continue the chain from and whether a newline must be
 /// written first (the last line was cut short, e.g. by a crash or a full disk).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tail {
+pub(crate) struct Tail {
     /// Hash of the last line, `None` for an empty file.
-    pub last_hash: Option<String>,
+    pub(crate) last_hash: Option<String>,
     /// The file does not end with a newline.
-    pub needs_newline: bool,
+    pub(crate) needs_newline: bool,
 }
 
 /// Block size for reading a file backwards.
@@ -70,7 +70,7 @@ const TAIL_BLOCK: u64 = 8192;
 ///
 /// # Errors
 /// The IO error from seeking or reading.
-pub fn read_tail(file: &mut File) -> io::Result<Tail> {
+pub(crate) fn read_tail(file: &mut File) -> io::Result<Tail> {
     let len = file.seek(SeekFrom::End(0))?;
     if len == 0 {
         return Ok(Tail {

@@ -19,8 +19,8 @@
 //! - [`AuditLog::build`] refuses a path it cannot open for appending, so an unwritable folder
 //!   fails the start or the reload like any config error.
 
-pub mod chain;
-pub mod verify;
+pub(crate) mod chain;
+pub(crate) mod verify;
 mod writer;
 
 use std::fmt::Write as _;
@@ -102,12 +102,12 @@ impl AuditLog {
     }
 
     /// False after a failed append, until one succeeds.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.sink.health.ok.load(Ordering::Relaxed)
     }
 
     /// Records that could not be written since the log was first configured.
-    pub fn write_errors(&self) -> u64 {
+    pub(crate) fn write_errors(&self) -> u64 {
         self.sink.health.errors.load(Ordering::Relaxed)
     }
 
@@ -142,7 +142,7 @@ impl AuditLog {
 ///
 /// # Errors
 /// [`GatewayError::AuditUnavailable`] for a write while the last append failed.
-pub fn admit(audit: Option<&AuditLog>, method: &Method) -> Result<(), GatewayError> {
+pub(crate) fn admit(audit: Option<&AuditLog>, method: &Method) -> Result<(), GatewayError> {
     match audit {
         Some(audit) if is_write(method) && !audit.healthy() => Err(GatewayError::AuditUnavailable),
         _ => Ok(()),
@@ -151,28 +151,28 @@ pub fn admit(audit: Option<&AuditLog>, method: &Method) -> Result<(), GatewayErr
 
 /// What the request path knows about a finished request, for its audit line.
 #[derive(Debug)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     /// The request id, as echoed to the client.
-    pub request_id: &'a str,
+    pub(crate) request_id: &'a str,
     /// Who the caller is and how they authenticated, once known.
-    pub identity: Option<(&'a str, &'static str)>,
+    pub(crate) identity: Option<(&'a str, &'static str)>,
     /// The client IP under the trusted-proxy rule.
-    pub client_ip: std::net::IpAddr,
+    pub(crate) client_ip: std::net::IpAddr,
     /// The route's label (the metrics' label), if one matched.
-    pub route: Option<&'a str>,
+    pub(crate) route: Option<&'a str>,
     /// The method as the client sent it.
-    pub method: &'a Method,
+    pub(crate) method: &'a Method,
     /// The request target as the client sent it (the query is redacted here).
-    pub uri: &'a Uri,
+    pub(crate) uri: &'a Uri,
     /// The response status.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// Whether authentication or authorization refused the request.
-    pub denial: bool,
+    pub(crate) denial: bool,
 }
 
 /// Writes the request's audit line if it is audited (an identity, or an auth denial); a write
 /// method returns only once the line was appended.
-pub async fn record(audit: Option<&AuditLog>, facts: Facts<'_>) {
+pub(crate) async fn record(audit: Option<&AuditLog>, facts: Facts<'_>) {
     let Some(audit) = audit else { return };
     if facts.identity.is_none() && !facts.denial {
         return;
@@ -255,7 +255,7 @@ fn now_rfc3339_ms() -> String {
 
 /// `gatehouse_audit_write_errors_total` for `/metrics` (0 without an audit log, so the series
 /// always exists for alerts).
-pub fn render_metrics(audit: Option<&AuditLog>, out: &mut String) {
+pub(crate) fn render_metrics(audit: Option<&AuditLog>, out: &mut String) {
     let _ = writeln!(
         out,
         "# HELP gatehouse_audit_write_errors_total Audit records that could not be written (missing from the log)."

@@ -39,20 +39,20 @@ const FIELDS: [&str; 11] = [
 
 /// An intact chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Records checked.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Files checked.
-    pub files: usize,
+    pub(crate) files: usize,
     /// Hash of the last record (the genesis value when there were none).
-    pub last_hash: String,
+    pub(crate) last_hash: String,
     /// The first record's `prev` when it is not the genesis value.
-    pub continues_from: Option<String>,
+    pub(crate) continues_from: Option<String>,
 }
 
 /// Why verification failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// A record breaks the chain or is not a record.
     Broken {
         /// The file.
@@ -96,7 +96,7 @@ struct Previous {
 ///
 /// # Errors
 /// The first broken record, or the first file that cannot be read.
-pub fn verify(files: &[PathBuf], require_genesis: bool) -> Result<Summary, Failure> {
+pub(crate) fn verify(files: &[PathBuf], require_genesis: bool) -> Result<Summary, Failure> {
     let mut previous: Option<Previous> = None;
     let mut records = 0;
     let mut continues_from = None;
@@ -183,7 +183,7 @@ fn is_hash(text: &str) -> bool {
 }
 
 /// The `audit verify` command: a one-line summary and exit 0, or `FILE:LINE: reason` and exit 1.
-pub fn command(files: &[PathBuf], require_genesis: bool) -> ExitCode {
+pub(crate) fn command(files: &[PathBuf], require_genesis: bool) -> ExitCode {
     match verify(files, require_genesis) {
         Ok(summary) => {
             if let (Some(prev), Some(first)) = (&summary.continues_from, first_nonempty(files)) {

@@ -171,7 +171,7 @@ async fn two_replicas_enforce_one_budget() {
     let (Some(before), Some(after)) = (&a.redis, &reloaded.redis) else {
         panic!("backend missing")
     };
-    assert!(Arc::ptr_eq(&before.shared, &after.shared));
+    assert!(Arc::ptr_eq(&before.connection, &after.connection));
     assert!(
         reloaded
             .check("shared", &client("192.0.2.1"))
