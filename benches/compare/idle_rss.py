@@ -7,12 +7,14 @@ open and idle while the script reads VmRSS of the given PIDs from /proc/PID/stat
 
     idle_rss.py --host 127.0.0.1 --port 28443 --pids 123,124 --conns 10000 [--header 'x-token: T']
 
-Prints one JSON object: rss_before_kib, rss_after_kib (sums over the PIDs), opened, failed.
+Prints one JSON object: rss_before_kib, rss_after_kib (sums over the PIDs), opened, alive (still
+open when RSS was read: a server that closed idle connections early frees their memory), failed.
 Loopback only; every socket has a timeout; every connection is closed before exit.
 """
 import argparse
 import json
 import resource
+import select
 import socket
 import ssl
 import sys
@@ -55,6 +57,18 @@ def open_one(ctx, host, port, request):
     return tls
 
 
+def still_open(conns):
+    """How many connections the server has not closed: a readable idle socket means EOF (or an
+    unexpected byte), so only the silent ones count."""
+    poller = select.poll()
+    for conn in conns:
+        if conn.pending():
+            continue
+        poller.register(conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+    closed = {fd for fd, _ in poller.poll(0)}
+    return sum(1 for conn in conns if not conn.pending() and conn.fileno() not in closed)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -87,13 +101,14 @@ def main():
                     break
         time.sleep(1.0)  # let the server settle its buffers (measurement pause, not synchronisation)
         after = rss_kib(pids)
+        alive = still_open(conns)
     finally:
         for conn in conns:
             try:
                 conn.close()
             except OSError:
                 pass
-    print(json.dumps({"rss_before_kib": before, "rss_after_kib": after, "opened": len(conns),
+    print(json.dumps({"rss_before_kib": before, "rss_after_kib": after, "opened": len(conns), "alive": alive,
                       "failed": failed, "first_error": first_error}))
 
 

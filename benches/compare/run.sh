@@ -230,6 +230,6 @@ if [ "$idle_on" = 1 ]; then
     json="$(taskset -c 1 timeout 600 python3 benches/compare/idle_rss.py --port "${port_of[$name]}" \
       --pids "$pids" --conns "$idle" --header "x-token: $token")"
     python3 -c "import json,sys; j=json.loads(sys.argv[2]); b=j['rss_before_kib']; a=j['rss_after_kib']; n=max(j['opened'],1)
-print(f\"| {sys.argv[1]} | {j['opened']} (failed {j['failed']}) | {b/1024:.1f} | {a/1024:.1f} | {(a-b)/n:.1f} |\")" "$name" "$json"
+print(f\"| {sys.argv[1]} | {j['opened']} (failed {j['failed']}, still open {j['alive']}) | {b/1024:.1f} | {a/1024:.1f} | {(a-b)/n:.1f} |\")" "$name" "$json"
   done
 fi
