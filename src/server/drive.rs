@@ -191,7 +191,9 @@ where
             }
             Burst::Idle => {}
         }
-        let Some((parked, kept)) = park(connection, &mut driver).await else {
+        // Boxed: parking is brief, and inline its state would enlarge this future, which lives
+        // as long as the connection.
+        let Some((parked, kept)) = Box::pin(park(connection, &mut driver)).await else {
             return;
         };
         (io, service) = (parked, kept);
