@@ -40,6 +40,6 @@ pub fn load_quiet(path: &Path) -> Result<Config, ConfigErrors> {
 /// Every problem found.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let collected = diagnose::collect::<file::GatewayFile>(path, text)?;
-    let built = validate::build(path, text, collected.raw, collected.unknown);
+    let built = validate::build(path, collected.raw, collected.unknown);
     diagnose::merge(built, collected.type_errors)
 }

@@ -38,13 +38,6 @@ pub use units::Rate;
 pub struct Config {
     /// The file this was loaded from.
     pub(crate) path: PathBuf,
-    /// SHA-256 (hex) of the config file's bytes. Unread: reload compares the runtime's hash over
-    /// every file it read (`Runtime::content_hash`) instead.
-    #[allow(
-        dead_code,
-        reason = "set in validate.rs (another branch's file); delete it with its initialiser there"
-    )]
-    pub(crate) content_hash: String,
     /// `[server]`
     pub server: ServerConfig,
     /// `[limits]`

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 
 use super::collect::Collector;
 use super::file::{self, GatewayFile, SizeFile};
@@ -132,7 +131,6 @@ impl Checker {
 /// Converts the serde mirror into a [`Config`], or every problem found.
 pub(super) fn build(
     path: &Path,
-    text: &str,
     raw: GatewayFile,
     unknown: Vec<String>,
 ) -> Result<Config, ConfigErrors> {
@@ -162,7 +160,6 @@ pub(super) fn build(
     match (errors.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
             path: path.to_owned(),
-            content_hash: hex::encode(Sha256::digest(text.as_bytes())),
             server,
             limits,
             tls,
