@@ -95,16 +95,47 @@ pub(super) struct Driver<'a> {
     pub(super) metrics: &'a Metrics,
 }
 
+/// The client's byte stream (TLS or plain TCP), as hyper's builders take it.
+pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo for T {}
+
+/// The per-connection request service: what hyper's HTTP/1 and auto builders require, and
+/// `Unpin` so a parked connection can hand it back.
+pub(super) trait ConnService<B>:
+    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    + Unpin
+    + Send
+    + 'static
+{
+}
+impl<S, B> ConnService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Unpin
+        + Send
+        + 'static
+{
+}
+
+/// A response body hyper can send.
+pub(super) trait ResponseBody:
+    http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static
+{
+}
+impl<B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static> ResponseBody
+    for B
+{
+}
+
 /// Serves `io` with `service` until the connection ends. `h2_by_alpn`: ALPN chose HTTP/2.
 pub(super) async fn serve<T, S, B>(io: T, service: S, h2_by_alpn: bool, mut driver: Driver<'_>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Unpin
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+    T: ClientIo,
+    S: ConnService<B>,
+    B: ResponseBody,
 {
     let mut io = ParkIo::new(io, driver.signals.clone());
     if !h2_by_alpn {
@@ -129,10 +160,9 @@ fn may_be_h2(first: &[u8]) -> bool {
 /// no stream has been open for `idle_timeout`, or the drain begins.
 async fn serve_auto<T, S, B>(io: ParkIo<T>, service: S, mut driver: Driver<'_>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+    T: ClientIo,
+    S: ConnService<B>,
+    B: ResponseBody,
 {
     // Boxed once: the connection lives as long as the task, and an unboxed one would be moved
     // (and kept twice) in this future's states.
@@ -166,13 +196,9 @@ enum Burst {
 /// next request with a new one.
 async fn serve_http1<T, S, B>(mut io: ParkIo<T>, mut service: S, mut driver: Driver<'_>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Unpin
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+    T: ClientIo,
+    S: ConnService<B>,
+    B: ResponseBody,
 {
     loop {
         let connection = driver
@@ -266,13 +292,9 @@ async fn park<T, S, B>(
     driver: &mut Driver<'_>,
 ) -> Option<(ParkIo<T>, S)>
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Unpin
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+    T: ClientIo,
+    S: ConnService<B>,
+    B: ResponseBody,
 {
     let signals = driver.signals.clone();
     let dispatched = signals.dispatched();
