@@ -75,5 +75,5 @@ pub mod runtime;
 mod secret;
 pub mod server;
 mod timestamp;
-pub mod tls;
+pub(crate) mod tls;
 pub mod token_cmd;

@@ -32,32 +32,32 @@ pub struct Runtime {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// TLS for new handshakes; open connections keep the session they negotiated.
-    pub tls: Arc<rustls::ServerConfig>,
+    pub(crate) tls: Arc<rustls::ServerConfig>,
     /// Expiry of each certificate `tls` serves, for `/metrics`.
-    pub certificates: Vec<crate::tls::expiry::CertExpiry>,
+    pub(crate) certificates: Vec<crate::tls::expiry::CertExpiry>,
     /// The `route` label of each route and of a request that matched none
     /// ([`crate::observe::labels`]).
-    pub route_labels: crate::observe::labels::RouteLabels,
+    pub(crate) route_labels: crate::observe::labels::RouteLabels,
     /// Route matching over `config.routes`.
-    pub router: RouteTable,
+    pub(crate) router: RouteTable,
     /// Authentication state: token store, JWT keys, external auth and its cache.
-    pub auth: Authenticator,
+    pub(crate) auth: Authenticator,
     /// Rate-limit policies; unchanged policies keep their state across reloads.
-    pub rate_limits: RateLimits,
+    pub(crate) rate_limits: RateLimits,
     /// Upstreams, indexed like `config.upstreams`.
-    pub upstreams: Vec<Arc<Upstream>>,
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
     /// The `trusted_proxies` rule.
-    pub trusted_proxies: TrustedProxies,
+    pub(crate) trusted_proxies: TrustedProxies,
     /// 1 for the first load, +1 per applied reload.
     pub generation: u64,
     /// Every file this runtime was built from; reload watches their folders.
     pub files: Vec<PathBuf>,
     /// SHA-256 over the content of `files`; a reload with the same hash swaps nothing.
-    pub content_hash: String,
+    pub(crate) content_hash: String,
     /// When this runtime was built.
-    pub loaded_at: SystemTime,
+    pub(crate) loaded_at: SystemTime,
     /// `[audit]`: the hash-chained audit log; its writer carries over from `previous`.
-    pub audit: Option<crate::observe::audit::AuditLog>,
+    pub(crate) audit: Option<crate::observe::audit::AuditLog>,
 }
 
 impl Runtime {
@@ -68,7 +68,7 @@ impl Runtime {
     /// Every file, URL or upstream that could not be used, each at its key (`tls.cert`,
     /// `auth.jwt.jwks_file`, `upstreams[2].targets[0]`, `audit.path`; a token store's problems
     /// in `tokens.toml` at their entry), never a secret.
-    pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, ConfigErrors> {
+    pub(crate) fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, ConfigErrors> {
         let mut check = Collector::new(&config.path);
         let served = crate::tls::build(&config.tls, previous.is_none(), &mut check);
         let auth = Authenticator::build(&config.auth, previous.map(|p| &p.auth), &mut check);
@@ -115,7 +115,7 @@ impl Runtime {
 ///
 /// # Errors
 /// As [`Runtime::build`].
-pub fn check_files(config: &Config) -> Result<(), ConfigErrors> {
+pub(crate) fn check_files(config: &Config) -> Result<(), ConfigErrors> {
     let mut check = Collector::new(&config.path);
     crate::tls::files::check(&config.tls, &mut check);
     Authenticator::build(&config.auth, None, &mut check);
@@ -191,7 +191,7 @@ fn trusted_files(config: &Config) -> Vec<PathBuf> {
 }
 
 /// SHA-256 over each file's path and content (a missing file hashes as missing).
-pub fn hash_files(files: &[PathBuf]) -> String {
+pub(crate) fn hash_files(files: &[PathBuf]) -> String {
     let mut hasher = Sha256::new();
     for file in files {
         hasher.update(file.as_os_str().as_encoded_bytes());
@@ -213,24 +213,24 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     draining: AtomicBool,
     /// Counters that outlive any one runtime.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// The access log's queue and writer thread (SPEC §7); outlives any one runtime.
-    pub access_log: AccessLog,
+    pub(crate) access_log: AccessLog,
     bound: Bound,
 }
 
 /// What was fixed when the gateway started: listener addresses and the connection cap.
 #[derive(Debug, Clone)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// `[server]` as it was when the listeners were bound.
-    pub server: crate::config::ServerConfig,
+    pub(crate) server: crate::config::ServerConfig,
     /// `limits.max_connections` at start.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 impl Shared {
     /// Wraps the first runtime.
-    pub fn new(runtime: Runtime) -> Self {
+    pub(crate) fn new(runtime: Runtime) -> Self {
         let metrics = Metrics::default();
         metrics.reload(true);
         let bound = Bound {
@@ -246,17 +246,17 @@ impl Shared {
         }
     }
     /// The listener settings in force since start.
-    pub fn bound(&self) -> &Bound {
+    pub(crate) fn bound(&self) -> &Bound {
         &self.bound
     }
 
     /// True once shutdown began: `/readyz` answers 503.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Marks the gateway as draining.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 }

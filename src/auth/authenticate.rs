@@ -33,7 +33,7 @@ use crate::timestamp::rfc3339;
 
 /// The per-runtime authentication state.
 #[derive(Debug)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     /// The token store (empty when `[auth] tokens` is unset).
     pub(crate) tokens: Arc<TokenStore>,
     /// `[auth.jwt]`
@@ -111,7 +111,7 @@ impl Authenticator {
     ///
     /// Every problem is recorded in `check` (the token store's in `tokens.toml` at its entry,
     /// the others at their `[auth]` key); `None` when any was.
-    pub fn build(
+    pub(crate) fn build(
         settings: &AuthSettings,
         previous: Option<&Authenticator>,
         check: &mut Collector,

@@ -157,7 +157,7 @@ impl fmt::Debug for AuthRequest<'_> {
 /// empties the cache (SPEC §8.2): a revoked credential is never allowed from a stale cache entry
 /// past a reload, and a changed auth URL never serves the old service's answers. Share it behind
 /// an `Arc`; every method takes `&self`.
-pub struct ExternalAuth {
+pub(crate) struct ExternalAuth {
     /// As configured, but the URL without its userinfo (that is `basic` now), the forward
     /// headers checked and the copy headers without repeats.
     settings: ExternalSettings,
@@ -195,7 +195,7 @@ impl ExternalAuth {
     /// A URL that is not absolute `http`/`https`, a forward header that must never be forwarded
     /// (framing, hop-by-hop, `Host`, or one this module sets), or an `https` URL on a system
     /// without CA roots. No error echoes the URL's userinfo.
-    pub fn new(settings: &ExternalSettings) -> Result<Self, KeyError> {
+    pub(crate) fn new(settings: &ExternalSettings) -> Result<Self, KeyError> {
         let (url, basic) = split_userinfo(&settings.url)?;
         let host = host_header(&url)?;
         Ok(Self {

@@ -5,7 +5,7 @@
 
 pub(crate) mod authenticate;
 pub mod credentials;
-pub mod external;
+pub(crate) mod external;
 pub(crate) mod failures;
 mod jwks;
 pub mod jwt;

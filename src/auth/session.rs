@@ -25,7 +25,7 @@
 
 pub mod cookie;
 pub(crate) mod csrf;
-pub mod keys;
+mod keys;
 pub(crate) mod table;
 
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ use crate::config::collect::KeyError;
 
 /// The per-runtime session state; the table and the previous key outlive the runtime.
 #[derive(Debug)]
-pub struct SessionAuth {
+pub(crate) struct SessionAuth {
     settings: SessionSettings,
     keys: SessionKeys,
     table: Arc<SessionTable>,
@@ -92,7 +92,7 @@ impl SessionAuth {
     ///
     /// # Errors
     /// The secret file is unreadable or too short.
-    pub fn build(
+    pub(crate) fn build(
         settings: &SessionSettings,
         previous: Option<&SessionAuth>,
     ) -> Result<Self, KeyError> {

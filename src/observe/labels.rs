@@ -17,7 +17,7 @@ pub(crate) const NO_ROUTE: &str = "none";
 /// The `route` label of every route, and the explicit label of a request that matched none —
 /// shared, so recording allocates nothing.
 #[derive(Debug)]
-pub struct RouteLabels {
+pub(crate) struct RouteLabels {
     /// One per route, in config order; unique, and never [`NO_ROUTE`].
     routes: Vec<Arc<str>>,
     /// [`NO_ROUTE`].

@@ -16,7 +16,7 @@ use crate::error::{AuthFailure, GatewayError};
 
 /// The metric registry.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
     /// Unix milliseconds of the last successful reload (the first load counts).
@@ -87,7 +87,7 @@ impl Metrics {
 
     /// An HTTP/1 keep-alive connection parked (+1: it holds no HTTP buffers until its next
     /// request) or woke (-1).
-    pub fn parked(&self, delta: i64) {
+    pub(crate) fn parked(&self, delta: i64) {
         self.parked_connections.fetch_add(delta, Ordering::Relaxed);
     }
 

@@ -71,7 +71,7 @@ struct Target {
 }
 
 /// One upstream with its connection pool.
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// The configured name, used in errors and metrics.
     pub(crate) name: Arc<str>,
     config: UpstreamConfig,
@@ -97,7 +97,7 @@ impl Upstream {
     /// # Errors
     /// An unreadable `ca` file or a target that is not `host:port`, at a key relative to the
     /// `[[upstreams]]` entry (`targets[1]`, `ca`): only the caller knows the entry's index.
-    pub fn new(config: &UpstreamConfig) -> Result<Self, KeyError> {
+    pub(crate) fn new(config: &UpstreamConfig) -> Result<Self, KeyError> {
         let targets = config
             .targets
             .iter()

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// A certificate or key file could not be used. Messages name the file, never key material.
 #[derive(Debug, thiserror::Error)]
-pub enum CertError {
+pub(crate) enum CertError {
     /// The file could not be read or holds no usable PEM block.
     #[error("{}: {reason}", path.display())]
     Unreadable {
@@ -70,7 +70,7 @@ pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError>
 ///
 /// # Errors
 /// Unreadable files, an unsupported key type, or a key that does not match the leaf.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError> {
+pub(super) fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError> {
     let chain = load_chain(cert)?;
     let der = load_key(key)?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&der)

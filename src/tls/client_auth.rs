@@ -33,7 +33,7 @@ pub(crate) const MAX_SUBJECT_LEN: usize = 1024;
 /// # Errors
 /// A message naming the file: unreadable, broken PEM, no certificate, or a certificate that
 /// cannot be a trust anchor (its position in the bundle is named).
-pub fn load_bundle(path: &Path) -> Result<RootCertStore, String> {
+pub(crate) fn load_bundle(path: &Path) -> Result<RootCertStore, String> {
     let bundle = certs::load_chain(path).map_err(|e| e.to_string())?;
     let mut roots = RootCertStore::empty();
     for (i, der) in bundle.into_iter().enumerate() {

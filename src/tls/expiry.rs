@@ -8,7 +8,7 @@ use rustls::sign::CertifiedKey;
 
 /// One served certificate: the host label and its leaf's `notAfter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertExpiry {
+pub(crate) struct CertExpiry {
     /// An `[[tls.sni]]` host as configured, or for the default certificate its first DNS
     /// subject alternative name (`default` when it has none).
     pub(crate) host: String,

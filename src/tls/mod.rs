@@ -6,8 +6,8 @@
 //! The config lives in the runtime snapshot: a reload builds a new one and new handshakes use it,
 //! while open connections keep the session they negotiated.
 
-pub mod certs;
-pub mod client_auth;
+pub(crate) mod certs;
+pub(crate) mod client_auth;
 pub(crate) mod expiry;
 pub(crate) mod files;
 pub(crate) mod self_signed;
@@ -26,7 +26,7 @@ use crate::config::{TlsSettings, TlsVersion};
 
 /// What [`build`] made: the server config and the expiry of each certificate it serves.
 #[derive(Debug)]
-pub struct Served {
+pub(crate) struct Served {
     /// TLS for new handshakes.
     pub(crate) config: Arc<rustls::ServerConfig>,
     /// One entry per served host name (see [`expiry::served`]).
@@ -40,7 +40,11 @@ pub struct Served {
 ///
 /// Every unusable file is recorded in `check` at its key (`tls.cert`, `tls.sni[1].key`,
 /// `tls.client_ca`), never key material; `None` when any was.
-pub fn build(settings: &TlsSettings, first_start: bool, check: &mut Collector) -> Option<Served> {
+pub(crate) fn build(
+    settings: &TlsSettings,
+    first_start: bool,
+    check: &mut Collector,
+) -> Option<Served> {
     let default = if !first_start || ensure_default_certificate(settings, check) {
         files::pair(check, "tls", &settings.cert, &settings.key)
     } else {

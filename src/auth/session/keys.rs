@@ -14,7 +14,7 @@ pub(crate) const MIN_KEY_BYTES: usize = 32;
 
 /// The signing key and, after a rotation, the one before it.
 #[derive(Debug, Clone)]
-pub struct SessionKeys {
+pub(super) struct SessionKeys {
     current: Secret<Vec<u8>>,
     previous: Option<(Secret<Vec<u8>>, Instant)>,
 }
@@ -26,7 +26,7 @@ impl SessionKeys {
     /// # Errors
     /// The file is unreadable or holds fewer than [`MIN_KEY_BYTES`] bytes; the message names the
     /// file, never its content.
-    pub fn load(file: &Path, before: Option<&SessionKeys>) -> Result<Self, KeyError> {
+    pub(super) fn load(file: &Path, before: Option<&SessionKeys>) -> Result<Self, KeyError> {
         const KEY: &str = "auth.session.secret_file";
         let bytes = std::fs::read(file)
             .map_err(|e| KeyError::new(KEY, format!("{}: cannot read: {e}", file.display())))?;

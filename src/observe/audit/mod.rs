@@ -53,7 +53,7 @@ fn open_for_append(path: &Path) -> Result<(), KeyError> {
 /// The audit log as one runtime sees it: its path, and the writer shared with every runtime
 /// before and after it, so a reload never forks the chain.
 #[derive(Debug, Clone)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     sink: Arc<Sink>,
     path: Arc<PathBuf>,
     generation: u64,
@@ -65,7 +65,7 @@ impl AuditLog {
     ///
     /// # Errors
     /// The path cannot be opened for appending (missing or read-only folder, a directory).
-    pub fn build(
+    pub(crate) fn build(
         path: &Path,
         generation: u64,
         previous: Option<&AuditLog>,
@@ -91,7 +91,7 @@ impl AuditLog {
     ///
     /// # Errors
     /// As [`AuditLog::build`].
-    pub fn check(path: &Path) -> Result<(), KeyError> {
+    pub(crate) fn check(path: &Path) -> Result<(), KeyError> {
         let existed = path.exists();
         open_for_append(path)?;
         if !existed {
