@@ -203,7 +203,8 @@ impl Authenticator {
             Err(LocalFailure::NotApplicable) => None,
         };
         if let Some(external) = external {
-            let decision = external.check(&attempt.request).await;
+            // Boxed: kept out of the future of requests that never ask (BENCHMARKS.md, "Future size").
+            let decision = Box::pin(external.check(&attempt.request)).await;
             let refused = matches!(&decision, ExternalDecision::Deny(deny) if deny.is_refusal());
             return external_decision(decision).map_err(|error| {
                 if refused && external_credential {

@@ -364,7 +364,8 @@ impl JwtVerifier {
             return result;
         }
         if let (Some(remote), Some(seen)) = (&self.remote, seen)
-            && remote.refetch_unknown(seen).await
+            // Boxed: a rare refetch, kept out of every verification's future.
+            && Box::pin(remote.refetch_unknown(seen)).await
             && let Some(result) = self.try_keys(token, header, validation)
         {
             return result;

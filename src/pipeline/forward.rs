@@ -42,35 +42,55 @@ pub(super) fn set_upstream_headers(
 
 /// Sends the request upstream (413 / 502 / 504) and notes in `ctx` which upstream answered and
 /// how long it took, failed or not.
-pub(super) async fn forward(
+///
+/// Not `async fn`: the request is prepared before the future is made, so the future holds the
+/// outgoing request and not also the client's head, the route and the plan (BENCHMARKS.md,
+/// "Future size").
+pub(super) fn forward<'a>(
     req: Request<()>,
     body: &mut Option<Incoming>,
-    proxy: ProxyRoute<'_>,
+    proxy: ProxyRoute<'a>,
+    path: &str,
+    ctx: &'a mut RequestCtx,
+    rt: &'a Runtime,
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + use<'a> {
+    let prepared = prepare(req, body, proxy, path, ctx, rt);
+    async move {
+        let prepared = prepared?;
+        let name = prepared.upstream_name().clone();
+        let started = Instant::now();
+        let result = proxy::send(prepared).await;
+        ctx.upstream = Some((name, started.elapsed()));
+        result
+    }
+}
+
+/// The upstream request, built from the client's.
+fn prepare<'a>(
+    req: Request<()>,
+    body: &mut Option<Incoming>,
+    proxy: ProxyRoute<'a>,
     path: &str,
     ctx: &mut RequestCtx,
-    rt: &Runtime,
-) -> Result<Response<Body>, GatewayError> {
+    rt: &'a Runtime,
+) -> Result<proxy::Prepared<'a>, GatewayError> {
     let target = upstream_target(proxy, path, req.uri().query())?;
     let host = upstream_host(&req);
     let body = take_body(body, proxy, &mut ctx.bytes_in);
     let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, rt);
-    let name = plan.upstream.name.clone();
-    let started = Instant::now();
-    let result = proxy::forward(req, body, plan).await;
-    ctx.upstream = Some((name, started.elapsed()));
-    result
+    proxy::prepare(req, body, plan)
 }
 
 /// Everything `proxy::forward` needs besides the request: upstream, target, method, forwarded
 /// headers, WebSocket tunnel, body limit.
-fn plan_forward<'a>(
+fn plan_forward<'u, 'a>(
     req: &Request<()>,
-    proxy: ProxyRoute<'a>,
+    proxy: ProxyRoute<'_>,
     path_and_query: PathAndQuery,
     host: Option<&'a HeaderValue>,
     ctx: &'a RequestCtx,
-    rt: &'a Runtime,
-) -> ForwardPlan<'a> {
+    rt: &'u Runtime,
+) -> ForwardPlan<'u, 'a> {
     ForwardPlan {
         upstream: &rt.upstreams[proxy.action.upstream],
         path_and_query,

@@ -52,7 +52,12 @@ impl BodyFraming {
         let keep = match unread {
             Some(_) if self.expects_continue => false,
             Some(rest) => {
-                body::discard(rest, body::DISCARD_MAX_BYTES, body::DISCARD_MAX_TIME).await
+                Box::pin(body::discard(
+                    rest,
+                    body::DISCARD_MAX_BYTES,
+                    body::DISCARD_MAX_TIME,
+                ))
+                .await
             }
             None => !failed,
         };

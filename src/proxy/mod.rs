@@ -7,6 +7,8 @@
 pub(crate) mod upgrade;
 pub(crate) mod upstream;
 
+use std::sync::Arc;
+
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -20,9 +22,9 @@ pub(crate) use upstream::{Upstream, UpstreamError};
 
 /// Everything [`forward`] needs besides the request itself.
 #[derive(Debug)]
-pub(crate) struct ForwardPlan<'a> {
+pub(crate) struct ForwardPlan<'u, 'a> {
     /// Where to send it.
-    pub(crate) upstream: &'a Upstream,
+    pub(crate) upstream: &'u Upstream,
     /// Path (after strip/rewrite) and query sent upstream.
     pub(crate) path_and_query: PathAndQuery,
     /// Method sent upstream.
@@ -35,18 +37,37 @@ pub(crate) struct ForwardPlan<'a> {
     pub(crate) max_body_bytes: u64,
 }
 
-/// Sends `req` upstream as planned, with the client's `body` (`None`: the route does not pass
-/// it, and an empty body goes upstream; the pipeline hands it over wrapped in a byte counter),
-/// and returns the response to give the client.
+/// A request ready to go upstream: what [`prepare`] made of the client's request and its plan.
+///
+/// Preparing is synchronous and [`send`] takes only this, so the future the pipeline awaits for
+/// every proxied request holds the outgoing request once and not the client's head beside it
+/// (BENCHMARKS.md, "Future size").
+pub(crate) struct Prepared<'a> {
+    upstream: &'a Upstream,
+    outgoing: Outgoing,
+    body: Body,
+    /// The client connection's upgrade, for a WebSocket handshake.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+impl Prepared<'_> {
+    /// The upstream's configured name.
+    pub(crate) fn upstream_name(&self) -> &Arc<str> {
+        &self.upstream.name
+    }
+}
+
+/// Turns `req` into the upstream request as planned, with the client's `body` (`None`: the route
+/// does not pass it, and an empty body goes upstream; the pipeline hands it over wrapped in a
+/// byte counter).
 ///
 /// # Errors
-/// 413 for an oversized body, 400 for a client body that breaks its framing, 502 when the
-/// upstream cannot be reached, 504 when it is too slow.
-pub(crate) async fn forward<B>(
+/// 413 when the declared length is already over the limit.
+pub(crate) fn prepare<'u, B>(
     mut req: Request<()>,
     body: Option<B>,
-    plan: ForwardPlan<'_>,
-) -> Result<Response<Body>, GatewayError>
+    plan: ForwardPlan<'u, '_>,
+) -> Result<Prepared<'u>, GatewayError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<body::BoxError>,
@@ -80,14 +101,32 @@ where
         }
         body::empty()
     };
-    let outgoing = Outgoing {
-        method: plan.method,
-        path_and_query: plan.path_and_query,
-        headers,
-    };
-    let name = &plan.upstream.name;
-    let mut response = plan
-        .upstream
+    Ok(Prepared {
+        upstream: plan.upstream,
+        outgoing: Outgoing {
+            method: plan.method,
+            path_and_query: plan.path_and_query,
+            headers,
+        },
+        body,
+        client_upgrade,
+    })
+}
+
+/// Sends a prepared request upstream and returns the response to give the client.
+///
+/// # Errors
+/// 413 for a body that grows past the limit, 400 for a client body that breaks its framing, 502
+/// when the upstream cannot be reached, 504 when it is too slow.
+pub(crate) async fn send(prepared: Prepared<'_>) -> Result<Response<Body>, GatewayError> {
+    let Prepared {
+        upstream,
+        outgoing,
+        body,
+        client_upgrade,
+    } = prepared;
+    let name = &upstream.name;
+    let mut response = upstream
         .send(outgoing, body)
         .await
         .map_err(|error| match error {
@@ -124,7 +163,7 @@ fn check_declared_length(headers: &HeaderMap, max: u64) -> Result<(), GatewayErr
 fn switch_protocols(
     mut response: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    name: &std::sync::Arc<str>,
+    name: &Arc<str>,
 ) -> Result<Response<Body>, GatewayError> {
     let Some(client_upgrade) = client_upgrade else {
         return Err(GatewayError::UpstreamUnavailable(name.clone()));

@@ -54,7 +54,7 @@ struct Failed {
 }
 
 /// What to send: everything but the target, so a retry can rebuild it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
     /// Method sent upstream.
     pub(crate) method: Method,
@@ -165,24 +165,16 @@ impl Upstream {
             .store(until, Ordering::Relaxed);
     }
 
-    fn request(
-        &self,
-        index: usize,
-        outgoing: &Outgoing,
-        headers: HeaderMap,
-        body: Body,
-    ) -> Option<Request<Body>> {
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.targets[index].authority.clone())
-            .path_and_query(outgoing.path_and_query.clone())
-            .build()
-            .ok()?;
+    fn request(&self, index: usize, outgoing: Outgoing, body: Body) -> Option<Request<Body>> {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.targets[index].authority.clone());
+        uri.path_and_query = Some(outgoing.path_and_query);
         let mut request = Request::new(body);
-        *request.method_mut() = outgoing.method.clone();
-        *request.uri_mut() = uri;
+        *request.method_mut() = outgoing.method;
+        *request.uri_mut() = Uri::from_parts(uri).ok()?;
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = headers;
+        *request.headers_mut() = outgoing.headers;
         Some(request)
     }
 
@@ -196,23 +188,28 @@ impl Upstream {
         outgoing: Outgoing,
         body: Body,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let first = self.pick(None);
         if self.targets.len() == 1 {
-            let headers = outgoing.headers.clone();
             return self
-                .attempt(first, &outgoing, headers, body)
+                .attempt(0, outgoing, body)
                 .await
                 .map_err(|failed| failed.error);
         }
+        // Boxed: the retry's state stays out of the future of single-target upstreams, which
+        // every request to one awaits (BENCHMARKS.md, "Future size").
+        Box::pin(self.send_with_retry(outgoing, body)).await
+    }
+
+    /// [`Self::send`] with more than one target: a replayable body and one retry elsewhere.
+    async fn send_with_retry(
+        &self,
+        outgoing: Outgoing,
+        body: Body,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let first = self.pick(None);
         let replayable = Replayable::new(body);
         let spare = replayable.retry();
         let result = self
-            .attempt(
-                first,
-                &outgoing,
-                outgoing.headers.clone(),
-                body::boxed(replayable),
-            )
+            .attempt(first, outgoing.clone(), body::boxed(replayable))
             .await;
         let failed = match result {
             Ok(response) => return Ok(response),
@@ -225,14 +222,9 @@ impl Upstream {
             (true, Some(again)) => {
                 let second = self.pick(Some(first));
                 tracing::debug!(upstream = %self.name, "retrying on another target");
-                self.attempt(
-                    second,
-                    &outgoing,
-                    outgoing.headers.clone(),
-                    body::boxed(again),
-                )
-                .await
-                .map_err(|failed| failed.error)
+                self.attempt(second, outgoing, body::boxed(again))
+                    .await
+                    .map_err(|failed| failed.error)
             }
             _ => Err(failed.error),
         }
@@ -241,11 +233,10 @@ impl Upstream {
     async fn attempt(
         &self,
         index: usize,
-        outgoing: &Outgoing,
-        headers: HeaderMap,
+        outgoing: Outgoing,
         body: Body,
     ) -> Result<Response<Incoming>, Failed> {
-        let request = self.request(index, outgoing, headers, body).ok_or(Failed {
+        let request = self.request(index, outgoing, body).ok_or(Failed {
             error: UpstreamError::Unavailable,
             unsent: true,
         })?;

@@ -196,7 +196,8 @@ impl<C: Clock> RateLimits<C> {
         let Some(redis) = &self.redis else {
             return policy.respond(policy.local.check(&key));
         };
-        match redis.decide(&policy.redis_key(&key), policy.gcra).await {
+        // Boxed: only the Redis backend awaits; the local limiter's callers keep a small future.
+        match Box::pin(redis.decide(&policy.redis_key(&key), policy.gcra)).await {
             Some(decision) => policy.respond(decision),
             None => match redis.on_error() {
                 OnError::Local => policy.respond(policy.local.check(&key)),

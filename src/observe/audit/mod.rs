@@ -192,7 +192,8 @@ pub(crate) async fn record(audit: Option<&AuditLog>, facts: Facts<'_>) {
         status: facts.status.as_u16(),
     };
     let body = fields.body(&now_rfc3339_ms());
-    audit.append(body, is_write(facts.method)).await;
+    // Boxed: only an audited request appends; every other keeps a small future.
+    Box::pin(audit.append(body, is_write(facts.method))).await;
 }
 
 /// A record's fields, before the writer adds `prev`.
