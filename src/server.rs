@@ -382,7 +382,12 @@ async fn serve_connection(
     let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
     // Boxed: the handshake's state is freed once it is done, not kept in the connection's task.
     let accept = Box::pin(acceptor.accept(io));
-    let handshake = tokio::time::timeout(limits.header_read_timeout, accept).await;
+    // The stream boxed too: rustls' connection state (~1.3 KiB) would otherwise sit inline in this
+    // task and in every future that carries the stream, for as long as the connection lives,
+    // parked or not (BENCHMARKS.md, "Future size").
+    let handshake = tokio::time::timeout(limits.header_read_timeout, accept)
+        .await
+        .map(|accepted| accepted.map(Box::new));
     drop(runtime);
     match handshake {
         Ok(Ok(tls)) => {
