@@ -2,7 +2,7 @@
 # NGINX and gatehouse side by side on this machine: the project's own small comparison.
 #
 #   benches/compare/run.sh [--rounds 3] [--duration 8] [--conns 64] [--idle 10000] [--no-load]
-#                          [--no-idle] [--bin NAME=PATH]... [--perf FILE]
+#                          [--no-idle] [--bin NAME=PATH]... [--perf FILE] [--lat SECONDS]
 #
 # What it starts (all on 127.0.0.1; every PID it starts is stopped on exit, nothing else):
 #   - an upstream: NGINX answering "ok" on :28080 (CPU 1);
@@ -17,12 +17,15 @@
 # (utime+stime of its processes from /proc, over the run) and the ratio to NGINX per round, then
 # the median. Then, unless --no-idle, the resident memory of each with N idle keep-alive TLS
 # connections (benches/compare/idle_rss.py).
+# --lat SECONDS adds, per round and proxy, a fixed-rate latency run (the shared harness's `lat`
+# shape: one HTTP/1.1 connection at 1,000 req/s, h2load --rps) of that length, and prints the
+# median p50/p99/p99.9 over the rounds: 3 s at 1,000 req/s is too few samples for a p99.
 # --perf FILE records `perf record -g` of the first gatehouse during its first h1 run
 # (PERF_TEST=h2: its h2 run).
 # Needs: nginx, wrk, h2load, openssl, curl, taskset, python3 (../shared/bench/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rounds=3 duration=8 conns=64 idle=10000 load=1 idle_on=1 perf_out=""
+rounds=3 duration=8 conns=64 idle=10000 load=1 idle_on=1 perf_out="" lat=0
 bins=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,7 +37,8 @@ while [ $# -gt 0 ]; do
     --no-idle) idle_on=0; shift ;;
     --bin) bins+=("$2"); shift 2 ;;
     --perf) perf_out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --lat) lat="$2"; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -218,6 +222,36 @@ for test in ("h1", "h2"):
         ratios = [v[name][1] / v["nginx"][1] for v in by.values() if v["nginx"][1] > 0]
         print(f"| {test} | {name} | {med(name, 0) / duration:,.0f} | {med(name, 1):.1f} | "
               f"{statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} |")
+PY
+fi
+
+latency() { # latency NAME -> "p50 p99 p99.9" in µs, one fixed-rate run of $lat seconds
+  local log="$work/lat-$1.log"
+  rm -f "$log"   # h2load appends to its log file
+  taskset -c 1 timeout $((lat + 30)) h2load -t1 -c1 -m1 --h1 --rps=1000 -D"$lat" \
+    -H "x-token: $token" --log-file "$log" "https://127.0.0.1:${port_of[$1]}/" >/dev/null
+  python3 -c "import sys
+v = sorted(int(line.split()[2]) for line in open(sys.argv[1]) if line.strip())
+q = lambda f: v[min(len(v) - 1, int(f * len(v)))] if v else 0
+print(q(.5), q(.99), q(.999))" "$log"
+}
+
+if [ "$lat" != 0 ]; then
+  lat_results="$work/lat.txt"
+  for round in $(seq 1 "$rounds"); do
+    for name in nginx "${names[@]}"; do
+      echo "$round lat $name $(latency "$name")" | tee -a "$lat_results"
+    done
+  done
+  python3 - "$lat_results" nginx "${names[@]}" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+print("\n| proxy | lat p50 µs | p99 µs | p99.9 µs | p99 per round |")
+print("|---|--:|--:|--:|---|")
+for name in sys.argv[2:]:
+    mine = [[int(x) for x in r[3:6]] for r in rows if r[2] == name]
+    med = [statistics.median(r[i] for r in mine) for i in range(3)]
+    print(f"| {name} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.0f} | {', '.join(str(r[1]) for r in mine)} |")
 PY
 fi
 
