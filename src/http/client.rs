@@ -1,5 +1,5 @@
 //! The one outbound HTTP(S) client builder, for the three places the gateway calls out: external
-//! auth, the JWKS fetch and the upstream pools. Each picks whom it trusts ([`Roots`]) and its pool
+//! auth, the JWKS fetch and the upstream pools (which take only its [`connector`]). Each picks whom it trusts ([`Roots`]) and its pool
 //! sizes; everything else — rustls with the ring provider and safe protocol versions, HTTP/1.1,
 //! `TCP_NODELAY`, the connect timeout, tokio timers — is the same for all three.
 
@@ -58,15 +58,7 @@ where
     B: http_body::Body + Send,
     B::Data: Send,
 {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(pool.connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(what, roots)?)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let connector = connector(what, roots, pool.connect_timeout)?;
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_max_idle_per_host(pool.max_idle_per_host)
@@ -76,6 +68,28 @@ where
         builder.pool_idle_timeout(idle);
     }
     Ok(builder.build(connector))
+}
+
+/// The connector alone: plain TCP or rustls trusting `roots`, as each URI's scheme says, with
+/// `TCP_NODELAY` and the connect timeout. The upstream pools drive their connections themselves
+/// (`proxy::pool`).
+///
+/// # Errors
+/// As [`build`].
+pub(crate) fn connector(
+    what: &str,
+    roots: Roots<'_>,
+    connect_timeout: Duration,
+) -> Result<HttpsConnector<HttpConnector>, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(what, roots)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 /// rustls (ring, safe default protocol versions, no client certificate) trusting `roots`.

@@ -4,6 +4,7 @@
 //! connections. Failures become 502/504 naming the upstream; a client body that breaks its framing
 //! mid-stream becomes 400 and aborts the upstream request (SPEC §8.6).
 
+pub(crate) mod pool;
 pub(crate) mod upgrade;
 pub(crate) mod upstream;
 

@@ -1,5 +1,6 @@
-//! [`Upstream`]: one named upstream — its targets, round robin with passive health, and a pooled
-//! keep-alive client shared by every request and every runtime thread.
+//! [`Upstream`]: one named upstream — its targets, round robin with passive health, and each
+//! target's pool of keep-alive connections ([`super::pool`]), shared by every request and every
+//! runtime thread.
 //!
 //! Host names are resolved by the connector each time it opens a connection, so a name that does
 //! not resolve at start is never fatal (requests get 502 naming the upstream) and a changed DNS
@@ -10,10 +11,11 @@
 //!
 //! A request is retried once on another target only when no byte of it was written to the first:
 //! the attempt failed while *connecting* (refused, unresolvable, connect or TLS handshake timed
-//! out). hyper-util reports exactly that as `is_connect()`: the connector's future failed, so the
-//! request never met a connection. A pooled connection found closed before the request was
-//! written is already retried inside hyper-util (it hands the unsent request back and opens a new
-//! connection to the same target; if that connect fails, it is again `is_connect()`). Every other
+//! out). [`pool::send`] reports exactly that as [`SendError::Connect`]: the connector's future
+//! failed, so the request never met a connection. A pooled connection found closed before the
+//! request was written is already retried inside the pool (hyper hands the unsent request back and
+//! it goes to a new connection to the same target; if that connect fails, it is again a connect
+//! failure). Every other
 //! failure — reset, hang-up, a connection closed after the head went out — may have delivered the
 //! request, so it is never sent again, whatever its method or body. Whether the body was polled
 //! says nothing here: hyper never polls an empty body, so a DELETE whose head went out would look
@@ -24,13 +26,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 
 use crate::config::UpstreamConfig;
 use crate::config::collect::KeyError;
 use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
-use crate::http::client::{HttpsClient, Pool, Roots};
+use crate::http::client::Roots;
+use crate::proxy::pool::{self, Connector, SendError, TargetPool};
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -66,6 +69,12 @@ pub(crate) struct Outgoing {
 
 struct Target {
     authority: Authority,
+    /// The `Host` a request gets when the client sent none (HTTP/1.0).
+    host: Option<HeaderValue>,
+    /// `scheme://authority/`: what the connector opens.
+    connect_to: Uri,
+    /// Its keep-alive connections.
+    pool: Arc<TargetPool>,
     /// Milliseconds since [`Upstream::epoch`] until which this target is skipped.
     down_until_ms: AtomicU64,
 }
@@ -75,11 +84,10 @@ pub(crate) struct Upstream {
     /// The configured name, used in errors and metrics.
     pub(crate) name: Arc<str>,
     config: UpstreamConfig,
-    scheme: Scheme,
     targets: Box<[Target]>,
     next: AtomicUsize,
     epoch: Instant,
-    client: HttpsClient<Body>,
+    connector: Connector,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -98,33 +106,42 @@ impl Upstream {
     /// An unreadable `ca` file or a target that is not `host:port`, at a key relative to the
     /// `[[upstreams]]` entry (`targets[1]`, `ca`): only the caller knows the entry's index.
     pub(crate) fn new(config: &UpstreamConfig) -> Result<Self, KeyError> {
+        let scheme = if config.https {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         let targets = config
             .targets
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let authority = t.parse::<Authority>().map_err(|_| {
-                    KeyError::new(format!("targets[{i}]"), format!("invalid target {t:?}"))
-                })?;
+                let invalid =
+                    || KeyError::new(format!("targets[{i}]"), format!("invalid target {t:?}"));
+                let authority = t.parse::<Authority>().map_err(|_| invalid())?;
+                let connect_to = Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .map_err(|_| invalid())?;
                 Ok(Target {
+                    host: default_host(&authority, &scheme),
                     authority,
+                    connect_to,
+                    pool: TargetPool::new(config.max_idle_per_target, config.pool_idle_timeout),
                     down_until_ms: AtomicU64::new(0),
                 })
             })
             .collect::<Result<Box<[_]>, KeyError>>()?;
-        let client = client(config)?;
+        let connector = connector(config)?;
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             config: config.clone(),
-            scheme: if config.https {
-                Scheme::HTTPS
-            } else {
-                Scheme::HTTP
-            },
             targets,
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
-            client,
+            connector,
         })
     }
 
@@ -165,17 +182,21 @@ impl Upstream {
             .store(until, Ordering::Relaxed);
     }
 
-    fn request(&self, index: usize, outgoing: Outgoing, body: Body) -> Option<Request<Body>> {
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.targets[index].authority.clone());
-        uri.path_and_query = Some(outgoing.path_and_query);
+    /// The request as it goes on the wire: origin-form target, HTTP/1.1, and the target's
+    /// authority as `Host` when the client sent none.
+    fn request(&self, index: usize, outgoing: Outgoing, body: Body) -> Request<Body> {
         let mut request = Request::new(body);
         *request.method_mut() = outgoing.method;
-        *request.uri_mut() = Uri::from_parts(uri).ok()?;
+        *request.uri_mut() = Uri::from(outgoing.path_and_query);
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = outgoing.headers;
-        Some(request)
+        if let Some(host) = &self.targets[index].host {
+            request
+                .headers_mut()
+                .entry(header::HOST)
+                .or_insert_with(|| host.clone());
+        }
+        request
     }
 
     /// Sends the request to a target, retrying once on another target if the first attempt could
@@ -236,24 +257,37 @@ impl Upstream {
         outgoing: Outgoing,
         body: Body,
     ) -> Result<Response<Incoming>, Failed> {
-        let request = self.request(index, outgoing, body).ok_or(Failed {
-            error: UpstreamError::Unavailable,
-            unsent: true,
-        })?;
-        let sent =
-            tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await;
+        let request = self.request(index, outgoing, body);
+        let target = &self.targets[index];
+        let sent = tokio::time::timeout(
+            self.config.response_timeout,
+            pool::send(&target.pool, &self.connector, &target.connect_to, request),
+        )
+        .await;
         match sent {
             Err(_elapsed) => Err(Failed {
                 error: UpstreamError::Timeout,
                 unsent: false,
             }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(self.classify(index, &error)),
+            Ok(Err(SendError::Connect(error))) => Err(self.connect_failed(index, &*error)),
+            Ok(Err(SendError::Request(error))) => Err(self.classify(index, &error)),
         }
     }
 
-    /// What a failed upstream call means: whose fault, and whether the request may have left.
-    fn classify(&self, index: usize, error: &hyper_util::client::legacy::Error) -> Failed {
+    /// No connection could be opened: nothing was sent, and the target cools down.
+    fn connect_failed(&self, index: usize, error: &(dyn std::error::Error + 'static)) -> Failed {
+        self.mark_down(index);
+        tracing::warn!(upstream = %self.name, upstream_addr = %self.targets[index].authority, error = %error, "upstream request failed");
+        Failed {
+            error: UpstreamError::Unavailable,
+            unsent: true,
+        }
+    }
+
+    /// What a request that met a connection and failed means: whose fault (the client's body or
+    /// the upstream); it may have left, so it is never sent again.
+    fn classify(&self, index: usize, error: &hyper::Error) -> Failed {
         if BodyLimitExceeded::is_cause_of(error) {
             return Failed {
                 error: UpstreamError::BodyTooLarge,
@@ -267,33 +301,39 @@ impl Upstream {
                 unsent: false,
             };
         }
-        let unsent = error.is_connect();
-        if unsent {
-            self.mark_down(index);
-        }
         // `upstream_addr`, not `target`: the JSON log already has a `target` key (the module).
         tracing::warn!(upstream = %self.name, upstream_addr = %self.targets[index].authority, error = %error, "upstream request failed");
         Failed {
             error: UpstreamError::Unavailable,
-            unsent,
+            unsent: false,
         }
     }
 }
 
-/// The pooled client: plain HTTP, or rustls with the configured CA (or the system roots).
-fn client(config: &UpstreamConfig) -> Result<HttpsClient<Body>, KeyError> {
+/// The `Host` hyper-util's client used to add: the host, and the port unless it is the scheme's
+/// default.
+fn default_host(authority: &Authority, scheme: &Scheme) -> Option<HeaderValue> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    HeaderValue::from_str(&host).ok()
+}
+
+/// The connector: plain HTTP, or rustls with the configured CA (or the system roots).
+fn connector(config: &UpstreamConfig) -> Result<Connector, KeyError> {
     let roots = match (&config.ca, config.https) {
         (Some(ca), _) => Roots::CaFile(ca),
         (None, true) => Roots::System,
         (None, false) => Roots::PlainOnly,
     };
-    let pool = Pool {
-        connect_timeout: config.connect_timeout,
-        idle_timeout: Some(config.pool_idle_timeout),
-        max_idle_per_host: config.max_idle_per_target,
-    };
     // The CA file when one is named, else the scheme that asked for the system roots.
     let key = if config.ca.is_some() { "ca" } else { "scheme" };
-    crate::http::client::build(&format!("upstream {}", config.name), roots, pool)
-        .map_err(|reason| KeyError::new(key, reason))
+    crate::http::client::connector(
+        &format!("upstream {}", config.name),
+        roots,
+        config.connect_timeout,
+    )
+    .map_err(|reason| KeyError::new(key, reason))
 }

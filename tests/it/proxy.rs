@@ -438,6 +438,86 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// A raw keep-alive upstream: answers each request on a connection with `ok`, and reports each
+/// connection's end (the peer closed it) with how long it had been idle.
+async fn keep_alive_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedSender<()>,
+    tokio::sync::mpsc::UnboundedReceiver<std::time::Duration>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (close_now_tx, mut close_now_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = tokio::select! {
+                accepted = listener.accept() => accepted.unwrap(),
+                _ = close_now_rx.recv() => continue,
+            };
+            let mut last = std::time::Instant::now();
+            let mut buf = [0u8; 4096];
+            loop {
+                tokio::select! {
+                    read = stream.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => {
+                            let _ = closed_tx.send(last.elapsed());
+                            break;
+                        }
+                        Ok(_) => {
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            stream.write_all(answer).await.unwrap();
+                            last = std::time::Instant::now();
+                        }
+                    },
+                    // The upstream drops its side of the idle connection.
+                    _ = close_now_rx.recv() => break,
+                }
+            }
+        }
+    });
+    (addr, close_now_tx, closed_rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_closed_after_pool_idle_timeout() {
+    let (addr, _close_now, mut closed) = keep_alive_upstream().await;
+    let gw = gateway_for(addr, "", "pool_idle_timeout = \"300ms\"").await;
+
+    assert_eq!(gw.get("/api/x").await.status, 200);
+    // No further request comes to notice the expiry: the pool closes it on its own.
+    let idle = tokio::time::timeout(std::time::Duration::from_secs(5), closed.recv())
+        .await
+        .expect("the idle upstream connection is closed within 5 s")
+        .unwrap();
+    assert!(
+        idle >= std::time::Duration::from_millis(300),
+        "closed only after pool_idle_timeout, not before: {idle:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() {
+    let (addr, close_now, mut closed) = keep_alive_upstream().await;
+    let gw = gateway_for(addr, "", "").await;
+
+    assert_eq!(gw.get("/api/x").await.status, 200);
+    // Whether the gateway notices the close before the next request (the pool drops the
+    // connection) or only when it sends on it (hyper hands the unsent request back), the request
+    // goes to a new connection.
+    close_now.send(()).unwrap();
+    for _ in 0..3 {
+        let resp = gw.get("/api/x").await;
+        assert_eq!(resp.status, 200, "{:?}", resp.body);
+        assert_eq!(resp.text(), "ok");
+    }
+    assert!(
+        closed.try_recv().is_err(),
+        "no connection was dropped by the gateway meanwhile"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_target_given_by_host_name_is_resolved() {
     let up = Upstream::text("by-name").await;

@@ -1,0 +1,207 @@
+//! Keep-alive HTTP/1.1 connections to one upstream target, driven through hyper's
+//! connection-level client (`hyper::client::conn::http1`).
+//!
+//! hyper-util's pooled client did the same job with more per request: a pool keyed by scheme and
+//! authority behind one lock and a hash, a lazily built connect future of about 6.8 KiB moved
+//! through every request's state, a task spawned per response to hand the connection back once
+//! its body ended, and the connector's info inserted into every response's extensions. Here each
+//! target has its own short list, a request takes the most recently used connection that is ready,
+//! and a connection goes back to the list as soon as its response head arrived: the list skips a
+//! connection whose body is still streaming (hyper reports it not ready) until it is.
+//!
+//! What stays as it was: the connector (DNS on every new connection, `TCP_NODELAY`, the connect
+//! timeout, rustls with the upstream's roots), and the retry rule of [`super::upstream`]: a pooled
+//! connection that closed before it took the request hands the request back, and it goes to a new
+//! connection; any other failure may have delivered it and is final.
+
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service as _;
+
+use crate::http::body::{Body, BoxError};
+
+/// Opens connections: plain TCP or rustls, as the target URI's scheme says.
+pub(crate) type Connector = HttpsConnector<HttpConnector>;
+
+/// Why a send failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be opened (DNS, refused, connect timeout, TLS handshake): no byte of
+    /// the request was written.
+    Connect(BoxError),
+    /// The request met a connection and failed there; it may have been delivered.
+    Request(hyper::Error),
+}
+
+/// One target's idle (and recently used) connections.
+pub(crate) struct TargetPool {
+    connections: Mutex<Vec<Pooled>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    /// A reaper task is running for this pool.
+    reaping: std::sync::atomic::AtomicBool,
+}
+
+struct Pooled {
+    sender: SendRequest<Body>,
+    /// When it went back to the list.
+    since: Instant,
+}
+
+impl std::fmt::Debug for TargetPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetPool")
+            .field("max_idle", &self.max_idle)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TargetPool {
+    /// An empty pool keeping at most `max_idle` connections, each for at most `idle_timeout`
+    /// unused.
+    pub(crate) fn new(max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            connections: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+            reaping: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pooled>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used connection that is ready for a request; closed and expired ones
+    /// are dropped on the way.
+    fn checkout(&self) -> Option<SendRequest<Body>> {
+        let now = Instant::now();
+        let mut connections = self.lock();
+        let mut i = connections.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &connections[i];
+            if entry.sender.is_closed() || now.duration_since(entry.since) > self.idle_timeout {
+                connections.swap_remove(i);
+            } else if entry.sender.is_ready() {
+                return Some(connections.swap_remove(i).sender);
+            }
+        }
+        None
+    }
+
+    /// Hands a connection back after its response head arrived. Beyond `max_idle` it is
+    /// dropped: hyper closes it once its response is done.
+    fn put(self: &Arc<Self>, sender: SendRequest<Body>) {
+        if sender.is_closed() || self.max_idle == 0 {
+            return;
+        }
+        {
+            let mut connections = self.lock();
+            if connections.len() >= self.max_idle {
+                return;
+            }
+            connections.push(Pooled {
+                sender,
+                since: Instant::now(),
+            });
+        }
+        self.start_reaper();
+    }
+
+    /// Closes connections idle past `idle_timeout` even when no request comes to check: a task
+    /// that runs only while the pool holds connections.
+    fn start_reaper(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        let every = (self.idle_timeout / 2).max(Duration::from_millis(100));
+        tokio::spawn(reap(pool, every));
+    }
+}
+
+/// The reaper: every `every`, drops closed and expired connections; ends when the pool is empty
+/// or gone (a reload replaced the upstream).
+async fn reap(pool: Weak<TargetPool>, every: Duration) {
+    use std::sync::atomic::Ordering;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let mut connections = pool.lock();
+        connections.retain(|entry| {
+            !entry.sender.is_closed() && now.duration_since(entry.since) <= pool.idle_timeout
+        });
+        if connections.is_empty() {
+            pool.reaping.store(false, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Sends `request` (origin-form URI, `Host` set) on a pooled connection to the target at
+/// `connect_to`, or on a new one.
+///
+/// # Errors
+/// [`SendError::Connect`] when no connection could be opened, [`SendError::Request`] when the
+/// connection failed with the request.
+pub(crate) async fn send(
+    pool: &Arc<TargetPool>,
+    connector: &Connector,
+    connect_to: &Uri,
+    mut request: Request<Body>,
+) -> Result<Response<Incoming>, SendError> {
+    if let Some(mut sender) = pool.checkout() {
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                pool.put(sender);
+                return Ok(response);
+            }
+            Err(mut failed) => match failed.take_message() {
+                // Closed before it took the request: nothing was written; use a new connection.
+                Some(unsent) => request = unsent,
+                None => return Err(SendError::Request(failed.into_error())),
+            },
+        }
+    }
+    let mut sender = connect(connector, connect_to).await?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(SendError::Request)?;
+    pool.put(sender);
+    Ok(response)
+}
+
+/// Opens a connection, starts its task, and waits until it takes requests.
+async fn connect(connector: &Connector, uri: &Uri) -> Result<SendRequest<Body>, SendError> {
+    let io = connector
+        .clone()
+        .call(uri.clone())
+        .await
+        .map_err(SendError::Connect)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|error| SendError::Connect(error.into()))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    sender
+        .ready()
+        .await
+        .map_err(|error| SendError::Connect(error.into()))?;
+    Ok(sender)
+}
