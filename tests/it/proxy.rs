@@ -518,6 +518,95 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() 
     );
 }
 
+/// An HTTPS upstream serving the test CA's `localhost` certificate: answers `tls-ok` and counts
+/// the TLS connections it accepted.
+async fn https_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let leaf = &crate::support::certs().default;
+    let chain = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(crate::support::client::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(full("tls-ok")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_reached_over_tls_trusting_its_ca_and_kept_alive() {
+    let (addr, accepted) = https_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca, &crate::support::certs().ca_pem).unwrap();
+    let config = format!(
+        "\n[[upstreams]]\nname = \"api-service\"\ntargets = [\"localhost:{}\"]\nscheme = \"https\"\nca = \"{}\"\n{}",
+        addr.port(),
+        ca.display(),
+        route_toml("/api", "api-service", "")
+    );
+    let gw = TestGateway::start(&config).await;
+
+    for _ in 0..3 {
+        let resp = gw.get("/api/x").await;
+        assert_eq!(resp.status, 200, "{:?}", resp.body);
+        assert_eq!(resp.text(), "tls-ok");
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one TLS connection, kept alive for all three requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_an_untrusted_certificate_gets_502() {
+    let (addr, accepted) = https_upstream().await;
+    // Trusting another certificate than the test CA (the system roots may be absent in CI).
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("other-ca.pem");
+    std::fs::write(&ca, &crate::support::certs().sni.cert_pem).unwrap();
+    let config = format!(
+        "\n[[upstreams]]\nname = \"api-service\"\ntargets = [\"localhost:{}\"]\nscheme = \"https\"\nca = \"{}\"\n{}",
+        addr.port(),
+        ca.display(),
+        route_toml("/api", "api-service", "")
+    );
+    let gw = TestGateway::start(&config).await;
+
+    let resp = gw.get("/api/x").await;
+    assert_eq!(resp.error(502), "upstream api-service unavailable");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_target_given_by_host_name_is_resolved() {
     let up = Upstream::text("by-name").await;
