@@ -561,19 +561,24 @@ async fn https_upstream() -> (
     (addr, accepted)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_upstream_is_reached_over_tls_trusting_its_ca_and_kept_alive() {
-    let (addr, accepted) = https_upstream().await;
+/// A gateway proxying `/api` to the HTTPS upstream at `port` (as `localhost`), trusting the
+/// certificates in `ca_pem`. The returned dir holds the CA file.
+async fn https_gateway(port: u16, ca_pem: &str) -> (TestGateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("upstream-ca.pem");
-    std::fs::write(&ca, &crate::support::certs().ca_pem).unwrap();
+    std::fs::write(&ca, ca_pem).unwrap();
     let config = format!(
-        "\n[[upstreams]]\nname = \"api-service\"\ntargets = [\"localhost:{}\"]\nscheme = \"https\"\nca = \"{}\"\n{}",
-        addr.port(),
+        "\n[[upstreams]]\nname = \"api-service\"\ntargets = [\"localhost:{port}\"]\nscheme = \"https\"\nca = \"{}\"\n{}",
         ca.display(),
         route_toml("/api", "api-service", "")
     );
-    let gw = TestGateway::start(&config).await;
+    (TestGateway::start(&config).await, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_reached_over_tls_trusting_its_ca_and_kept_alive() {
+    let (addr, accepted) = https_upstream().await;
+    let (gw, _dir) = https_gateway(addr.port(), &crate::support::certs().ca_pem).await;
 
     for _ in 0..3 {
         let resp = gw.get("/api/x").await;
@@ -591,16 +596,7 @@ async fn https_upstream_is_reached_over_tls_trusting_its_ca_and_kept_alive() {
 async fn https_upstream_with_an_untrusted_certificate_gets_502() {
     let (addr, accepted) = https_upstream().await;
     // Trusting another certificate than the test CA (the system roots may be absent in CI).
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("other-ca.pem");
-    std::fs::write(&ca, &crate::support::certs().sni.cert_pem).unwrap();
-    let config = format!(
-        "\n[[upstreams]]\nname = \"api-service\"\ntargets = [\"localhost:{}\"]\nscheme = \"https\"\nca = \"{}\"\n{}",
-        addr.port(),
-        ca.display(),
-        route_toml("/api", "api-service", "")
-    );
-    let gw = TestGateway::start(&config).await;
+    let (gw, _dir) = https_gateway(addr.port(), &crate::support::certs().sni.cert_pem).await;
 
     let resp = gw.get("/api/x").await;
     assert_eq!(resp.error(502), "upstream api-service unavailable");
