@@ -50,8 +50,23 @@ pub(crate) struct TargetPool {
 
 struct Pooled {
     sender: SendRequest<Body>,
-    /// When it went back to the list.
+    /// When it was last seen busy (put back with its response body still to come, or found
+    /// not ready): its idle time counts from here.
     since: Instant,
+}
+
+impl Pooled {
+    /// Whether it is kept: open, and not idle past `idle_timeout`. A connection still busy with
+    /// its response body is not idle; its clock restarts.
+    fn keep(&mut self, now: Instant, idle_timeout: Duration) -> bool {
+        if self.sender.is_closed() {
+            return false;
+        }
+        if !self.sender.is_ready() {
+            self.since = now;
+        }
+        now.duration_since(self.since) <= idle_timeout
+    }
 }
 
 impl std::fmt::Debug for TargetPool {
@@ -89,8 +104,8 @@ impl TargetPool {
         let mut i = connections.len();
         while i > 0 {
             i -= 1;
-            let entry = &connections[i];
-            if entry.sender.is_closed() || now.duration_since(entry.since) > self.idle_timeout {
+            let entry = &mut connections[i];
+            if !entry.keep(now, self.idle_timeout) {
                 connections.swap_remove(i);
             } else if entry.sender.is_ready() {
                 return Some(connections.swap_remove(i).sender);
@@ -140,9 +155,7 @@ async fn reap(pool: Weak<TargetPool>, every: Duration) {
         let Some(pool) = pool.upgrade() else { return };
         let now = Instant::now();
         let mut connections = pool.lock();
-        connections.retain(|entry| {
-            !entry.sender.is_closed() && now.duration_since(entry.since) <= pool.idle_timeout
-        });
+        connections.retain_mut(|entry| entry.keep(now, pool.idle_timeout));
         if connections.is_empty() {
             pool.reaping.store(false, Ordering::Release);
             return;

@@ -518,6 +518,123 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() 
     );
 }
 
+/// What the scripted upstream does with the `n`th request it reads (0-based, over all
+/// connections).
+#[derive(Clone, Copy)]
+enum Script {
+    /// Answers `ok` at once.
+    Ok,
+    /// Answers with a chunked body whose two chunks are `gap` apart.
+    SlowBody { gap: std::time::Duration },
+    /// Closes the connection without answering.
+    Hang,
+}
+
+/// A raw HTTP/1.1 upstream that follows `script` per request and counts the connections it
+/// accepted and the requests it read.
+async fn scripted_upstream(
+    script: fn(usize) -> Script,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (conns, reqs) = (accepted.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            conns.fetch_add(1, SeqCst);
+            let reqs = reqs.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One bodyless request head at a time.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let step = script(reqs.fetch_add(1, SeqCst));
+                    match step {
+                        Script::Ok => {
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            stream.write_all(answer).await.unwrap();
+                        }
+                        Script::SlowBody { gap } => {
+                            let head =
+                                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n";
+                            stream.write_all(head).await.unwrap();
+                            tokio::time::sleep(gap).await;
+                            stream.write_all(b"2\r\nok\r\n0\r\n\r\n").await.unwrap();
+                        }
+                        Script::Hang => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_on_a_pooled_connection_is_not_sent_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // The second request reaches the upstream on the kept-alive connection, which then closes
+    // without an answer: it may have been acted on, so it must not go out a second time.
+    let (addr, accepted, requests) =
+        scripted_upstream(|n| if n == 1 { Script::Hang } else { Script::Ok }).await;
+    let gw = gateway_for(addr, "", "").await;
+
+    assert_eq!(gw.get("/api/x").await.status, 200);
+    let resp = gw.get("/api/x").await;
+    assert_eq!(resp.error(502), "upstream api-service unavailable");
+    assert_eq!(
+        requests.load(SeqCst),
+        2,
+        "the lost request was read once, never replayed"
+    );
+    assert_eq!(
+        accepted.load(SeqCst),
+        1,
+        "no new connection was opened to replay it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_busy_streaming_longer_than_pool_idle_timeout_is_still_reused() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (addr, accepted, _) = scripted_upstream(|n| {
+        if n == 0 {
+            Script::SlowBody {
+                gap: std::time::Duration::from_millis(700),
+            }
+        } else {
+            Script::Ok
+        }
+    })
+    .await;
+    let gw = gateway_for(addr, "", "pool_idle_timeout = \"300ms\"").await;
+
+    let first = gw.get("/api/x").await;
+    assert_eq!(first.text(), "okok");
+    let second = gw.get("/api/x").await;
+    assert_eq!(second.text(), "ok");
+    assert_eq!(
+        accepted.load(SeqCst),
+        1,
+        "streaming is not idling: the connection is reused right after its long body"
+    );
+}
+
 /// An HTTPS upstream serving the test CA's `localhost` certificate: answers `tls-ok` and counts
 /// the TLS connections it accepted.
 async fn https_upstream() -> (
