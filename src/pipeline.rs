@@ -139,7 +139,7 @@ async fn route_and_forward(
     limit_rate(route, caller, ctx, rt).await?;
     audit::admit(rt.audit.as_ref(), req.method())?;
     set_upstream_headers(req.headers_mut(), caller, rt);
-    forward(req, body, proxy, &path, ctx, rt).await
+    forward(req, body, proxy, &path, ctx, conn, rt).await
 }
 
 /// A refused request: logged (debug), counted under its route, answered as JSON that carries

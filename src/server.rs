@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Limits, PlainMode};
 use crate::http::body::Body;
+use crate::http::forwarded::PeerIp;
 use crate::http::h2_trailers::TrailerGuard;
 use crate::http::head_scan::ScanIo;
 use crate::http::idle::{Activity, IdleTimeout, RequestGuard};
@@ -362,7 +363,7 @@ async fn serve_connection(
     );
     let mut conn = Connection {
         info: ConnInfo {
-            peer,
+            peer_ip: PeerIp::new(peer.ip()),
             scheme: if kind.tls { "https" } else { "http" },
             redirect_to_port: kind.redirect_to_port,
             client_cert: None,

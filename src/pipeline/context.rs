@@ -1,7 +1,7 @@
 //! What every step of a request shares: the connection it came on ([`ConnInfo`]) and the
 //! request's own facts as they become known ([`RequestCtx`]).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,15 +9,15 @@ use http::{HeaderValue, Request};
 
 use crate::auth::AuthMethod;
 use crate::http::counted::ByteCount;
-use crate::http::forwarded;
+use crate::http::forwarded::{self, PeerIp};
 use crate::ratelimit::RateHeaders;
 use crate::runtime::Runtime;
 
 /// What the server knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
-    /// The TCP peer.
-    pub(crate) peer: SocketAddr,
+    /// The TCP peer's address, with its header value for the forwarded headers.
+    pub(crate) peer_ip: PeerIp,
     /// `"https"` on the TLS listener, `"http"` on the cleartext one.
     pub(crate) scheme: &'static str,
     /// On the cleartext listener in redirect mode: the TLS port to redirect to.
@@ -33,8 +33,6 @@ pub(crate) struct ConnInfo {
 pub(crate) struct RequestCtx {
     /// Kept from the client if valid, else generated; echoed in the response.
     pub(crate) request_id: HeaderValue,
-    /// The TCP peer.
-    pub(crate) peer: IpAddr,
     /// Whether the peer is a trusted proxy.
     pub(crate) peer_trusted: bool,
     /// The client IP under the trusted-proxy rule.
@@ -57,10 +55,9 @@ pub(crate) struct RequestCtx {
 
 impl RequestCtx {
     pub(super) fn new<B>(req: &Request<B>, conn: &ConnInfo, rt: &Runtime) -> Self {
-        let peer = conn.peer.ip().to_canonical();
+        let peer = conn.peer_ip.ip();
         Self {
             request_id: forwarded::request_id(req.headers()),
-            peer,
             peer_trusted: rt.trusted_proxies.contains(peer),
             client_ip: rt.trusted_proxies.client_ip(peer, req.headers()),
             scheme: conn.scheme,

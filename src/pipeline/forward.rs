@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::admit::tunnels_websocket;
-use super::context::RequestCtx;
+use super::context::{ConnInfo, RequestCtx};
 use super::host::upstream_host;
 use super::route::ProxyRoute;
 use crate::auth::{Authenticated, credentials};
@@ -52,9 +52,10 @@ pub(super) fn forward<'a>(
     proxy: ProxyRoute<'a>,
     path: &str,
     ctx: &'a mut RequestCtx,
+    conn: &'a ConnInfo,
     rt: &'a Runtime,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + use<'a> {
-    let prepared = prepare(req, body, proxy, path, ctx, rt);
+    let prepared = prepare(req, body, proxy, path, ctx, conn, rt);
     async move {
         let prepared = prepared?;
         let name = prepared.upstream_name().clone();
@@ -72,12 +73,13 @@ fn prepare<'a>(
     proxy: ProxyRoute<'a>,
     path: &str,
     ctx: &mut RequestCtx,
+    conn: &ConnInfo,
     rt: &'a Runtime,
 ) -> Result<proxy::Prepared<'a>, GatewayError> {
     let target = upstream_target(proxy, path, req.uri().query())?;
     let host = upstream_host(&req);
     let body = take_body(body, proxy, &mut ctx.bytes_in);
-    let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, rt);
+    let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, conn, rt);
     proxy::prepare(req, body, plan)
 }
 
@@ -89,6 +91,7 @@ fn plan_forward<'u, 'a>(
     path_and_query: PathAndQuery,
     host: Option<&'a HeaderValue>,
     ctx: &'a RequestCtx,
+    conn: &'a ConnInfo,
     rt: &'u Runtime,
 ) -> ForwardPlan<'u, 'a> {
     ForwardPlan {
@@ -96,7 +99,7 @@ fn plan_forward<'u, 'a>(
         path_and_query,
         method: (proxy.action.proxy_method.clone()).unwrap_or_else(|| req.method().clone()),
         forwarded: Forwarded {
-            peer: ctx.peer,
+            peer: &conn.peer_ip,
             peer_trusted: ctx.peer_trusted,
             client_ip: ctx.client_ip,
             scheme: ctx.scheme,

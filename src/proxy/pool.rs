@@ -188,7 +188,9 @@ pub(crate) async fn send(
             },
         }
     }
-    let mut sender = connect(connector, connect_to).await?;
+    // Boxed: the connect future (TCP, TLS, handshake) is ~2.4 KiB and rare; inline, every
+    // request's future would carry and move it (BENCHMARKS.md, "Future size").
+    let mut sender = Box::pin(connect(connector, connect_to)).await?;
     let response = sender
         .send_request(request)
         .await
