@@ -101,12 +101,12 @@ fn rewrite(headers: &mut HeaderMap, identity: &Identity, peer: &PeerIp, request_
 }
 
 fn header_rewrite(c: &mut Criterion) {
-    let identity = Identity {
-        subject: Arc::from("ci-bot"),
-        roles: Arc::from(vec!["operator".to_owned()]),
-        method: AuthMethod::Token,
-        expires: None,
-    };
+    let identity = Identity::new(
+        Arc::from("ci-bot"),
+        Arc::from(vec!["operator".to_owned()]),
+        AuthMethod::Token,
+        None,
+    );
     let request_id = HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736");
     let client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
     // Built once per connection, as the server does.

@@ -73,13 +73,11 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, copy_headers: &[HeaderNam
 
 /// Writes `x-auth-subject`, `x-auth-roles` (comma list) and `x-auth-method`.
 pub fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
-    if let Ok(subject) = HeaderValue::from_str(&identity.subject) {
-        headers.insert(X_AUTH_SUBJECT, subject);
+    if let Some(subject) = &identity.headers.subject {
+        headers.insert(X_AUTH_SUBJECT, subject.clone());
     }
-    if !identity.roles.is_empty()
-        && let Ok(roles) = HeaderValue::from_str(&identity.roles.join(","))
-    {
-        headers.insert(X_AUTH_ROLES, roles);
+    if let Some(roles) = &identity.headers.roles {
+        headers.insert(X_AUTH_ROLES, roles.clone());
     }
     headers.insert(
         X_AUTH_METHOD,
@@ -140,5 +138,21 @@ mod tests {
             headers.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
             ["x-kept"]
         );
+    }
+
+    #[test]
+    fn identity_headers_are_built_with_the_identity() {
+        use super::super::{AuthMethod, IdentityHeaders};
+        use std::sync::Arc;
+        let roles: Arc<[String]> = vec!["viewer".to_owned(), "operator".to_owned()].into();
+        let identity = Identity::new(Arc::from("ci-bot"), roles, AuthMethod::Token, None);
+        let mut headers = HeaderMap::new();
+        set_identity_headers(&mut headers, &identity);
+        assert_eq!(headers[X_AUTH_SUBJECT], "ci-bot");
+        assert_eq!(headers[X_AUTH_ROLES], "viewer,operator");
+        assert_eq!(headers[X_AUTH_METHOD], "token");
+        // Not a header value, or nothing to say: the header is left out, as before.
+        let odd = IdentityHeaders::of("line\nbreak", &[]);
+        assert_eq!(odd, IdentityHeaders::default());
     }
 }

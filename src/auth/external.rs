@@ -508,12 +508,7 @@ impl ExternalAuth {
             .or(credential_subject)
             .unwrap_or_else(|| self.anonymous_subject.clone());
         ExternalDecision::Allow {
-            identity: Identity {
-                subject,
-                roles: self.no_roles.clone(),
-                method: AuthMethod::External,
-                expires: None,
-            },
+            identity: Identity::new(subject, self.no_roles.clone(), AuthMethod::External, None),
             copy: Arc::from(copy),
             anonymous,
         }

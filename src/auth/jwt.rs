@@ -427,12 +427,12 @@ impl JwtVerifier {
         }
         let subject = subject(claim(claims, &self.subject_claim))?;
         let roles = roles(claim(claims, &self.roles_claim))?;
-        let identity = Identity {
-            subject: Arc::from(subject),
-            roles: Arc::from(roles),
-            method: AuthMethod::Jwt,
-            expires: Some(exp),
-        };
+        let identity = Identity::new(
+            Arc::from(subject),
+            Arc::from(roles),
+            AuthMethod::Jwt,
+            Some(exp),
+        );
         Ok((identity, exp))
     }
 

@@ -41,12 +41,12 @@ pub(crate) fn authenticate(
     }
     match (cert, settings) {
         (Some(cert), Some(settings)) => Some(Ok(Authenticated {
-            identity: Identity {
-                subject: cert.subject.clone(),
-                roles: settings.roles_for(&cert.subject),
-                method: AuthMethod::Mtls,
-                expires: cert.not_after,
-            },
+            identity: Identity::new(
+                cert.subject.clone(),
+                settings.roles_for(&cert.subject),
+                AuthMethod::Mtls,
+                cert.not_after,
+            ),
             copy: None,
             anonymous: false,
         })),

@@ -91,16 +91,8 @@ mod tests {
     use super::*;
 
     fn identity(roles: &[&str]) -> Identity {
-        Identity {
-            subject: Arc::from("ci-bot"),
-            roles: roles
-                .iter()
-                .map(|r| (*r).to_owned())
-                .collect::<Vec<_>>()
-                .into(),
-            method: AuthMethod::Token,
-            expires: None,
-        }
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        Identity::new(Arc::from("ci-bot"), roles.into(), AuthMethod::Token, None)
     }
 
     fn strings(names: &[&str]) -> Vec<String> {

@@ -153,12 +153,12 @@ impl SessionAuth {
         if is_write(req.method) && !csrf::write_allowed(req.headers, req.target) {
             return Err(Refusal::CrossSite);
         }
-        Ok(Identity {
-            subject: session.subject,
+        Ok(Identity::new(
+            session.subject,
             roles,
-            method: AuthMethod::Session,
-            expires: Some(at(session.expires)),
-        })
+            AuthMethod::Session,
+            Some(at(session.expires)),
+        ))
     }
 
     /// The claims of a value signed by an accepted key.
@@ -239,10 +239,9 @@ impl SessionAuth {
         Some(Opened {
             set_cookie,
             identity: Identity {
-                subject: identity.subject.clone(),
-                roles: identity.roles.clone(),
                 method: AuthMethod::Session,
                 expires: Some(at(expires)),
+                ..identity.clone()
             },
         })
     }

@@ -126,6 +126,12 @@ impl PeerIp {
     pub fn ip(&self) -> IpAddr {
         self.ip
     }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        // Formatted from an address: always visible ASCII.
+        self.value.to_str().unwrap_or_default()
+    }
 }
 
 /// What the forwarded headers say about one request.

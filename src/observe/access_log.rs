@@ -13,7 +13,6 @@
 //! (`"1.1"`, `"2"`), `tls` (`"1.3"`, `"1.2"` or `null`), `bytes_in`, `bytes_out`. Absent values
 //! are `null`, numbers are numbers; no header value but the User-Agent is ever written.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -33,8 +32,9 @@ const LINE_CAPACITY: usize = 384;
 pub struct AccessFields<'a> {
     /// The request id (echoed as `x-request-id`).
     pub request_id: &'a [u8],
-    /// The client IP under the trusted-proxy rule.
-    pub client_ip: IpAddr,
+    /// The client IP under the trusted-proxy rule, as text (usually the connection's peer,
+    /// formatted once per connection).
+    pub client_ip: &'a str,
     /// The request method.
     pub method: &'a str,
     /// The request path as sent.
@@ -73,7 +73,7 @@ impl AccessFields<'_> {
         let mut line = JsonLine::open(&mut buf);
         line.bytes("time", &rfc3339_millis(now));
         line.bytes("request_id", self.request_id);
-        line.display_plain("client_ip", self.client_ip);
+        line.str("client_ip", self.client_ip);
         line.str("method", self.method);
         self.write_path(&mut line);
         line.opt_str("route", self.route);
@@ -173,7 +173,7 @@ mod tests {
     fn fields() -> AccessFields<'static> {
         AccessFields {
             request_id: b"01J9ZX",
-            client_ip: IpAddr::from([192, 0, 2, 7]),
+            client_ip: "192.0.2.7",
             method: "GET",
             path: "/api/v1/event",
             query: Some("access_token=sekrit&page=2"),

@@ -7,8 +7,6 @@
 //! would still need a custom path for header bytes that are not UTF-8. Keys are `&'static str`
 //! chosen by the caller, so they are written as given (they never need escaping).
 
-use std::io::Write as _;
-
 /// Appends one JSON object's fields to a byte buffer. Start with [`JsonLine::open`], add fields,
 /// close with [`JsonLine::close`]; [`JsonLine::reopen`] continues an object left open earlier.
 #[derive(Debug)]
@@ -89,15 +87,6 @@ impl<'b> JsonLine<'b> {
             b'0' + (frac / 10 % 10) as u8,
             b'0' + (frac % 10) as u8,
         ]);
-    }
-
-    /// `"key":"<Display>"` for values whose text never needs escaping (IP addresses).
-    pub(crate) fn display_plain(&mut self, key: &'static str, value: impl std::fmt::Display) {
-        self.key(key);
-        self.buf.push(b'"');
-        // Writing to a Vec cannot fail.
-        let _ = write!(self.buf, "{value}");
-        self.buf.push(b'"');
     }
 }
 
@@ -226,11 +215,10 @@ mod tests {
             line.thousandths("a", 1_234);
             line.thousandths("b", 5);
             line.thousandths("c", 120_000);
-            line.display_plain("ip", std::net::Ipv6Addr::LOCALHOST);
         });
         assert_eq!(
             text,
-            "{\"n\":18446744073709551615,\"absent\":null,\"a\":1.234,\"b\":0.005,\"c\":120.000,\"ip\":\"::1\"}\n"
+            "{\"n\":18446744073709551615,\"absent\":null,\"a\":1.234,\"b\":0.005,\"c\":120.000}\n"
         );
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(parsed["a"].is_f64() && parsed["absent"].is_null());

@@ -91,9 +91,16 @@ pub(super) fn count_and_log(
     route_label: Arc<str>,
 ) -> Response<Body> {
     let pending = seen.map(|seen| {
+        let behind_proxy;
+        let client_ip = if ctx.client_ip == conn.peer_ip.ip() {
+            conn.peer_ip.as_str()
+        } else {
+            behind_proxy = ctx.client_ip.to_string();
+            &behind_proxy
+        };
         AccessFields {
             request_id: ctx.request_id.as_bytes(),
-            client_ip: ctx.client_ip,
+            client_ip,
             method: seen.method.as_str(),
             path: seen.uri.path(),
             query: seen.uri.query(),

@@ -48,9 +48,19 @@ impl Running {
     /// Starts the binary on `layout`'s folder with `routes` (upstreams and routes TOML) and the
     /// given `RUST_LOG` (`None`: unset, the default level).
     async fn start(layout: &Layout, routes: &str, rust_log: Option<&str>) -> Running {
+        Self::start_with_server(layout, "", routes, rust_log).await
+    }
+
+    /// [`Running::start`] with `server` (TOML lines) added to the `[server]` table.
+    async fn start_with_server(
+        layout: &Layout,
+        server: &str,
+        routes: &str,
+        rust_log: Option<&str>,
+    ) -> Running {
         let (https, admin) = (free_addr(), free_addr());
         let config = crate::support::gateway::compose_config(&format!(
-            "[server]\nlisten = \"{https}\"\nadmin_listen = \"{admin}\"\n\n\
+            "[server]\nlisten = \"{https}\"\nadmin_listen = \"{admin}\"\n{server}\n\
              [limits]\ndrain_delay = \"0s\"\n\n\
              [auth]\ntokens = \"tokens.toml\"\n\n\
              [auth.jwt]\nissuer = \"{ISSUER}\"\naudiences = [\"gatehouse\"]\n\
@@ -494,6 +504,27 @@ async fn access_lines_are_typed_complete_and_carry_no_secret() {
             assert!(!text.contains(secret), "{name} contains {secret:.12}…");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logged_client_ip_is_the_peer_or_what_a_trusted_proxy_forwarded() {
+    let up = upstream(Gate::new()).await;
+    let (layout, _token) = layout(&JwtKey::es256("ec-1"));
+    let trust_loopback = "trusted_proxies = [\"127.0.0.1/32\"]\n";
+    let gw = Running::start_with_server(&layout, trust_loopback, &routes(&up), None).await;
+    let h1 = Client::h1(gw.https);
+
+    assert_eq!(h1.get("/direct").await.status, 404);
+    let forwarded = get("/forwarded", &[("x-forwarded-for", "203.0.113.7")]);
+    assert_eq!(h1.send(forwarded).await.status, 404);
+    // The peer's own address (formatted once per connection) when nothing is forwarded; the
+    // forwarded client's, on the same connection, when the trusted peer says so.
+    assert_eq!(gw.access_line("/direct").await["client_ip"], "127.0.0.1");
+    assert_eq!(
+        gw.access_line("/forwarded").await["client_ip"],
+        "203.0.113.7"
+    );
+    gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -792,12 +792,12 @@ async fn clear_empties_the_cache_and_a_call_in_flight_does_not_refill_it() {
 
 pub(super) fn allow_decision() -> ExternalDecision {
     ExternalDecision::Allow {
-        identity: Identity {
-            subject: Arc::from("alice"),
-            roles: Arc::from(Vec::new()),
-            method: AuthMethod::External,
-            expires: None,
-        },
+        identity: Identity::new(
+            Arc::from("alice"),
+            Arc::from(Vec::new()),
+            AuthMethod::External,
+            None,
+        ),
         copy: Arc::from(Vec::new()),
         anonymous: false,
     }
@@ -908,12 +908,12 @@ fn debug_output_never_shows_header_values() {
         "{text}"
     );
     let allow = ExternalDecision::Allow {
-        identity: Identity {
-            subject: Arc::from("alice"),
-            roles: Arc::from(Vec::new()),
-            method: AuthMethod::External,
-            expires: None,
-        },
+        identity: Identity::new(
+            Arc::from("alice"),
+            Arc::from(Vec::new()),
+            AuthMethod::External,
+            None,
+        ),
         copy: Arc::from(vec![(
             HeaderName::from_static("x-upstream-key"),
             HeaderValue::from_static("copied-secret"),

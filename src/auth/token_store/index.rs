@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::parse::{TokenSource, TokenSpec};
 use crate::auth::token_format::{self, Shape};
-use crate::auth::{AuthMethod, Identity};
+use crate::auth::{AuthMethod, Identity, IdentityHeaders};
 use crate::config::ConfigErrors;
 use crate::config::collect::Collector;
 use crate::secret::Secret;
@@ -76,6 +76,8 @@ pub(crate) struct TokenEntry {
     pub(crate) disabled: bool,
     /// The `file =` the token was read from, if any.
     pub(crate) from_file: Option<PathBuf>,
+    /// The identity's upstream header values, built at load.
+    pub(crate) headers: IdentityHeaders,
 }
 
 impl TokenEntry {
@@ -90,6 +92,7 @@ impl TokenEntry {
             roles: self.roles.clone(),
             method: AuthMethod::Token,
             expires: self.expires,
+            headers: self.headers.clone(),
         }
     }
 }
@@ -282,6 +285,7 @@ fn entry(spec: TokenSpec) -> TokenEntry {
         TokenSource::Sha256(_) => None,
     };
     TokenEntry {
+        headers: IdentityHeaders::of(&spec.id, &spec.roles),
         id: spec.id.into(),
         roles: spec.roles.into(),
         created: spec.created,
