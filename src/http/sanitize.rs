@@ -59,8 +59,9 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction. `Connection`
+/// first: [`remove_hop_by_hop`] also removes what it names.
+static HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -72,23 +73,41 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// How many names [`HOP_BY_HOP`] holds.
+const HOP_COUNT: usize = 9;
+
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 ///
-/// Most messages carry none: one pass over the names (a handful of enum compares each) rules
-/// that out before any of the nine hashed removals (BENCHMARKS.md, "Per-request header work").
+/// One pass over the names (a handful of enum compares each) finds which hop-by-hop headers are
+/// there; only those are removed. Most requests carry none, and most upstream responses only
+/// `Connection: keep-alive` (BENCHMARKS.md, "Per-request header work").
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+    let mut present = [false; HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[at] = true;
+        }
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+    if present[0] {
+        remove_connection_named(headers);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
+        headers.remove(name);
+    }
+}
+
+/// Removes `Connection` and every header it names (by name as written: no `HeaderName` built).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION) else {
+        return;
+    };
+    let values: Vec<_> = connection.remove_entry_mult().1.collect();
+    let named = values
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| text.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+        .flat_map(|text| text.split(','));
+    for name in named {
+        headers.remove(name.trim());
     }
 }
 
@@ -150,6 +169,20 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn every_connection_value_and_any_spelling_of_a_named_header_goes() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::CONNECTION, HeaderValue::from_static(" X-Foo ,keep-alive"));
+        headers.append(header::CONNECTION, HeaderValue::from_static("x-bar, bad name, ,"));
+        headers.insert("x-foo", HeaderValue::from_static("1"));
+        headers.insert("x-bar", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
     }
 
     #[test]
