@@ -13,8 +13,9 @@
 #     ./target/release/gatehouse (or $GATEHOUSE_BIN); `--bin NAME=PATH` (repeatable) compares
 #     several builds instead, each on its own port (29443, 29444, …) — an A/B of one change.
 # Load: wrk -t1 -c64 (HTTP/1.1) and h2load -t1 -c8 -m8 (HTTP/2) on CPU 1, the shapes of the shared
-# harness's h1 and h2 tests, in interleaved rounds. The figure is the proxy's CPU time per request
-# (utime+stime of its processes from /proc, over the run) and the ratio to NGINX per round, then
+# harness's h1 and h2 tests, in interleaved rounds (several builds: their order rotates each
+# round). The figure is the proxy's CPU time per request (utime+stime of its processes from
+# /proc, over the run) and the ratio to NGINX per round, then
 # the median. Then, unless --no-idle, the resident memory of each with N idle keep-alive TLS
 # connections (benches/compare/idle_rss.py).
 # --lat SECONDS adds, per round and proxy, a fixed-rate latency run (the shared harness's `lat`
@@ -195,11 +196,18 @@ measure() { # measure NAME TEST -> "requests cpu_us_per_request"
     "${reqs:-0}" "$((after - before))" "$hz"
 }
 
+rotated() { # rotated ROUND: the gatehouse builds, starting one further along each round
+  local shift=$(( ($1 - 1) % ${#names[@]} ))
+  echo "${names[@]:$shift}" "${names[@]:0:$shift}"
+}
+
 if [ "$load" = 1 ]; then
   results="$work/results.txt"
   for round in $(seq 1 "$rounds"); do
     for test in h1 h2; do
-      for name in nginx "${names[@]}"; do
+      # The order rotates: a build run right after another one is measured a little dearer
+      # (about 1 µs a request on h1 here), and an A/B must not favour the first-listed.
+      for name in nginx $(rotated "$round"); do
         read -r reqs us <<<"$(measure "$name" "$test")"
         echo "$round $test $name $reqs $us" | tee -a "$results"
       done
@@ -239,7 +247,7 @@ print(q(.5), q(.99), q(.999))" "$log"
 if [ "$lat" != 0 ]; then
   lat_results="$work/lat.txt"
   for round in $(seq 1 "$rounds"); do
-    for name in nginx "${names[@]}"; do
+    for name in nginx $(rotated "$round"); do
       echo "$round lat $name $(latency "$name")" | tee -a "$lat_results"
     done
   done
