@@ -8,7 +8,7 @@
 //! a gateway whose access log is off (or a test harness without a subscriber) has no thread.
 //!
 //! Batching: after a write that did not fill a batch the writer lingers [`LINGER`] before
-//! draining again, so under load it wakes a few hundred times a second and writes hundreds of
+//! draining again, so under load it wakes about a hundred times a second and writes hundreds of
 //! lines at once, and a request almost never pays for waking it (a futex wake is a syscall). On an
 //! idle gateway a line is written within about `LINGER`.
 
@@ -25,8 +25,10 @@ pub(crate) const QUEUE_LINES: usize = 16 * 1024;
 /// How many bytes the writer gathers into one write.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// How long the writer waits after a write before gathering the next batch.
-const LINGER: Duration = Duration::from_millis(2);
+/// How long the writer waits after a write before gathering the next batch. 10 ms rather than
+/// 2: each wake is a context switch on a core the requests share (BENCHMARKS.md, "Access-log
+/// linger"); a line still reaches stdout within about a hundredth of a second.
+const LINGER: Duration = Duration::from_millis(10);
 
 /// Where lines go: stdout, or an injected writer.
 type Sink = Box<dyn Write + Send>;
