@@ -174,8 +174,14 @@ mod tests {
     #[test]
     fn every_connection_value_and_any_spelling_of_a_named_header_goes() {
         let mut headers = HeaderMap::new();
-        headers.append(header::CONNECTION, HeaderValue::from_static(" X-Foo ,keep-alive"));
-        headers.append(header::CONNECTION, HeaderValue::from_static("x-bar, bad name, ,"));
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Foo ,keep-alive"),
+        );
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-bar, bad name, ,"),
+        );
         headers.insert("x-foo", HeaderValue::from_static("1"));
         headers.insert("x-bar", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
