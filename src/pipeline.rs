@@ -47,7 +47,7 @@ use crate::observe::audit;
 use crate::runtime::{Runtime, Shared};
 use admit::{authenticate, authorize, check_origin, limit_rate, strip_client_identity};
 use finish::{Seen, count_and_log, finish};
-use forward::{forward, set_upstream_headers};
+use forward::{Admitted, forward};
 use route::{Routed, find_route, normalize, serve_session_endpoint};
 use settle::BodyFraming;
 
@@ -138,8 +138,20 @@ async fn route_and_forward(
     check_origin(&req, route)?;
     limit_rate(route, caller, ctx, rt).await?;
     audit::admit(rt.audit.as_ref(), req.method())?;
-    set_upstream_headers(req.headers_mut(), caller, rt);
-    forward(req, body, proxy, &path, ctx, conn, rt).await
+    let path = &path;
+    forward(
+        req,
+        body,
+        Admitted {
+            proxy,
+            path,
+            caller,
+        },
+        ctx,
+        conn,
+        rt,
+    )
+    .await
 }
 
 /// A refused request: logged (debug), counted under its route, answered as JSON that carries

@@ -16,20 +16,26 @@ use crate::auth::{Authenticated, credentials};
 use crate::error::GatewayError;
 use crate::http::body::Body;
 use crate::http::counted::{ByteCount, CountIn};
-use crate::http::forwarded::{Forwarded, X_REQUEST_ID};
+use crate::http::forwarded::Forwarded;
 use crate::proxy::{self, ForwardPlan};
 use crate::router::upstream_path;
 use crate::runtime::Runtime;
 
+/// A request the pipeline admitted for proxying: its route, its normalised path and who is
+/// calling (`None` on a public route).
+#[derive(Clone, Copy)]
+pub(super) struct Admitted<'a> {
+    pub(super) proxy: ProxyRoute<'a>,
+    pub(super) path: &'a str,
+    pub(super) caller: Option<&'a Authenticated>,
+}
+
 /// What the upstream hears about the caller: identity headers, the auth service's
-/// `copy_headers`, and — unless `forward_credentials` — no credentials. The client's
-/// `x-request-id` is dropped too; the forwarded headers carry gatehouse's.
-pub(super) fn set_upstream_headers(
-    headers: &mut HeaderMap,
-    caller: Option<&Authenticated>,
-    rt: &Runtime,
-) {
-    headers.remove(X_REQUEST_ID);
+/// `copy_headers`, and — unless `forward_credentials` — no credentials.
+///
+/// Set on the outgoing request, after the hop-by-hop headers are gone: a client that names
+/// `x-auth-subject` in its `Connection` header must not make gatehouse drop it.
+fn set_upstream_headers(headers: &mut HeaderMap, caller: Option<&Authenticated>, rt: &Runtime) {
     let Some(caller) = caller else { return };
     credentials::set_identity_headers(headers, &caller.identity);
     for (name, value) in caller.copy.iter().flat_map(|copy| copy.iter()) {
@@ -49,13 +55,12 @@ pub(super) fn set_upstream_headers(
 pub(super) fn forward<'a>(
     req: Request<()>,
     body: &mut Option<Incoming>,
-    proxy: ProxyRoute<'a>,
-    path: &str,
+    admitted: Admitted<'_>,
     ctx: &'a mut RequestCtx,
     conn: &'a ConnInfo,
     rt: &'a Runtime,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + use<'a> {
-    let prepared = prepare(req, body, proxy, path, ctx, conn, rt);
+    let prepared = prepare(req, body, admitted, ctx, conn, rt);
     async move {
         let prepared = prepared?;
         let name = prepared.upstream_name().clone();
@@ -70,17 +75,23 @@ pub(super) fn forward<'a>(
 fn prepare<'a>(
     req: Request<()>,
     body: &mut Option<Incoming>,
-    proxy: ProxyRoute<'a>,
-    path: &str,
+    admitted: Admitted<'_>,
     ctx: &mut RequestCtx,
     conn: &ConnInfo,
     rt: &'a Runtime,
 ) -> Result<proxy::Prepared<'a>, GatewayError> {
+    let Admitted {
+        proxy,
+        path,
+        caller,
+    } = admitted;
     let target = upstream_target(proxy, path, req.uri().query())?;
     let host = upstream_host(&req);
     let body = take_body(body, proxy, &mut ctx.bytes_in);
     let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, conn, rt);
-    proxy::prepare(req, body, plan)
+    let mut prepared = proxy::prepare(req, body, plan)?;
+    set_upstream_headers(prepared.headers_mut(), caller, rt);
+    Ok(prepared)
 }
 
 /// Everything `proxy::forward` needs besides the request: upstream, target, method, forwarded

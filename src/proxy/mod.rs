@@ -56,6 +56,11 @@ impl Prepared<'_> {
     pub(crate) fn upstream_name(&self) -> &Arc<str> {
         &self.upstream.name
     }
+
+    /// The outgoing request's headers (hop-by-hop headers gone, forwarded headers set).
+    pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.outgoing.headers
+    }
 }
 
 /// Turns `req` into the upstream request as planned, with the client's `body` (`None`: the route

@@ -447,6 +447,38 @@ async fn write_gate_refuses_every_write_even_for_admin() {
 // ------------------------------------------------------------------------- identity headers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_strip_the_identity_headers_by_naming_them_in_connection() {
+    let (gw, up, tokens) = token_gateway("").await;
+
+    // Connection lists hop-by-hop headers the proxy must drop: the client's own, never the
+    // ones gatehouse adds, or a caller could hide who it is from the upstream.
+    let raw = raw_get(
+        &gw,
+        "/api/x",
+        &[
+            &format!("Authorization: Bearer {}", tokens.viewer),
+            "Connection: x-auth-subject, X-Auth-Roles, x-auth-method, x-forwarded-for, x-real-ip, x-request-id, x-hop",
+            "X-Hop: dropped",
+        ],
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.text());
+
+    let got = up.single_request();
+    assert_identity(&got, "ci-viewer", "viewer", "token");
+    assert!(got.header("x-forwarded-for").is_some() && got.header("x-real-ip").is_some());
+    assert!(got.header("x-request-id").is_some());
+    assert!(
+        got.header("x-hop").is_none(),
+        "a header Connection names is dropped"
+    );
+    assert!(
+        got.header("connection")
+            .is_none_or(|c| !c.contains("x-auth"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_identity_headers_never_reach_upstream() {
     let (gw, up, tokens) = token_gateway("").await;
 
