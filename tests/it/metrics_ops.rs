@@ -370,6 +370,9 @@ async fn cert_expiry_is_the_served_certificates_and_follows_a_reload() {
 async fn build_info_and_process_metrics_describe_this_process() {
     let auth = Scripted::start(Answer::status(200)).await;
     let (gw, _up) = ops_gateway(&auth).await;
+    // A test process of its own (cargo nextest) may not have used one clock tick of CPU yet;
+    // the metric must then still read the CPU this process has used.
+    use_cpu_ticks(2);
     let first = scrape(&gw).await;
     assert_eq!(
         first.get(
@@ -496,4 +499,22 @@ async fn dashboard_queries_only_series_the_gateway_exports() {
         unknown_names(&made_up, &exported),
         ["gatehouse_reloads_total_bucket", "gatehouse_requests_totl"]
     );
+}
+
+/// Spins until this process has used at least `ticks` clock ticks of CPU (user + system, from
+/// `/proc/self/stat`), for at most 5 s. Does nothing where there is no `/proc`.
+fn use_cpu_ticks(ticks: u64) {
+    let used = || -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let mut fields = after_name.split_whitespace().skip(11);
+        Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut spin = 0u64;
+    while used().is_some_and(|used| used < ticks) && std::time::Instant::now() < deadline {
+        for i in 0..100_000u64 {
+            spin = std::hint::black_box(spin.wrapping_add(i));
+        }
+    }
 }
