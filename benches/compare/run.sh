@@ -188,7 +188,11 @@ measure() { # measure NAME TEST -> "requests cpu_us_per_request"
     out="$(taskset -c 1 timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" -H "x-token: $token" "$url")"
     reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
   else
-    out="$(taskset -c 1 timeout $((duration + 30)) h2load -t1 -c8 -m8 -D"$duration" -H "x-token: $token" "$url")"
+    # --log-file as the shared harness runs it: h2load then reads fewer responses per wakeup,
+    # which changes what a request costs the proxy (BENCHMARKS.md, "h2load's log file").
+    rm -f "$work/h2load.log"
+    out="$(taskset -c 1 timeout $((duration + 30)) h2load -t1 -c8 -m8 -D"$duration" -H "x-token: $token" \
+      --log-file "$work/h2load.log" "$url")"
     reqs="$(awk '/^requests:/ {print $8}' <<<"$out")"
   fi
   after="$(cpu_ticks $pids)"

@@ -24,7 +24,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::io_delegate::forward_write_control;
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// Stands in for "no timeout" when `idle_timeout` is zero.
@@ -45,8 +44,6 @@ pub(crate) struct Activity {
     idle_since: AtomicU64,
     /// The connection was handed to a WebSocket tunnel: only the byte clock applies now.
     tunnel: AtomicBool,
-    /// Woken when the last open request ends.
-    quiet: Notify,
 }
 
 impl Activity {
@@ -57,7 +54,6 @@ impl Activity {
             open: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             tunnel: AtomicBool::new(false),
-            quiet: Notify::new(),
         })
     }
 
@@ -79,23 +75,33 @@ impl Activity {
 
     /// Resolves once no request has been open for `idle` (never, if `idle` is zero, or once the
     /// connection became a tunnel).
+    ///
+    /// Lazy, like [`IdleTimeout`]: one timer, re-armed when it fires, rather than a wake-up of
+    /// the connection's task each time its last request ends. That wake-up was an extra poll
+    /// of the whole connection, and a timer set and cancelled, on every HTTP/1 request
+    /// (BENCHMARKS.md, "The idle clock").
     pub(crate) async fn idle(&self, idle: Duration) {
         let idle = effective(idle);
+        let timer = tokio::time::sleep_until(self.next_check(idle, Instant::now()));
+        tokio::pin!(timer);
         loop {
-            if self.busy() {
-                // A stored permit from an earlier `notify_one` only costs one more turn.
-                self.quiet.notified().await;
-                continue;
-            }
-            let since = Duration::from_nanos(self.idle_since.load(Ordering::Acquire));
-            let deadline = self.base + since + idle;
-            if Instant::now() >= deadline {
+            timer.as_mut().await;
+            let now = Instant::now();
+            let next = self.next_check(idle, now);
+            if next <= now {
                 return;
             }
-            // A request that opens meanwhile is seen when this wakes; one that also ended moved
-            // `idle_since`, so the next turn computes a later deadline.
-            tokio::time::sleep_until(deadline).await;
+            timer.as_mut().reset(next);
         }
+    }
+
+    /// When the connection-level idle clock should be looked at again: `idle` after the latest
+    /// request ended (or the connection opened), or, while busy, a full `idle` from `now`.
+    fn next_check(&self, idle: Duration, now: Instant) -> Instant {
+        if self.busy() {
+            return now + idle;
+        }
+        self.base + Duration::from_nanos(self.idle_since.load(Ordering::Acquire)) + idle
     }
 
     fn request_ended(&self) {
@@ -103,9 +109,7 @@ impl Activity {
         // Store the end time before the count drops, so `idle` never sees zero open requests
         // with a stale time.
         self.idle_since.fetch_max(now, Ordering::AcqRel);
-        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.quiet.notify_one();
-        }
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

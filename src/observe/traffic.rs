@@ -6,7 +6,9 @@
 //! and no lock is global. Labels are bounded: the route is its configured path (or `none`), the
 //! method one of the standard methods (or `OTHER`), the upstream its configured name.
 
-use std::collections::HashMap;
+// foldhash: the keys are route names and methods from the config, not from clients, and SipHash
+// showed in the per-request profile (BENCHMARKS.md, "Hashing").
+use foldhash::{HashMap, HashMapExt};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

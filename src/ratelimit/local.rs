@@ -30,7 +30,7 @@
 //! already tracked are unaffected. Each overflow decision is counted and logged (rate-limited).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -170,8 +170,9 @@ pub(crate) struct CappedStore {
     shards: Box<[Mutex<Shard>]>,
     shard_cap: usize,
     /// Picks the shard; seeded apart from the maps' own hashers so a shard's keys still spread
-    /// over its table.
-    pick: RandomState,
+    /// over its table. foldhash, not SipHash: a client who could steer its keys into one shard
+    /// would only share a lock; the map inside keeps std's SipHash against collisions.
+    pick: foldhash::fast::RandomState,
     /// The GCRA emission interval in nanoseconds: a fresh key's TAT after one cell is now + this.
     interval: u64,
     overflow: InMemoryState,
@@ -193,7 +194,7 @@ impl CappedStore {
         Self {
             shards,
             shard_cap: max_keys.div_ceil(SHARDS),
-            pick: RandomState::new(),
+            pick: foldhash::fast::RandomState::default(),
             interval: duration_nanos(quota.replenish_interval()).max(1),
             overflow: InMemoryState::default(),
             overflowed,

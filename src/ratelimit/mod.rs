@@ -47,7 +47,11 @@ mod local;
 mod redis;
 mod throttle;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+// foldhash for the policies by name: the names come from the config, and the map is read on every
+// request (BENCHMARKS.md, "Hashing").
+use foldhash::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -5,7 +5,9 @@
 //! Comparing hashes with `==` is not constant time, but what an attacker could learn is the hash
 //! of their own guess, which says nothing about a stored token.
 
-use std::collections::HashMap;
+// foldhash: the keys are SHA-256 digests, which no client can steer into collisions, and SipHash
+// showed in the per-request profile (BENCHMARKS.md, "Hashing").
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
