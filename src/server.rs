@@ -13,6 +13,7 @@
 //! [`crate::http::h2_trailers`] makes a pseudo-header in request trailers a stream error.
 
 mod drive;
+mod gated;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -119,42 +119,82 @@ fn needs_escape(byte: u8) -> bool {
 }
 
 /// Appends `value` escaped for the inside of a JSON string. Runs of plain bytes are copied at
-/// once; multi-byte UTF-8 sequences are copied as they are.
+/// once, found eight bytes at a time; multi-byte UTF-8 sequences are copied as they are.
 pub(crate) fn escape_str(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     let mut start = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if !needs_escape(byte) {
-            continue;
-        }
+    let mut at = 0;
+    while at < bytes.len() {
+        at = next_escape(bytes, at);
+        let Some(&byte) = bytes.get(at) else {
+            break;
+        };
         out.extend_from_slice(&bytes[start..at]);
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            other => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(other >> 4)],
-                    HEX[usize::from(other & 0xf)],
-                ]);
-            }
-        }
-        start = at + 1;
+        push_escaped(out, byte);
+        at += 1;
+        start = at;
     }
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// The index of the first byte at or after `from` that [`needs_escape`], or `bytes.len()`.
+/// Whole words without one are skipped: a header value or path rarely holds any.
+fn next_escape(bytes: &[u8], mut from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A byte of the word is zero: the classic test, exact for "some byte is zero".
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    while let Some(chunk) = bytes.get(from..from + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        // A byte below 0x20: it or a byte before it underflows when 0x20 is taken from each.
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+        let special = has_zero(word ^ (ONES * u64::from(b'"')))
+            || has_zero(word ^ (ONES * u64::from(b'\\')))
+            || has_zero(word ^ (ONES * 0x7f));
+        if control || special {
+            break;
+        }
+        from += 8;
+    }
+    bytes[from..]
+        .iter()
+        .position(|&byte| needs_escape(byte))
+        .map_or(bytes.len(), |offset| from + offset)
+}
+
+/// Appends the JSON escape of one byte that [`needs_escape`].
+fn push_escaped(out: &mut Vec<u8>, byte: u8) {
+    match byte {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        other => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(other >> 4)],
+                HEX[usize::from(other & 0xf)],
+            ]);
+        }
+    }
+}
+
 /// Like [`escape_str`] for bytes that may not be UTF-8: each invalid sequence becomes `\ufffd`.
 pub(crate) fn escape_bytes(out: &mut Vec<u8>, value: &[u8]) {
+    // Valid UTF-8 (nearly always) is checked by std's word-at-a-time validator; only the rest
+    // is walked chunk by chunk.
+    if let Ok(text) = std::str::from_utf8(value) {
+        return escape_str(out, text);
+    }
     for chunk in value.utf8_chunks() {
         escape_str(out, chunk.valid());
         if !chunk.invalid().is_empty() {
@@ -197,6 +237,40 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["all"], all.as_str());
+    }
+
+    /// The byte-by-byte escaper the word-at-a-time one must agree with.
+    fn escaped_naively(value: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &byte in value.as_bytes() {
+            if needs_escape(byte) {
+                push_escaped(&mut out, byte);
+            } else {
+                out.push(byte);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_special_byte_is_found_at_every_offset_of_a_word() {
+        let specials = ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}'];
+        // Bytes next to the specials that a word test could confuse with them.
+        let neighbours = [' ', '!', '#', '[', ']', '~', '\u{80}', 'é', '€'];
+        for len in 0..24 {
+            for at in 0..len {
+                for special in specials {
+                    for neighbour in neighbours {
+                        let mut text: String = std::iter::repeat_n(neighbour, len).collect();
+                        let offset = text.char_indices().nth(at).map_or(text.len(), |(i, _)| i);
+                        text.insert(offset, special);
+                        let mut fast = Vec::new();
+                        escape_str(&mut fast, &text);
+                        assert_eq!(fast, escaped_naively(&text), "{text:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

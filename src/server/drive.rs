@@ -29,6 +29,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::gated::Gated;
 use crate::http::body::BoxError;
 use crate::http::idle::Activity;
 use crate::http::park::{ParkIo, ParkSignals};
@@ -170,16 +171,38 @@ where
         driver
             .builders
             .auto
-            .serve_connection_with_upgrades(TokioIo::new(io), service),
+            .serve_connection_with_upgrades(TokioIo::new(io), BoxedStreams(service)),
     );
     let lifecycle = &mut driver.lifecycle;
+    let outside = Gated::new(outside(&driver.activity, driver.idle_timeout, lifecycle));
     let reason = tokio::select! {
         result = connection.as_mut() => return report(result),
-        () = driver.activity.idle(driver.idle_timeout) => "idle",
-        () = stopped(&mut lifecycle.stop) => "draining",
-        () = stopped(&mut lifecycle.kill) => return,
+        signal = outside => match signal {
+            Outside::Idle => "idle",
+            Outside::Drain => "draining",
+            Outside::Kill => return,
+        },
     };
     close_gracefully(connection, |c| c.graceful_shutdown(), reason, lifecycle).await;
+}
+
+/// Hands hyper each request's future boxed. On HTTP/2 hyper spawns a task per stream and moves
+/// the future into it at its full size, some 4 KiB, copied again into the task's cell; a box
+/// moves 8 bytes. HTTP/1 keeps its future inline: hyper holds one request at a time there, and
+/// the allocation costs more than the copy (BENCHMARKS.md, "Future size").
+struct BoxedStreams<S>(S);
+
+impl<S, B> Service<Request<Incoming>> for BoxedStreams<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = Pin<Box<S::Future>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        Box::pin(self.0.call(request))
+    }
 }
 
 /// How a stretch of HTTP/1 requests on one hyper connection ended.
@@ -243,25 +266,46 @@ where
     let mut wait = if parks { PARK_AFTER } else { idle_timeout };
     let lifecycle = &mut driver.lifecycle;
     loop {
+        let outside = Gated::new(outside(&driver.activity, wait, lifecycle));
         tokio::select! {
             result = connection.as_mut() => {
                 report(result);
                 return Burst::Ended;
             }
-            () = driver.activity.idle(wait) => {
-                if wait == idle_timeout {
-                    return Burst::Close("idle");
+            signal = outside => match signal {
+                Outside::Drain => return Burst::Close("draining"),
+                Outside::Kill => return Burst::Ended,
+                Outside::Idle if wait == idle_timeout => return Burst::Close("idle"),
+                Outside::Idle => {
+                    if driver.signals.unparsed() == 0 {
+                        return Burst::Idle;
+                    }
+                    // hyper holds part of a request (a body that came in its own read): no
+                    // parking on this stretch; the idle deadline still applies.
+                    wait = idle_timeout;
                 }
-                if driver.signals.unparsed() == 0 {
-                    return Burst::Idle;
-                }
-                // hyper holds part of a request (a body that came in its own read): no parking
-                // on this stretch; the idle deadline still applies.
-                wait = idle_timeout;
-            }
-            () = stopped(&mut lifecycle.stop) => return Burst::Close("draining"),
-            () = stopped(&mut lifecycle.kill) => return Burst::Ended,
+            },
         }
+    }
+}
+
+/// What ends a connection from outside its HTTP exchange.
+enum Outside {
+    /// No request open for the idle period waited for.
+    Idle,
+    /// The drain began: close gracefully.
+    Drain,
+    /// The grace period is over: drop the connection.
+    Kill,
+}
+
+/// Waits for the first outside signal: `idle` with no request open, the drain, or the kill.
+/// Polled behind a [`Gated`], so only when one of them fired.
+async fn outside(activity: &Activity, idle: Duration, lifecycle: &mut Lifecycle) -> Outside {
+    tokio::select! {
+        () = activity.idle(idle) => Outside::Idle,
+        () = stopped(&mut lifecycle.stop) => Outside::Drain,
+        () = stopped(&mut lifecycle.kill) => Outside::Kill,
     }
 }
 

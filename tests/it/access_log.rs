@@ -357,7 +357,7 @@ async fn access_lines_are_typed_complete_and_carry_no_secret() {
     let gw = Running::start(&layout, &routes(&up), None).await;
     let h1 = Client::h1(gw.https);
     let body_len = served_body().len() as u64;
-    let mistyped = format!("{}x", &token[..token.len() - 1]);
+    let mistyped = crate::support::auth::mistyped(&token);
 
     // A token in x-token, credentials in the query, a user agent with quotes.
     let resp = h1

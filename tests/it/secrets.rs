@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::Request;
 
+use crate::support::auth::mistyped;
 use crate::support::empty;
 use crate::support::gateway::compose_config;
 use crate::support::{Client, Upstream, certs};
@@ -80,7 +81,7 @@ async fn no_token_cookie_or_authorization_value_is_ever_logged_or_shown() {
     .expect("gatehouse starts");
 
     let client = Client::h1(https);
-    let mistyped = format!("{}x", &token[..token.len() - 1]);
+    let mistyped = mistyped(&token);
     let requests = [
         Request::get("/api/ok")
             .header("x-token", &token)

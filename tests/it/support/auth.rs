@@ -109,6 +109,17 @@ impl Layout {
 }
 
 /// Unpadded base64url, as JOSE writes it.
+/// `token` with its last character changed to one it is not: a near miss that must be refused.
+/// (Always appending `x` made the real token one run in 64.)
+pub fn mistyped(token: &str) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    let last = chars.pop().unwrap_or('x');
+    chars.push(if last == 'x' { 'y' } else { 'x' });
+    let near = chars.into_iter().collect::<String>();
+    assert_ne!(near, token, "a mistyped token differs");
+    near
+}
+
 pub fn b64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
