@@ -97,18 +97,38 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Removes `Connection` and every header it names (by name as written: no `HeaderName` built).
+/// Names that are hop-by-hop themselves (`keep-alive`, `upgrade` …) need no lookup: the caller
+/// removes those it found. So the usual `Connection: keep-alive` costs no allocation and no
+/// further search of the map.
 fn remove_connection_named(headers: &mut HeaderMap) {
     let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION) else {
         return;
     };
-    let values: Vec<_> = connection.remove_entry_mult().1.collect();
-    let named = values
+    let others: Vec<_> = connection
+        .remove_entry_mult()
+        .1
+        .filter(|value| !names_only_hop_by_hop(value))
+        .collect();
+    let named = others
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|text| text.split(','));
     for name in named {
         headers.remove(name.trim());
     }
+}
+
+/// Whether every name a `Connection` value lists is one of [`HOP_BY_HOP`].
+fn names_only_hop_by_hop(value: &http::HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    text.split(',').all(|name| {
+        let name = name.trim();
+        HOP_BY_HOP
+            .iter()
+            .any(|hop| hop.as_str().eq_ignore_ascii_case(name))
+    })
 }
 
 #[cfg(test)]
@@ -189,6 +209,20 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn a_connection_value_naming_only_hop_by_hop_headers_still_removes_them() {
+        for value in ["keep-alive", "Keep-Alive, Upgrade", " UPGRADE ,keep-alive"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONNECTION, HeaderValue::from_static(value));
+            headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert("x-kept", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut headers);
+            let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["x-kept"], "Connection: {value}");
+        }
     }
 
     #[test]

@@ -63,6 +63,10 @@ impl Prepared<'_> {
     }
 }
 
+/// How many headers the proxy adds to a request at most, commonly: `X-Forwarded-For`, `-Proto`,
+/// `-Host`, `X-Real-IP`, `X-Request-Id`, and the caller's identity headers.
+const FORWARDING_HEADERS: usize = 10;
+
 /// Turns `req` into the upstream request as planned, with the client's `body` (`None`: the route
 /// does not pass it, and an empty body goes upstream; the pipeline hands it over wrapped in a
 /// byte counter).
@@ -86,6 +90,10 @@ where
     if plan.websocket {
         upgrade::restore_upgrade_headers(&mut headers);
     }
+    // The forwarding headers go in next, and the identity headers after them: room for them
+    // now is one growth of the map instead of one per insert that crosses its capacity. Should
+    // the map be at its size limit, the inserts below grow it as they would have anyway.
+    let _ = headers.try_reserve(FORWARDING_HEADERS);
     forwarded::apply(&mut headers, &plan.forwarded);
     if parts.version == http::Version::HTTP_2
         && !headers.contains_key(header::HOST)
