@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -137,6 +137,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: T,
         timer: Pin<Box<Sleep>>,
+        // The waker the timer was last polled with: while the timer is not due and holds this
+        // task's waker, a pending read or write need not poll it again.
+        armed: Option<Waker>,
         idle: Duration,
         last_activity: Instant,
         activity: Arc<Activity>,
@@ -157,6 +160,7 @@ impl<T> IdleTimeout<T> {
         Self {
             inner,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            armed: None,
             idle,
             last_activity: now,
             activity,
@@ -167,8 +171,15 @@ impl<T> IdleTimeout<T> {
     /// Called when the inner IO is pending: true if the idle deadline has really passed.
     fn expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let this = self.project();
+        let armed = this.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if armed && !this.timer.is_elapsed() {
+            return false;
+        }
         loop {
             if this.timer.as_mut().poll(cx).is_pending() {
+                if !armed {
+                    *this.armed = Some(cx.waker().clone());
+                }
                 return false;
             }
             let deadline = *this.last_activity + *this.idle;
