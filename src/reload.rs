@@ -22,6 +22,9 @@ use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind}
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, oneshot, watch};
 
+#[cfg(target_os = "linux")]
+mod folder_events;
+
 use crate::config::{ConfigError, ConfigErrors};
 use crate::runtime::{Runtime, Shared};
 
@@ -184,34 +187,86 @@ impl ReloadHandle {
 /// Watches folders and turns a change to a file the runtime reads into a (coalesced)
 /// [`Trigger::Files`].
 struct FolderWatch {
-    watcher: Option<notify::RecommendedWatcher>,
+    backend: Option<Backend>,
     watched: BTreeSet<PathBuf>,
     /// File names (as named and as resolved through symlinks) whose changes matter; shared with
-    /// the watcher's thread.
+    /// whatever reads the events.
     names: Arc<RwLock<HashSet<OsString>>>,
 }
 
-impl FolderWatch {
-    fn new(events: mpsc::Sender<Trigger>) -> Self {
-        let names = Arc::new(RwLock::new(HashSet::new()));
-        let relevant = names.clone();
+/// What reports folder changes.
+enum Backend {
+    /// Linux: inotify asked only for the ends of changes ([`folder_events`]).
+    #[cfg(target_os = "linux")]
+    Inotify(folder_events::FolderEvents),
+    /// Elsewhere, or where inotify cannot start: notify's recommended watcher.
+    Notify(notify::RecommendedWatcher),
+}
+
+impl Backend {
+    /// Starts reporting changes to files named in `names` as [`Trigger::Files`] on `events`.
+    fn start(
+        events: mpsc::Sender<Trigger>,
+        names: Arc<RwLock<HashSet<OsString>>>,
+    ) -> Result<Self, String> {
+        #[cfg(target_os = "linux")]
+        {
+            let (tx, relevant) = (events.clone(), names.clone());
+            let started = folder_events::FolderEvents::new(move |seen| {
+                if seen.is_none_or(|name| is_relevant_name(name, &relevant)) {
+                    // Capacity 1: a pending trigger already covers this event.
+                    let _ = tx.try_send(Trigger::Files);
+                }
+            });
+            match started {
+                Ok(inotify) => return Ok(Self::Inotify(inotify)),
+                Err(error) => tracing::debug!(%error, "inotify unavailable; trying notify"),
+            }
+        }
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // An error (a lost event, a queue overflow) may hide a change: rebuild to be safe.
             if let Ok(event) = &event
-                && !(is_change(&event.kind) && names_a_relevant_file(event, &relevant))
+                && !(is_change(&event.kind) && names_a_relevant_file(event, &names))
             {
                 return;
             }
             // Capacity 1: a pending trigger already covers this event.
             let _ = events.try_send(Trigger::Files);
         });
-        let watcher = watcher
+        watcher.map(Self::Notify).map_err(|error| error.to_string())
+    }
+
+    fn watch(&mut self, folder: &Path) -> Result<(), String> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Self::Inotify(inotify) => inotify.watch(folder).map_err(|error| error.to_string()),
+            Self::Notify(watcher) => watcher
+                .watch(folder, RecursiveMode::NonRecursive)
+                .map_err(|error| error.to_string()),
+        }
+    }
+
+    fn unwatch(&mut self, folder: &Path) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Self::Inotify(inotify) => inotify.unwatch(folder),
+            Self::Notify(watcher) => {
+                let _ = watcher.unwatch(folder);
+            }
+        }
+    }
+}
+
+impl FolderWatch {
+    fn new(events: mpsc::Sender<Trigger>) -> Self {
+        let names = Arc::new(RwLock::new(HashSet::new()));
+        let backend = Backend::start(events, names.clone())
             .inspect_err(|error| {
                 tracing::warn!(%error, "file watching unavailable; reload with SIGHUP or POST /reload");
             })
             .ok();
         Self {
-            watcher,
+            backend,
             watched: BTreeSet::new(),
             names,
         }
@@ -219,7 +274,7 @@ impl FolderWatch {
 
     /// Watches exactly the folders of `files` (none when `enabled` is false).
     fn follow(&mut self, files: &[PathBuf], enabled: bool) {
-        let Some(watcher) = self.watcher.as_mut() else {
+        let Some(backend) = self.backend.as_mut() else {
             return;
         };
         let files = if enabled { files } else { &[] };
@@ -247,10 +302,10 @@ impl FolderWatch {
             *current = names;
         }
         for gone in self.watched.difference(&wanted) {
-            let _ = watcher.unwatch(gone);
+            backend.unwatch(gone);
         }
         for folder in wanted.difference(&self.watched) {
-            if let Err(error) = watcher.watch(folder, RecursiveMode::NonRecursive) {
+            if let Err(error) = backend.watch(folder) {
                 tracing::warn!(folder = %folder.display(), %error, "cannot watch folder; changes there need SIGHUP or POST /reload");
             }
         }
@@ -279,15 +334,20 @@ fn is_change(kind: &EventKind) -> bool {
 /// reacting to them rebuilt on every access-log line. Kubernetes swaps a mounted volume through
 /// `..data` and `..<timestamp>` entries, which always count; so does an event naming no path.
 fn names_a_relevant_file(event: &notify::Event, names: &RwLock<HashSet<OsString>>) -> bool {
+    event.paths.is_empty()
+        || event.paths.iter().any(|path| {
+            path.file_name()
+                .is_none_or(|name| is_relevant_name(name, names))
+        })
+}
+
+/// Whether a change to the file `name` in a watched folder concerns the runtime (see
+/// [`names_a_relevant_file`]).
+fn is_relevant_name(name: &std::ffi::OsStr, names: &RwLock<HashSet<OsString>>) -> bool {
     let Ok(names) = names.read() else {
         return true;
     };
-    event.paths.is_empty()
-        || event.paths.iter().any(|path| {
-            path.file_name().is_none_or(|name| {
-                names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
-            })
-        })
+    names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
 }
 
 fn folder_of(file: &Path) -> Option<PathBuf> {
