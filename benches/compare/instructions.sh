@@ -44,7 +44,7 @@ trap cleanup EXIT INT TERM
 token="instructions-per-request-token-0123456789abcdef"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-mkdir -p "$work/up" "$work/gw"
+mkdir -p "$work/up"
 cat > "$work/up/nginx.conf" <<CONF
 worker_processes 1;
 pid $work/up/nginx.pid;
@@ -59,32 +59,9 @@ http {
 }
 CONF
 taskset -c 1 nginx -p "$work/up" -c "$work/up/nginx.conf"
-printf '%s' "$token" > "$work/gw/token"
-printf '[[tokens]]\nid = "bench"\nfile = "token"\nroles = ["admin"]\n' > "$work/gw/tokens.toml"
-cat > "$work/gw/gateway.toml" <<TOML
-[server]
-listen = "127.0.0.1:29643"
-admin_listen = "127.0.0.1:29951"
-[tls]
-cert = "$work/cert.pem"
-key = "$work/key.pem"
-[auth]
-tokens = "tokens.toml"
-token_headers = ["x-token"]
-[rate_limits.bench]
-key = "identity"
-rate = "1000000/s"
-burst = 1000000
-[[upstreams]]
-name = "app"
-targets = ["127.0.0.1:28180"]
-max_idle_per_target = 256
-[[routes]]
-path = "/"
-upstream = "app"
-auth = ["token"]
-rate_limit = "bench"
-TOML
+# shellcheck source=benches/compare/gateway_conf.sh
+source benches/compare/gateway_conf.sh
+gatehouse_conf "$work/gw" 29643 29951 127.0.0.1:28180 "$work/cert.pem" "$work/key.pem" "$token"
 
 load() { # load N: N requests of the chosen test, all expected 2xx
   local shape=(-c8 -m8)

@@ -90,39 +90,8 @@ nginx_conf proxy "upstream app { server 127.0.0.1:28080; keepalive 256; }
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
-gatehouse_conf() { # gatehouse_conf DIR PORT ADMIN_PORT
-  mkdir -p "$1"
-  printf '%s' "$token" > "$1/token"
-  printf '[[tokens]]\nid = "compare"\nfile = "token"\nroles = ["admin"]\n' > "$1/tokens.toml"
-  cat > "$1/gateway.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-admin_listen = "127.0.0.1:$3"
-[limits]
-max_connections = 30000
-drain_delay = "0s"
-shutdown_grace = "1s"
-[tls]
-cert = "$work/cert.pem"
-key = "$work/key.pem"
-[auth]
-tokens = "tokens.toml"
-token_headers = ["x-token"]
-[rate_limits.compare]
-key = "identity"
-rate = "1000000/s"
-burst = 1000000
-[[upstreams]]
-name = "app"
-targets = ["127.0.0.1:28080"]
-max_idle_per_target = 256
-[[routes]]
-path = "/"
-upstream = "app"
-auth = ["token"]
-rate_limit = "compare"
-TOML
-}
+# shellcheck source=benches/compare/gateway_conf.sh
+source benches/compare/gateway_conf.sh
 
 start() { # start CPU LOGFILE CMD...: run in the background pinned to CPU, remember its PID
   local cpu="$1" log="$2"; shift 2
@@ -147,8 +116,9 @@ i=0
 for entry in "${bins[@]}"; do
   name="${entry%%=*}"; path="${entry#*=}"
   port=$((29443 + i)); admin=$((29901 + i)); i=$((i + 1))
-  gatehouse_conf "$work/$name" "$port" "$admin"
-  # The access log goes to a file outside the watched config folder, as stdout would.
+  gatehouse_conf "$work/$name" "$port" "$admin" 127.0.0.1:28080 "$work/cert.pem" "$work/key.pem" "$token"
+  # The access log goes to a file beside the certificate, in a watched folder, as the shared
+  # harness's stdout does: the watcher must not pay for it.
   start 0 "$work/$name-access.log" "$path" run -c "$work/$name/gateway.toml"
   timeout_pid_of[$name]="${started[-1]}"
   port_of[$name]="$port"
