@@ -58,8 +58,13 @@ impl FolderEvents {
                     Ok(event) if event.mask.contains(EventMask::IGNORED) => {}
                     Ok(event) if event.mask.contains(EventMask::Q_OVERFLOW) => on_event(None),
                     Ok(event) => on_event(event.name.as_deref()),
-                    // A read error may have lost an event: report it as a change of anything.
-                    Err(_) => on_event(None),
+                    // A read error may have lost an event: report it as a change of anything,
+                    // and stop rather than retry an error that may repeat at once.
+                    Err(error) => {
+                        on_event(None);
+                        tracing::warn!(%error, "file watching stopped; reload with SIGHUP or POST /reload");
+                        break;
+                    }
                 }
             }
         });
