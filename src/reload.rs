@@ -196,7 +196,7 @@ struct FolderWatch {
 
 /// What reports folder changes.
 enum Backend {
-    /// Linux: inotify asked only for the ends of changes ([`folder_events`]).
+    /// Linux: inotify asked for changes but not opens, read on the runtime ([`folder_events`]).
     #[cfg(target_os = "linux")]
     Inotify(folder_events::FolderEvents),
     /// Elsewhere, or where inotify cannot start: notify's recommended watcher.

@@ -79,7 +79,7 @@ impl Activity {
     /// Lazy, like [`IdleTimeout`]: one timer, re-armed when it fires, rather than a wake-up of
     /// the connection's task each time its last request ends. That wake-up was an extra poll
     /// of the whole connection, and a timer set and cancelled, on every HTTP/1 request
-    /// (BENCHMARKS.md, "The idle clock").
+    /// (BENCHMARKS.md, "Instruction counts").
     pub(crate) async fn idle(&self, idle: Duration) {
         let idle = effective(idle);
         let timer = tokio::time::sleep_until(self.next_check(idle, Instant::now()));

@@ -7,7 +7,7 @@
 //! method one of the standard methods (or `OTHER`), the upstream its configured name.
 
 // foldhash: the keys are route names and methods from the config, not from clients, and SipHash
-// showed in the per-request profile (BENCHMARKS.md, "Hashing").
+// showed in the per-request profile (BENCHMARKS.md, "Instruction counts").
 use foldhash::{HashMap, HashMapExt};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};

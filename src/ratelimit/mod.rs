@@ -50,7 +50,7 @@ mod throttle;
 use std::collections::{BTreeMap, HashSet};
 
 // foldhash for the policies by name: the names come from the config, and the map is read on every
-// request (BENCHMARKS.md, "Hashing").
+// request (BENCHMARKS.md, "Instruction counts").
 use foldhash::HashMap;
 use std::fmt;
 use std::net::IpAddr;

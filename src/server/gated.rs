@@ -5,7 +5,7 @@
 //! task wakes for every read, write and upstream answer: each poll of a signal locks its
 //! `Notify`'s waiter list and each poll of the clock re-registers its timer, twice or more per
 //! request, for events that come once in the connection's life. Behind a [`Gated`] they are
-//! polled only when one of their own wakers fired (BENCHMARKS.md, "Gated signals").
+//! polled only when one of their own wakers fired (BENCHMARKS.md, "Instruction counts").
 
 use std::future::Future;
 use std::pin::Pin;

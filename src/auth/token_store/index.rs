@@ -6,7 +6,7 @@
 //! of their own guess, which says nothing about a stored token.
 
 // foldhash: the keys are SHA-256 digests, which no client can steer into collisions, and SipHash
-// showed in the per-request profile (BENCHMARKS.md, "Hashing").
+// showed in the per-request profile (BENCHMARKS.md, "Instruction counts").
 use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::path::{Path, PathBuf};
