@@ -47,7 +47,7 @@ fn compact(c: &mut Criterion) {
     group.bench_function("compact", |b| {
         b.iter(|| {
             let line = black_box(&f)
-                .begin(time::OffsetDateTime::now_utc())
+                .begin(std::time::SystemTime::now())
                 .finish(0, 4096);
             black_box(line)
         })
@@ -59,7 +59,7 @@ fn compact(c: &mut Criterion) {
     group.bench_function("compact_no_query", |b| {
         b.iter(|| {
             let line = black_box(&plain)
-                .begin(time::OffsetDateTime::now_utc())
+                .begin(std::time::SystemTime::now())
                 .finish(0, 4096);
             black_box(line)
         })
@@ -68,7 +68,7 @@ fn compact(c: &mut Criterion) {
     group.bench_function("compact+queue", |b| {
         b.iter(|| {
             let line = black_box(&f)
-                .begin(time::OffsetDateTime::now_utc())
+                .begin(std::time::SystemTime::now())
                 .finish(0, 4096);
             log.send(line);
         })

@@ -13,7 +13,8 @@
 //! (`"1.1"`, `"2"`), `tls` (`"1.3"`, `"1.2"` or `null`), `bytes_in`, `bytes_out`. Absent values
 //! are `null`, numbers are numbers; no header value but the User-Agent is ever written.
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
@@ -24,8 +25,9 @@ use super::redact_query::redact_query;
 /// reader should not have to).
 pub(crate) const USER_AGENT_MAX_BYTES: usize = 256;
 
-/// Room for a typical line, so building it rarely reallocates.
-const LINE_CAPACITY: usize = 384;
+/// Room for a typical line, so building it rarely reallocates (a line with a 50-byte path, a
+/// UUID request id and curl's User-Agent is about 400 bytes).
+const LINE_CAPACITY: usize = 512;
 
 /// What the response head knows about a request, borrowed for the moment the line is begun.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +70,7 @@ pub struct PendingLine(Vec<u8>);
 
 impl AccessFields<'_> {
     /// Writes every field the response head knows, stamped `now`.
-    pub fn begin(&self, now: OffsetDateTime) -> PendingLine {
+    pub fn begin(&self, now: SystemTime) -> PendingLine {
         let mut buf = Vec::with_capacity(LINE_CAPACITY);
         let mut line = JsonLine::open(&mut buf);
         line.bytes("time", &rfc3339_millis(now));
@@ -136,10 +138,43 @@ fn truncate(value: &[u8], max: usize) -> &[u8] {
 }
 
 /// `2026-12-05T10:11:12.345Z`: RFC 3339, UTC, milliseconds; digits and punctuation only, so it
-/// needs no escaping.
-fn rfc3339_millis(now: OffsetDateTime) -> [u8; 24] {
-    let now = now.to_offset(time::UtcOffset::UTC);
+/// needs no escaping. A clock before 1970 writes the epoch.
+fn rfc3339_millis(now: SystemTime) -> [u8; 24] {
+    let (secs, millis) = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or((0, 0), |since| (since.as_secs(), since.subsec_millis()));
     let mut text = [0u8; 24];
+    text[..20].copy_from_slice(&second_prefix(secs));
+    digits(&mut text[20..23], millis);
+    text[23] = b'Z';
+    text
+}
+
+/// `2026-12-05T10:11:12.` for a Unix second, remembered by each thread: the lines of one second
+/// share it, so the calendar arithmetic runs once a second, not once a line (as NGINX caches its
+/// log time).
+fn second_prefix(secs: u64) -> [u8; 20] {
+    thread_local! {
+        static LAST: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
+    LAST.with(|last| {
+        let (cached, prefix) = last.get();
+        if cached == secs {
+            return prefix;
+        }
+        let prefix = format_second(secs);
+        last.set((secs, prefix));
+        prefix
+    })
+}
+
+/// [`second_prefix`] computed.
+fn format_second(secs: u64) -> [u8; 20] {
+    let now = i64::try_from(secs)
+        .ok()
+        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let mut text = [0u8; 20];
     let year = u32::try_from(now.year()).unwrap_or(0).min(9999);
     digits(&mut text[0..4], year);
     text[4] = b'-';
@@ -153,8 +188,6 @@ fn rfc3339_millis(now: OffsetDateTime) -> [u8; 24] {
     text[16] = b':';
     digits(&mut text[17..19], u32::from(now.second()));
     text[19] = b'.';
-    digits(&mut text[20..23], u32::from(now.millisecond()));
-    text[23] = b'Z';
     text
 }
 
@@ -192,7 +225,7 @@ mod tests {
     #[test]
     fn a_line_has_every_field_typed_and_in_order() {
         let now = time::macros::datetime!(2026-12-05 09:08:07.065 UTC);
-        let line = fields().begin(now).finish(12, 3456);
+        let line = fields().begin(now.into()).finish(12, 3456);
         let text = String::from_utf8(line).unwrap();
         assert_eq!(
             text,
@@ -206,6 +239,25 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["status"], 200);
         assert!(!text.contains("sekrit"));
+    }
+
+    #[test]
+    fn the_remembered_second_follows_the_clock() {
+        let at = |millis: u64| {
+            let text = rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(millis));
+            String::from_utf8(text.to_vec()).unwrap()
+        };
+        assert_eq!(at(1_500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(at(1_999), "1970-01-01T00:00:01.999Z");
+        assert_eq!(at(2_001), "1970-01-01T00:00:02.001Z");
+        assert_eq!(
+            at(1_000),
+            "1970-01-01T00:00:01.000Z",
+            "a clock stepped back"
+        );
+        assert_eq!(at(86_400_000 * 365), "1971-01-01T00:00:00.000Z");
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(&rfc3339_millis(before_1970), b"1970-01-01T00:00:00.000Z");
     }
 
     #[test]
@@ -227,7 +279,7 @@ mod tests {
         f.path = "/a\"}\n{\"status\":500";
         f.user_agent = Some(b"evil\r\n{\"x\":1}");
         f.query = None;
-        let text = String::from_utf8(f.begin(OffsetDateTime::UNIX_EPOCH).finish(0, 0)).unwrap();
+        let text = String::from_utf8(f.begin(SystemTime::UNIX_EPOCH).finish(0, 0)).unwrap();
         assert_eq!(text.matches('\n').count(), 1);
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["path"], "/a\"}\n{\"status\":500");

@@ -32,6 +32,7 @@ impl<'b> JsonLine<'b> {
         self.buf.extend_from_slice(b"}\n");
     }
 
+    #[inline]
     fn key(&mut self, key: &'static str) {
         if !self.first {
             self.buf.push(b',');
@@ -43,12 +44,14 @@ impl<'b> JsonLine<'b> {
     }
 
     /// `"key":"value"`, escaped.
+    #[inline]
     pub(crate) fn str(&mut self, key: &'static str, value: &str) {
         self.key(key);
         quoted(self.buf, value);
     }
 
     /// `"key":"value"` from bytes that may not be UTF-8: invalid sequences become U+FFFD.
+    #[inline]
     pub(crate) fn bytes(&mut self, key: &'static str, value: &[u8]) {
         self.key(key);
         self.buf.push(b'"');
@@ -57,6 +60,7 @@ impl<'b> JsonLine<'b> {
     }
 
     /// A string, or `null` when absent.
+    #[inline]
     pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(value) => self.str(key, value),
@@ -65,12 +69,14 @@ impl<'b> JsonLine<'b> {
     }
 
     /// `"key":null`.
+    #[inline]
     pub(crate) fn null(&mut self, key: &'static str) {
         self.key(key);
         self.buf.extend_from_slice(b"null");
     }
 
     /// `"key":123`.
+    #[inline]
     pub(crate) fn u64(&mut self, key: &'static str, value: u64) {
         self.key(key);
         push_u64(self.buf, value);
@@ -138,34 +144,66 @@ pub(crate) fn escape_str(out: &mut Vec<u8>, value: &str) {
 }
 
 /// The index of the first byte at or after `from` that [`needs_escape`], or `bytes.len()`.
-/// Whole words without one are skipped: a header value or path rarely holds any.
+/// Eight bytes are tested at a time, the last few too (see [`word_from`]), so a short value —
+/// a method, an address — costs one word test and no loop over its bytes.
 fn next_escape(bytes: &[u8], mut from: usize) -> usize {
+    while from < bytes.len() {
+        let (start, word) = word_from(bytes, from);
+        // The bytes of the word before `from` were tested already (or are the escape just
+        // written): they become spaces, so neither they nor a borrow out of them can match.
+        let keep = u64::MAX << (8 * (from - start));
+        let found = escape_mask(word & keep | SPACES & !keep);
+        if found != 0 {
+            // Little-endian: the lowest set bit is the first byte in memory that matched.
+            return start + (found.trailing_zeros() / 8) as usize;
+        }
+        from = start + 8;
+    }
+    bytes.len()
+}
+
+/// Eight spaces: bytes that never need escaping, to fill a word.
+const SPACES: u64 = u64::from_le_bytes([b' '; 8]);
+
+/// The word to test for the bytes from `from` on, and where it starts: the eight bytes at
+/// `from`; when fewer remain, the value's last eight (starting before `from`); and a value
+/// shorter than eight bytes, padded with spaces. Built in a register, never through a partial
+/// copy to memory (reading that back stalls on store forwarding: it made this slower than a
+/// byte loop).
+fn word_from(bytes: &[u8], from: usize) -> (usize, u64) {
+    let start = from.min(bytes.len().saturating_sub(8));
+    match bytes.get(start..start + 8) {
+        Some(chunk) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            (start, u64::from_le_bytes(word))
+        }
+        None => {
+            let word = (bytes.iter().rev()).fold(SPACES, |word, &byte| word << 8 | u64::from(byte));
+            (0, word)
+        }
+    }
+}
+
+/// The high bit of each byte of `word` that [`needs_escape`]. Exact for the lowest such byte
+/// (the borrows of these tests only run towards higher bytes, where they may mark bytes that
+/// do not match), which is all [`next_escape`] reads.
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // A byte of the word is zero: the classic test, exact for "some byte is zero".
-    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
-    while let Some(chunk) = bytes.get(from..from + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        // A byte below 0x20: it or a byte before it underflows when 0x20 is taken from each.
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        let special = has_zero(word ^ (ONES * u64::from(b'"')))
-            || has_zero(word ^ (ONES * u64::from(b'\\')))
-            || has_zero(word ^ (ONES * 0x7f));
-        if control || special {
-            break;
-        }
-        from += 8;
-    }
-    bytes[from..]
-        .iter()
-        .position(|&byte| needs_escape(byte))
-        .map_or(bytes.len(), |offset| from + offset)
+    // A byte of the word is zero: the classic test.
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    // A byte below 0x20 underflows when 0x20 is taken from it; bytes of 0x80 and up never match.
+    let controls = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    controls
+        | zero_bytes(word ^ (ONES * u64::from(b'"')))
+        | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+        | zero_bytes(word ^ (ONES * 0x7f))
 }
 
 /// Appends the JSON escape of one byte that [`needs_escape`].
 fn push_escaped(out: &mut Vec<u8>, byte: u8) {
+    debug_assert!(needs_escape(byte));
     match byte {
         b'"' => out.extend_from_slice(b"\\\""),
         b'\\' => out.extend_from_slice(b"\\\\"),
@@ -264,6 +302,32 @@ mod tests {
                         let mut text: String = std::iter::repeat_n(neighbour, len).collect();
                         let offset = text.char_indices().nth(at).map_or(text.len(), |(i, _)| i);
                         text.insert(offset, special);
+                        let mut fast = Vec::new();
+                        escape_str(&mut fast, &text);
+                        assert_eq!(fast, escaped_naively(&text), "{text:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_specials_are_both_found_wherever_they_sit() {
+        // The second search starts right after the first escape, inside the same word or the
+        // overlapping last word: neither the byte just escaped nor its borrow may count.
+        for len in 0..20 {
+            for first in 0..=len {
+                for second in first..=len {
+                    for (a, b) in [
+                        ('\n', '"'),
+                        ('\u{0}', '\u{1}'),
+                        ('\\', '\u{7f}'),
+                        ('\u{1f}', 'é'),
+                    ] {
+                        let mut text: Vec<char> = std::iter::repeat_n('a', len).collect();
+                        text.insert(second, b);
+                        text.insert(first, a);
+                        let text: String = text.into_iter().collect();
                         let mut fast = Vec::new();
                         escape_str(&mut fast, &text);
                         assert_eq!(fast, escaped_naively(&text), "{text:?}");

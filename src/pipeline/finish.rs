@@ -114,7 +114,7 @@ pub(super) fn count_and_log(
             http: http_version(seen.version),
             tls: conn.tls_version,
         }
-        .begin(time::OffsetDateTime::now_utc())
+        .begin(std::time::SystemTime::now())
     });
     let bytes_in = ctx.bytes_in.clone();
     let shared = shared.clone();
