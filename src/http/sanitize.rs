@@ -140,16 +140,23 @@ fn remove_connection_named(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether every name a `Connection` value lists is one of [`HOP_BY_HOP`].
+/// Whether every name a `Connection` value lists is one of [`HOP_BY_HOP`] (or `close`, an
+/// option that names no header). The two values nearly every upstream sends, `keep-alive` and
+/// `close`, are recognised whole before any parsing.
 fn names_only_hop_by_hop(value: &http::HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.eq_ignore_ascii_case(b"keep-alive") || bytes.eq_ignore_ascii_case(b"close") {
+        return true;
+    }
     let Ok(text) = value.to_str() else {
         return false;
     };
     text.split(',').all(|name| {
         let name = name.trim();
-        HOP_BY_HOP
-            .iter()
-            .any(|hop| hop.as_str().eq_ignore_ascii_case(name))
+        name.eq_ignore_ascii_case("close")
+            || HOP_BY_HOP
+                .iter()
+                .any(|hop| hop.as_str().eq_ignore_ascii_case(name))
     })
 }
 
