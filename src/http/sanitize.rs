@@ -140,12 +140,10 @@ fn remove_connection_named(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether every name a `Connection` value lists is one of [`HOP_BY_HOP`] (or `close`, an
-/// option that names no header). The two values nearly every upstream sends, `keep-alive` and
-/// `close`, are recognised whole before any parsing.
+/// Whether every name a `Connection` value lists is one of [`HOP_BY_HOP`]. The value nearly
+/// every keep-alive upstream sends, `keep-alive`, is recognised whole before any parsing.
 fn names_only_hop_by_hop(value: &http::HeaderValue) -> bool {
-    let bytes = value.as_bytes();
-    if bytes.eq_ignore_ascii_case(b"keep-alive") || bytes.eq_ignore_ascii_case(b"close") {
+    if value.as_bytes().eq_ignore_ascii_case(b"keep-alive") {
         return true;
     }
     let Ok(text) = value.to_str() else {
@@ -153,10 +151,9 @@ fn names_only_hop_by_hop(value: &http::HeaderValue) -> bool {
     };
     text.split(',').all(|name| {
         let name = name.trim();
-        name.eq_ignore_ascii_case("close")
-            || HOP_BY_HOP
-                .iter()
-                .any(|hop| hop.as_str().eq_ignore_ascii_case(name))
+        HOP_BY_HOP
+            .iter()
+            .any(|hop| hop.as_str().eq_ignore_ascii_case(name))
     })
 }
 
@@ -287,6 +284,23 @@ mod tests {
             "Connection",
         ] {
             assert_eq!(hop_by_hop_index(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn connection_close_still_removes_a_header_of_that_name_and_keeps_the_rest() {
+        // Only `keep-alive` takes the short path; `close` goes through the list as before.
+        for value in ["close", "Close", "close, x-foo"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONNECTION, HeaderValue::from_static(value));
+            headers.insert("close", HeaderValue::from_static("1"));
+            headers.insert("x-foo", HeaderValue::from_static("1"));
+            headers.insert("x-kept", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut headers);
+            assert!(!headers.contains_key("close"), "Connection: {value}");
+            assert!(!headers.contains_key(header::CONNECTION));
+            assert!(headers.contains_key("x-kept"));
+            assert_eq!(headers.contains_key("x-foo"), !value.contains("x-foo"));
         }
     }
 }
