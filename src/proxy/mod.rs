@@ -4,9 +4,11 @@
 //! connections. Failures become 502/504 naming the upstream; a client body that breaks its framing
 //! mid-stream becomes 400 and aborts the upstream request (SPEC §8.6).
 
+pub(crate) mod exchange;
 pub(crate) mod pool;
 pub(crate) mod upgrade;
 pub(crate) mod upstream;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use crate::error::GatewayError;
 use crate::http::body::{self, Body, ClientBody, LimitedBody};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
-use upstream::Outgoing;
+use upstream::{Outgoing, UpstreamResponse};
 pub(crate) use upstream::{Upstream, UpstreamError};
 
 /// Everything [`forward`] needs besides the request itself.
@@ -46,7 +48,9 @@ pub(crate) struct ForwardPlan<'u, 'a> {
 pub(crate) struct Prepared<'a> {
     upstream: &'a Upstream,
     outgoing: Outgoing,
-    body: Body,
+    /// `None`: no body goes upstream, and the request takes a lean connection
+    /// ([`exchange`]).
+    body: Option<Body>,
     /// The client connection's upgrade, for a WebSocket handshake.
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -102,18 +106,22 @@ where
     {
         headers.insert(header::HOST, host);
     }
-    let body = if let Some(client_body) = body {
-        body::boxed(LimitedBody::new(
-            ClientBody::new(client_body),
-            plan.max_body_bytes,
-        ))
-    } else {
-        headers.remove(header::CONTENT_LENGTH);
-        if matches!(plan.method, Method::POST | Method::PUT | Method::PATCH) {
-            // Some servers answer 411 to a bodyless POST without a length.
-            headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+    let body = match body {
+        Some(client_body) if plan.websocket || !client_body.is_end_stream() => Some(body::boxed(
+            LimitedBody::new(ClientBody::new(client_body), plan.max_body_bytes),
+        )),
+        // No body, or one that is already over (`Content-Length: 0`, an h2 HEADERS frame that
+        // ended the stream): none goes upstream.
+        _ => {
+            headers.remove(header::CONTENT_LENGTH);
+            if matches!(plan.method, Method::POST | Method::PUT | Method::PATCH) {
+                // Some servers answer 411 to a bodyless POST without a length.
+                headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+            }
+            // A WebSocket handshake and CONNECT need hyper's client, which hands over the
+            // upgraded connection.
+            (plan.websocket || plan.method == Method::CONNECT).then(body::empty)
         }
-        body::empty()
     };
     Ok(Prepared {
         upstream: plan.upstream,
@@ -140,7 +148,7 @@ pub(crate) async fn send(prepared: Prepared<'_>) -> Result<Response<Body>, Gatew
         client_upgrade,
     } = prepared;
     let name = &upstream.name;
-    let mut response = upstream
+    let response = upstream
         .send(outgoing, body)
         .await
         .map_err(|error| match error {
@@ -149,11 +157,17 @@ pub(crate) async fn send(prepared: Prepared<'_>) -> Result<Response<Body>, Gatew
             UpstreamError::BodyTooLarge => GatewayError::BodyTooLarge,
             UpstreamError::ClientBody => GatewayError::MalformedBody,
         })?;
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return switch_protocols(response, client_upgrade, name);
-    }
+    let mut response = match response {
+        UpstreamResponse::Lean(response) => response.map(body::boxed),
+        UpstreamResponse::Hyper(response)
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
+        {
+            return switch_protocols(response, client_upgrade, name);
+        }
+        UpstreamResponse::Hyper(response) => response.map(body::boxed),
+    };
     remove_hop_by_hop(response.headers_mut());
-    Ok(response.map(body::boxed))
+    Ok(response)
 }
 
 /// 413 before any byte is read when the declared length is already too large.

@@ -1,5 +1,7 @@
-//! Keep-alive HTTP/1.1 connections to one upstream target, driven through hyper's
-//! connection-level client (`hyper::client::conn::http1`).
+//! Keep-alive HTTP/1.1 connections to one upstream target: lean connections for requests with
+//! no body ([`super::exchange`]), and connections driven through hyper's connection-level client
+//! (`hyper::client::conn::http1`) for requests with a body and WebSocket handshakes. Each kind
+//! has its own idle list, each up to `max_idle_per_target`.
 //!
 //! hyper-util's pooled client did the same job with more per request: a pool keyed by scheme and
 //! authority behind one lock and a hash, a lazily built connect future of about 6.8 KiB moved
@@ -15,15 +17,17 @@
 //! connection; any other failure may have delivered it and is final.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 
+use super::exchange::{self, Conn, ExchangeError, UpstreamBody};
 use crate::http::body::{Body, BoxError};
 
 /// Opens connections: plain TCP or rustls, as the target URI's scheme says.
@@ -37,15 +41,29 @@ pub(crate) enum SendError {
     Connect(BoxError),
     /// The request met a connection and failed there; it may have been delivered.
     Request(hyper::Error),
+    /// A bodyless request met a lean connection and failed there; it may have been delivered.
+    Exchange(ExchangeError),
 }
 
 /// One target's idle (and recently used) connections.
 pub(crate) struct TargetPool {
+    /// hyper's connections, for requests with a body.
     connections: Mutex<Vec<Pooled>>,
+    /// Lean connections, idle, most recently used last.
+    idle: Mutex<Vec<IdleConn>>,
     max_idle: usize,
     idle_timeout: Duration,
     /// A reaper task is running for this pool.
     reaping: std::sync::atomic::AtomicBool,
+    /// The running reaper's waker: an idle lean connection wakes it when its socket turns
+    /// readable (the upstream closed it), so it is closed here too, not left half-open.
+    reaper: Mutex<Option<Waker>>,
+}
+
+struct IdleConn {
+    conn: Conn,
+    /// When it went idle.
+    since: Instant,
 }
 
 struct Pooled {
@@ -84,9 +102,11 @@ impl TargetPool {
     pub(crate) fn new(max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             connections: Mutex::new(Vec::new()),
+            idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
             reaping: std::sync::atomic::AtomicBool::new(false),
+            reaper: Mutex::new(None),
         })
     }
 
@@ -94,6 +114,67 @@ impl TargetPool {
         self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<IdleConn>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle lean connection that is neither expired nor closed by its
+    /// upstream; the others found on the way are closed.
+    fn checkout_conn(&self) -> Option<Conn> {
+        let mut idle = self.lock_idle();
+        let now = Instant::now();
+        while let Some(entry) = idle.pop() {
+            if now.duration_since(entry.since) <= self.idle_timeout && !entry.conn.looks_closed() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a lean connection whose response was read in full, up to `max_idle`; beyond that,
+    /// or if its upstream already closed it, it is closed.
+    pub(super) fn put_conn(self: &Arc<Self>, conn: Conn) {
+        if self.max_idle == 0 {
+            return;
+        }
+        {
+            let reaper = self.reaper.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(waker) = reaper.as_ref()
+                && conn.watch_close(waker)
+            {
+                return;
+            }
+        }
+        {
+            let mut idle = self.lock_idle();
+            if idle.len() >= self.max_idle {
+                return;
+            }
+            idle.push(IdleConn {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        self.start_reaper();
+    }
+
+    /// One pass of the reaper: drops expired connections of both kinds (`expire`) and lean ones
+    /// their upstream closed, watching the rest for a close with `waker`. False once both lists
+    /// are empty.
+    fn sweep(&self, waker: &Waker, expire: bool) -> bool {
+        let now = Instant::now();
+        let mut idle = self.lock_idle();
+        idle.retain(|entry| {
+            let fresh = !expire || now.duration_since(entry.since) <= self.idle_timeout;
+            fresh && !entry.conn.watch_close(waker)
+        });
+        let mut connections = self.lock();
+        if expire {
+            connections.retain_mut(|entry| entry.keep(now, self.idle_timeout));
+        }
+        !(idle.is_empty() && connections.is_empty())
     }
 
     /// The most recently used connection that is ready for a request; closed and expired ones
@@ -146,21 +227,68 @@ impl TargetPool {
     }
 }
 
-/// The reaper: every `every`, drops closed and expired connections; ends when the pool is empty
-/// or gone (a reload replaced the upstream).
+/// The reaper: every `every`, drops closed and expired connections, and at once a lean one its
+/// upstream closed; ends when the pool is empty or gone (a reload replaced the upstream).
 async fn reap(pool: Weak<TargetPool>, every: Duration) {
     use std::sync::atomic::Ordering;
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(pool) = pool.upgrade() else { return };
-        let now = Instant::now();
-        let mut connections = pool.lock();
-        connections.retain_mut(|entry| entry.keep(now, pool.idle_timeout));
-        if connections.is_empty() {
-            pool.reaping.store(false, Ordering::Release);
-            return;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    std::future::poll_fn(|cx| {
+        let Some(pool) = pool.upgrade() else {
+            return Poll::Ready(());
+        };
+        let mut expire = false;
+        while tick.poll_tick(cx).is_ready() {
+            expire = true;
         }
-    }
+        {
+            let mut reaper = pool.reaper.lock().unwrap_or_else(PoisonError::into_inner);
+            if !reaper.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *reaper = Some(cx.waker().clone());
+            }
+        }
+        if pool.sweep(cx.waker(), expire) {
+            return Poll::Pending;
+        }
+        *pool.reaper.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        pool.reaping.store(false, Ordering::Release);
+        Poll::Ready(())
+    })
+    .await;
+}
+
+/// Sends a bodyless request on an idle lean connection to the target at `connect_to`, or on a
+/// new one: `build` writes its head (it may be called once), `method` decides whether the
+/// response has a body.
+///
+/// # Errors
+/// [`SendError::Connect`] when no connection could be opened, [`SendError::Exchange`] when the
+/// connection failed with the request.
+pub(crate) async fn exchange(
+    pool: &Arc<TargetPool>,
+    connector: &Connector,
+    connect_to: &Uri,
+    method: &Method,
+    build: impl FnOnce(&mut Vec<u8>),
+) -> Result<Response<UpstreamBody>, SendError> {
+    let conn = match pool.checkout_conn() {
+        Some(conn) => conn,
+        // Boxed, as in `send`: rare, and large.
+        None => Box::pin(open(connector, connect_to)).await?,
+    };
+    exchange::exchange(conn, pool, method, build)
+        .await
+        .map_err(SendError::Exchange)
+}
+
+/// Opens a lean connection.
+async fn open(connector: &Connector, uri: &Uri) -> Result<Conn, SendError> {
+    let io = connector
+        .clone()
+        .call(uri.clone())
+        .await
+        .map_err(SendError::Connect)?;
+    Ok(Conn::new(io))
 }
 
 /// Sends `request` (origin-form URI, `Host` set) on a pooled connection to the target at

@@ -33,7 +33,9 @@ use crate::config::UpstreamConfig;
 use crate::config::collect::KeyError;
 use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
 use crate::http::client::Roots;
+use crate::proxy::exchange::{ExchangeError, UpstreamBody};
 use crate::proxy::pool::{self, Connector, SendError, TargetPool};
+use crate::proxy::wire;
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -47,6 +49,16 @@ pub(crate) enum UpstreamError {
     /// The client's body broke its framing (or the client went away) while streaming upstream;
     /// the upstream request was aborted.
     ClientBody,
+}
+
+/// An upstream's response: from a lean exchange (a bodyless request), or from hyper's client
+/// (a request with a body, a WebSocket handshake).
+#[derive(Debug)]
+pub(crate) enum UpstreamResponse {
+    /// Read by [`crate::proxy::exchange`].
+    Lean(Response<UpstreamBody>),
+    /// Read by hyper's client; a `101` carries the upgrade.
+    Hyper(Response<Incoming>),
 }
 
 /// A failed attempt, and whether the request may go to another target.
@@ -200,20 +212,22 @@ impl Upstream {
     }
 
     /// Sends the request to a target, retrying once on another target if the first attempt could
-    /// not connect (no byte of the request was written).
+    /// not connect (no byte of the request was written). `body`: `None` sends none.
     ///
     /// # Errors
     /// [`UpstreamError`] classified by predicate, never by message text.
     pub(crate) async fn send(
         &self,
         outgoing: Outgoing,
-        body: Body,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+        body: Option<Body>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         if self.targets.len() == 1 {
-            return self
-                .attempt(0, outgoing, body)
-                .await
-                .map_err(|failed| failed.error);
+            let sent = match body {
+                None => self.attempt_bodyless(0, &outgoing).await,
+                // Boxed: requests with a body are the rarer kind, and hyper's state is large.
+                Some(body) => Box::pin(self.attempt(0, outgoing, body)).await,
+            };
+            return sent.map_err(|failed| failed.error);
         }
         // Boxed: the retry's state stays out of the future of single-target upstreams, which
         // every request to one awaits (BENCHMARKS.md, "Future size").
@@ -224,9 +238,21 @@ impl Upstream {
     async fn send_with_retry(
         &self,
         outgoing: Outgoing,
-        body: Body,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+        body: Option<Body>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let first = self.pick(None);
+        let Some(body) = body else {
+            return match self.attempt_bodyless(first, &outgoing).await {
+                Err(failed) if failed.unsent => {
+                    let second = self.pick(Some(first));
+                    tracing::debug!(upstream = %self.name, "retrying on another target");
+                    self.attempt_bodyless(second, &outgoing)
+                        .await
+                        .map_err(|failed| failed.error)
+                }
+                result => result.map_err(|failed| failed.error),
+            };
+        };
         let replayable = Replayable::new(body);
         let spare = replayable.retry();
         let result = self
@@ -251,12 +277,52 @@ impl Upstream {
         }
     }
 
+    /// A request with no body, over a lean connection ([`pool::exchange`]).
+    async fn attempt_bodyless(
+        &self,
+        index: usize,
+        outgoing: &Outgoing,
+    ) -> Result<UpstreamResponse, Failed> {
+        let target = &self.targets[index];
+        let build = |buf: &mut Vec<u8>| {
+            wire::encode_request_head(
+                buf,
+                &outgoing.method,
+                &outgoing.path_and_query,
+                &outgoing.headers,
+                target.host.as_ref(),
+            );
+        };
+        let sent = tokio::time::timeout(
+            self.config.response_timeout,
+            pool::exchange(
+                &target.pool,
+                &self.connector,
+                &target.connect_to,
+                &outgoing.method,
+                build,
+            ),
+        )
+        .await;
+        match sent {
+            Err(_elapsed) => Err(Failed {
+                error: UpstreamError::Timeout,
+                unsent: false,
+            }),
+            Ok(Ok(response)) => Ok(UpstreamResponse::Lean(response)),
+            Ok(Err(SendError::Connect(error))) => Err(self.connect_failed(index, &*error)),
+            Ok(Err(SendError::Exchange(error))) => Err(self.exchange_failed(index, &error)),
+            Ok(Err(SendError::Request(error))) => Err(self.classify(index, &error)),
+        }
+    }
+
+    /// A request with a body (or a WebSocket handshake), through hyper's client.
     async fn attempt(
         &self,
         index: usize,
         outgoing: Outgoing,
         body: Body,
-    ) -> Result<Response<Incoming>, Failed> {
+    ) -> Result<UpstreamResponse, Failed> {
         let request = self.request(index, outgoing, body);
         let target = &self.targets[index];
         let sent = tokio::time::timeout(
@@ -269,9 +335,10 @@ impl Upstream {
                 error: UpstreamError::Timeout,
                 unsent: false,
             }),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(UpstreamResponse::Hyper(response)),
             Ok(Err(SendError::Connect(error))) => Err(self.connect_failed(index, &*error)),
             Ok(Err(SendError::Request(error))) => Err(self.classify(index, &error)),
+            Ok(Err(SendError::Exchange(error))) => Err(self.exchange_failed(index, &error)),
         }
     }
 
@@ -282,6 +349,15 @@ impl Upstream {
         Failed {
             error: UpstreamError::Unavailable,
             unsent: true,
+        }
+    }
+
+    /// A bodyless request met a connection and failed: it may have left, so it is not resent.
+    fn exchange_failed(&self, index: usize, error: &ExchangeError) -> Failed {
+        tracing::warn!(upstream = %self.name, upstream_addr = %self.targets[index].authority, error = %error, "upstream request failed");
+        Failed {
+            error: UpstreamError::Unavailable,
+            unsent: false,
         }
     }
 

@@ -42,4 +42,5 @@ mod spine;
 mod streaming;
 mod structure;
 mod tls;
+mod upstream_wire;
 mod websocket;

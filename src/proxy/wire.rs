@@ -1,0 +1,585 @@
+//! HTTP/1.1 on the upstream wire, for requests that carry no body: the request head as bytes,
+//! the response head parsed into an `http::Response`, and how the response body is delimited
+//! (RFC 9112 §6.3), with a strict decoder for chunked bodies.
+//!
+//! Pure functions over buffers; the connection that feeds them is [`super::exchange`].
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
+
+/// Most headers a response head may carry (hyper's client default).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// Largest response head accepted, in bytes (hyper's client default read buffer).
+pub(crate) const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+
+/// Largest chunk-size line (size and extensions) or trailer section accepted, in bytes.
+const MAX_CHUNK_META_BYTES: usize = 16 * 1024;
+
+/// What is wrong with what an upstream sent. Messages name the fault, never header values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WireError {
+    /// The response head does not parse as HTTP/1.x.
+    #[error("malformed response head")]
+    MalformedHead,
+    /// The response head is larger than [`MAX_HEAD_BYTES`] or has more than [`MAX_HEADERS`].
+    #[error("response head too large")]
+    HeadTooLarge,
+    /// `Content-Length` is not a number, or two of them disagree.
+    #[error("invalid content-length")]
+    InvalidContentLength,
+    /// A chunk size line or trailer section is malformed or too long.
+    #[error("malformed chunked body")]
+    MalformedChunk,
+}
+
+/// Writes the request head: request line, `headers`, `host` when `headers` has no `Host`, and
+/// the blank line. Values are `HeaderValue`s, which never hold CR or LF.
+pub(crate) fn encode_request_head(
+    buf: &mut Vec<u8>,
+    method: &Method,
+    target: &PathAndQuery,
+    headers: &HeaderMap,
+    host: Option<&HeaderValue>,
+) {
+    buf.extend_from_slice(method.as_str().as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(target.as_str().as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = host.filter(|_| !headers.contains_key(header::HOST)) {
+        push_header(buf, header::HOST.as_str(), host.as_bytes());
+    }
+    for (name, value) in headers {
+        push_header(buf, name.as_str(), value.as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn push_header(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// A complete response head taken off the front of the read buffer.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// Status, version and headers; the body is decided by [`Head::framing`].
+    pub(crate) response: Response<()>,
+    /// How the body is delimited.
+    pub(crate) framing: Framing,
+    /// The connection may carry another request once this body is read.
+    pub(crate) reusable: bool,
+}
+
+/// How a response body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body: a HEAD request, or 1xx, 204, 304.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+}
+
+/// Parses the response head at the front of `buf`. `Ok(None)`: not complete yet. On success
+/// the head's bytes are gone from `buf`, and the header values point into them (no copies).
+///
+/// # Errors
+/// [`WireError`] for a head that is malformed, too large or frames its body ambiguously.
+pub(crate) fn parse_response_head(
+    buf: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Option<Head>, WireError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+            return Err(WireError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(WireError::HeadTooLarge),
+        Err(_) => return Err(WireError::MalformedHead),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(WireError::HeadTooLarge);
+    }
+    let version = match parsed.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Err(WireError::MalformedHead),
+    };
+    let status = parsed
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(WireError::MalformedHead)?;
+    // Offsets, so the parser's borrow of `buf` ends before the head is split off it.
+    let base = buf.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
+        let start = h.value.as_ptr() as usize - base;
+        spans.push((name, start, start + h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, start, end) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| WireError::MalformedHead)?;
+        headers.append(name, value);
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    let (framing, conflicting) = framing(&response, request_method)?;
+    if conflicting {
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    let reusable = version == Version::HTTP_11
+        && !conflicting
+        && framing != Framing::UntilClose
+        && !says_close(response.headers());
+    Ok(Some(Head {
+        response,
+        framing,
+        reusable,
+    }))
+}
+
+/// The body's framing, and whether `Transfer-Encoding` and `Content-Length` both came (the
+/// length is then ignored, and the connection is not trusted with another request).
+fn framing(response: &Response<()>, method: &Method) -> Result<(Framing, bool), WireError> {
+    let status = response.status();
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, false));
+    }
+    let headers = response.headers();
+    let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let framing = if chunked_is_last(headers) {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        };
+        return Ok((framing, has_length));
+    }
+    match content_length(headers)? {
+        Some(length) => Ok((Framing::Length(length), false)),
+        None => Ok((Framing::UntilClose, false)),
+    }
+}
+
+/// True when the last transfer coding named is `chunked`.
+fn chunked_is_last(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The one length every `Content-Length` value (and comma-separated item) agrees on.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| WireError::InvalidContentLength)?;
+        for item in text.split(',') {
+            let item = item.trim();
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(WireError::InvalidContentLength);
+            }
+            let n = item
+                .parse::<u64>()
+                .map_err(|_| WireError::InvalidContentLength)?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(WireError::InvalidContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// True when `Connection` lists `close`.
+fn says_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Decodes `Transfer-Encoding: chunked` from a buffer that fills as bytes arrive. Chunk
+/// extensions and trailer fields are read and dropped.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedDecoder {
+    state: Chunk,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// A chunk-size line is next.
+    #[default]
+    Size,
+    /// This many bytes of chunk data are still to come (never 0).
+    Data(u64),
+    /// The CRLF after a chunk's data is next.
+    DataEnd,
+    /// The zero-size chunk was read; trailer fields up to a blank line are next.
+    Trailers,
+    /// The body ended.
+    Done,
+}
+
+/// One step of [`ChunkedDecoder::decode`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// More input is needed.
+    NeedMore,
+    /// The body ended; what follows in the buffer belongs to the next response.
+    End,
+}
+
+impl ChunkedDecoder {
+    /// Takes what it can from the front of `buf`. After body bytes it also reads as far past
+    /// them as `buf` allows, so [`Self::is_done`] tells at once when they were the last.
+    ///
+    /// # Errors
+    /// [`WireError::MalformedChunk`] for a size line or trailer that is malformed or too long.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+        self.advance(buf)?;
+        match self.state {
+            Chunk::Done => Ok(Decoded::End),
+            Chunk::Data(left) if !buf.is_empty() => {
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let left = left - take as u64;
+                self.state = if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                };
+                let data = buf.split_to(take).freeze();
+                self.advance(buf)?;
+                Ok(Decoded::Data(data))
+            }
+            _ => Ok(Decoded::NeedMore),
+        }
+    }
+
+    /// The terminating chunk and its trailer section have been read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == Chunk::Done
+    }
+
+    /// Reads size lines, the CRLF after data and trailers for as long as `buf` holds them
+    /// whole; stops at chunk data, at the end, or when more input is needed.
+    fn advance(&mut self, buf: &mut BytesMut) -> Result<(), WireError> {
+        loop {
+            match self.state {
+                Chunk::Data(_) | Chunk::Done => return Ok(()),
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(());
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(WireError::MalformedChunk);
+                    }
+                    buf.advance(2);
+                    self.state = Chunk::Size;
+                }
+                Chunk::Size => {
+                    let Some(size) = take_size_line(buf)? else {
+                        return Ok(());
+                    };
+                    self.state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Trailers => match skip_trailer_line(buf)? {
+                    None => return Ok(()),
+                    Some(true) => self.state = Chunk::Done,
+                    Some(false) => {}
+                },
+            }
+        }
+    }
+}
+
+/// Drops one trailer line: `Some(true)` for the blank line that ends the body, `None` while no
+/// whole line is buffered.
+fn skip_trailer_line(buf: &mut BytesMut) -> Result<Option<bool>, WireError> {
+    let Some(end) = find_crlf(buf) else {
+        if buf.len() > MAX_CHUNK_META_BYTES {
+            return Err(WireError::MalformedChunk);
+        }
+        return Ok(None);
+    };
+    if end > 0 && !buf[..end].contains(&b':') {
+        return Err(WireError::MalformedChunk);
+    }
+    buf.advance(end + 2);
+    Ok(Some(end == 0))
+}
+
+/// Parses `HEX[;extensions]CRLF` off the front of `buf`; `None` until the line is complete.
+fn take_size_line(buf: &mut BytesMut) -> Result<Option<u64>, WireError> {
+    let Some(end) = find_crlf(buf) else {
+        if buf.len() > MAX_CHUNK_META_BYTES {
+            return Err(WireError::MalformedChunk);
+        }
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let rest = &line[digits_end..];
+    let rest_ok = rest.is_empty() || matches!(rest.first(), Some(b';' | b' ' | b'\t'));
+    if digits_end == 0 || digits_end > 16 || !rest_ok {
+        return Err(WireError::MalformedChunk);
+    }
+    let digits = std::str::from_utf8(&line[..digits_end]).map_err(|_| WireError::MalformedChunk)?;
+    let size = u64::from_str_radix(digits, 16).map_err(|_| WireError::MalformedChunk)?;
+    buf.advance(end + 2);
+    Ok(Some(size))
+}
+
+/// Where the first CRLF in `buf` starts; a bare LF is not a line end here.
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|pair| pair == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, method: &Method) -> Result<Option<Head>, WireError> {
+        parse_response_head(&mut BytesMut::from(text), method)
+    }
+
+    fn head(text: &str) -> Head {
+        match parse(text, &Method::GET) {
+            Ok(Some(head)) => head,
+            other => panic!("{text:?} did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_head_is_written_as_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut buf = Vec::new();
+        let target = PathAndQuery::from_static("/p?q=1");
+        let host = HeaderValue::from_static("up:8080");
+        encode_request_head(&mut buf, &Method::GET, &target, &headers, Some(&host));
+        assert_eq!(
+            String::from_utf8_lossy(&buf),
+            "GET /p?q=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("client.example"));
+        buf.clear();
+        encode_request_head(&mut buf, &Method::GET, &target, &headers, Some(&host));
+        assert_eq!(buf.windows(4).filter(|w| w == b"host").count(), 1);
+    }
+
+    #[test]
+    fn head_is_split_off_and_the_rest_stays() {
+        let mut buf =
+            BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
+        let head = parse_response_head(&mut buf, &Method::GET)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..], b"okNEXT");
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.reusable);
+        assert_eq!(head.response.headers()["x-a"], "b");
+    }
+
+    #[test]
+    fn partial_head_waits_and_garbage_fails() {
+        assert!(matches!(
+            parse("HTTP/1.1 200 OK\r\nContent-Le", &Method::GET),
+            Ok(None)
+        ));
+        for bad in [
+            "HELLO\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+            "HTTP/2.0 200 OK\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(bad, &Method::GET).unwrap_err(),
+                WireError::MalformedHead,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_heads_fail() {
+        let many = format!(
+            "HTTP/1.1 200 OK\r\n{}\r\n",
+            "x-h: v\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(
+            parse(&many, &Method::GET).unwrap_err(),
+            WireError::HeadTooLarge
+        );
+        let long = format!("HTTP/1.1 200 OK\r\nx-h: {}", "v".repeat(MAX_HEAD_BYTES));
+        assert_eq!(
+            parse(&long, &Method::GET).unwrap_err(),
+            WireError::HeadTooLarge
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let h = |text: &str| head(text).framing;
+        assert_eq!(
+            h("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            h("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            h("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Framing::Chunked
+        );
+        assert_eq!(
+            h("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Framing::Chunked
+        );
+        assert_eq!(
+            h("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            Framing::UntilClose
+        );
+        assert_eq!(h("HTTP/1.1 200 OK\r\n\r\n"), Framing::UntilClose);
+        assert_eq!(
+            h("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Empty
+        );
+        assert_eq!(h("HTTP/1.1 304 Not Modified\r\n\r\n"), Framing::Empty);
+        assert_eq!(
+            h("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"),
+            Framing::Empty
+        );
+        let to_head = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            &Method::HEAD,
+        );
+        assert_eq!(to_head.unwrap().unwrap().framing, Framing::Empty);
+    }
+
+    #[test]
+    fn bad_lengths_fail() {
+        for bad in ["abc", "5, 6", "-1", "+5", "", "99999999999999999999999"] {
+            let text = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(
+                parse(&text, &Method::GET).unwrap_err(),
+                WireError::InvalidContentLength,
+                "{bad:?}"
+            );
+        }
+        let two = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert_eq!(
+            parse(two, &Method::GET).unwrap_err(),
+            WireError::InvalidContentLength
+        );
+    }
+
+    #[test]
+    fn reuse_needs_http_11_a_delimited_body_and_no_close() {
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").reusable);
+        assert!(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").reusable);
+        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").reusable);
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n")
+                .reusable
+        );
+        assert!(!head("HTTP/1.1 200 OK\r\n\r\n").reusable);
+        let both =
+            head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(!both.reusable);
+        assert_eq!(both.framing, Framing::Chunked);
+        assert!(!both.response.headers().contains_key(header::CONTENT_LENGTH));
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), WireError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::End => return Ok((body, buf.to_vec())),
+                Decoded::NeedMore => {
+                    assert!(fed < input.len(), "ran out of input");
+                    let next = (fed + step).min(input.len());
+                    buf.extend_from_slice(&input[fed..next]);
+                    fed = next;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_decodes_at_every_split() {
+        let input = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: t\r\n\r\nNEXT";
+        for step in 1..input.len() {
+            let (body, rest) = decode_all(input, step).unwrap();
+            assert_eq!(body, b"hello, world", "step {step}");
+            assert!(b"NEXT".starts_with(&rest), "step {step}");
+        }
+    }
+
+    #[test]
+    fn malformed_chunks_fail() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhelloXX",
+            b"11111111111111111\r\n",
+            b"5zz\r\nhello\r\n0\r\n\r\n",
+            b"0\r\nnot a trailer\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(bad, bad.len()).unwrap_err(),
+                WireError::MalformedChunk,
+                "{bad:?}"
+            );
+        }
+        let endless = vec![b'1'; MAX_CHUNK_META_BYTES + 2];
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&endless[..]);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap_err(),
+            WireError::MalformedChunk
+        );
+    }
+}
