@@ -4,6 +4,8 @@
 //!
 //! Pure functions over buffers; the connection that feeds them is [`super::exchange`].
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
@@ -97,20 +99,88 @@ pub(crate) fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<Head>, WireError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Where each name and value lies in `buf`, so the parser's borrow of `buf` ends before the
+    // head is split off it and the values become slices of the split-off bytes.
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let Some(parsed) = parse_spans(buf, &mut spans)? else {
+        return Ok(None);
+    };
+    let head = buf.split_to(parsed.len).freeze();
+    let mut headers = HeaderMap::with_capacity(parsed.count);
+    let mut delimiters = Delimiters::default();
+    for &[name_start, name_end, value_start, value_end] in &spans[..parsed.count] {
+        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
+            .map_err(|_| WireError::MalformedHead)?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
+                .map_err(|_| WireError::MalformedHead)?;
+        delimiters.note(&name, &value)?;
+        if !always_dropped(&name, &value) {
+            headers.append(name, value);
+        }
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = parsed.status;
+    *response.version_mut() = parsed.version;
+    *response.headers_mut() = headers;
+    let (framing, conflicting) = delimiters.framing(parsed.status, request_method);
+    if conflicting {
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    let reusable = parsed.version == Version::HTTP_11
+        && !conflicting
+        && !delimiters.close
+        && framing != Framing::UntilClose;
+    Ok(Some(Head {
+        response,
+        framing,
+        reusable,
+    }))
+}
+
+/// Hop-by-hop headers the proxy removes whatever else the response says, left out of the map
+/// instead of inserted and removed again: `Transfer-Encoding` and `Keep-Alive`, and a
+/// `Connection` that lists nothing but `keep-alive` (one that names other headers stays, so
+/// those are removed with it; so does `close`, which may name a header called `close`).
+fn always_dropped(name: &HeaderName, value: &HeaderValue) -> bool {
+    *name == header::TRANSFER_ENCODING
+        || *name == "keep-alive"
+        || (*name == header::CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
+}
+
+/// What httparse found in a complete head.
+struct Parsed {
+    len: usize,
+    count: usize,
+    status: StatusCode,
+    version: Version,
+}
+
+/// Runs httparse over `buf`, noting each header's name and value offsets in `spans`.
+fn parse_spans(
+    buf: &[u8],
+    spans: &mut [[u32; 4]; MAX_HEADERS],
+) -> Result<Option<Parsed>, WireError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_BYTES => len,
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(WireError::HeadTooLarge);
+        }
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Err(WireError::HeadTooLarge);
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(WireError::HeadTooLarge),
         Err(_) => return Err(WireError::MalformedHead),
     };
-    if len > MAX_HEAD_BYTES {
-        return Err(WireError::HeadTooLarge);
-    }
     let version = match parsed.version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
@@ -120,111 +190,103 @@ pub(crate) fn parse_response_head(
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(WireError::MalformedHead)?;
-    // Offsets, so the parser's borrow of `buf` ends before the head is split off it.
-    let base = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
-        let start = h.value.as_ptr() as usize - base;
-        spans.push((name, start, start + h.value.len()));
+    // The head is at most MAX_HEAD_BYTES long, so every offset fits in a u32.
+    let offset = |part: &[u8]| (part.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let name = offset(h.name.as_bytes());
+        let value = offset(h.value);
+        *span = [
+            name,
+            name + h.name.len() as u32,
+            value,
+            value + h.value.len() as u32,
+        ];
     }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| WireError::MalformedHead)?;
-        headers.append(name, value);
-    }
-    let mut response = Response::new(());
-    *response.status_mut() = status;
-    *response.version_mut() = version;
-    *response.headers_mut() = headers;
-    let (framing, conflicting) = framing(&response, request_method)?;
-    if conflicting {
-        response.headers_mut().remove(header::CONTENT_LENGTH);
-    }
-    let reusable = version == Version::HTTP_11
-        && !conflicting
-        && framing != Framing::UntilClose
-        && !says_close(response.headers());
-    Ok(Some(Head {
-        response,
-        framing,
-        reusable,
+    Ok(Some(Parsed {
+        len,
+        count: parsed.headers.len(),
+        status,
+        version,
     }))
 }
 
-/// The body's framing, and whether `Transfer-Encoding` and `Content-Length` both came (the
-/// length is then ignored, and the connection is not trusted with another request).
-fn framing(response: &Response<()>, method: &Method) -> Result<(Framing, bool), WireError> {
-    let status = response.status();
-    if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((Framing::Empty, false));
-    }
-    let headers = response.headers();
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let framing = if chunked_is_last(headers) {
-            Framing::Chunked
+/// The headers that delimit a response body, noted while the head is read (one pass, no
+/// lookups afterwards).
+#[derive(Debug, Default)]
+struct Delimiters {
+    /// The length every `Content-Length` value agreed on.
+    length: Option<u64>,
+    /// `Transfer-Encoding` came; `chunked_last`: its last coding is `chunked`.
+    transfer_encoding: bool,
+    chunked_last: bool,
+    /// `Connection` lists `close`.
+    close: bool,
+}
+
+impl Delimiters {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
+        if *name == header::CONTENT_LENGTH {
+            self.note_length(value.as_bytes())
         } else {
-            Framing::UntilClose
-        };
-        return Ok((framing, has_length));
+            if *name == header::TRANSFER_ENCODING {
+                self.transfer_encoding = true;
+                self.chunked_last = value
+                    .as_bytes()
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if *name == header::CONNECTION {
+                self.close |= value
+                    .as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            }
+            Ok(())
+        }
     }
-    match content_length(headers)? {
-        Some(length) => Ok((Framing::Length(length), false)),
-        None => Ok((Framing::UntilClose, false)),
-    }
-}
 
-/// True when the last transfer coding named is `chunked`.
-fn chunked_is_last(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
-/// The one length every `Content-Length` value (and comma-separated item) agrees on.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value
-            .to_str()
-            .map_err(|_| WireError::InvalidContentLength)?;
-        for item in text.split(',') {
-            let item = item.trim();
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+    /// Every comma-separated item must be digits and agree with the lengths seen before.
+    fn note_length(&mut self, value: &[u8]) -> Result<(), WireError> {
+        for item in value.split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
                 return Err(WireError::InvalidContentLength);
             }
             let n = item
-                .parse::<u64>()
-                .map_err(|_| WireError::InvalidContentLength)?;
-            if length.is_some_and(|seen| seen != n) {
+                .iter()
+                .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+            if self.length.is_some_and(|seen| seen != n) {
                 return Err(WireError::InvalidContentLength);
             }
-            length = Some(n);
+            self.length = Some(n);
+        }
+        Ok(())
+    }
+
+    /// The body's framing (RFC 9112 §6.3), and whether `Transfer-Encoding` and
+    /// `Content-Length` both came (the length is then ignored, and the connection is not
+    /// trusted with another request).
+    fn framing(&self, status: StatusCode, method: &Method) -> (Framing, bool) {
+        if *method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return (Framing::Empty, false);
+        }
+        if self.transfer_encoding {
+            let framing = if self.chunked_last {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            };
+            return (framing, self.length.is_some());
+        }
+        match self.length {
+            Some(length) => (Framing::Length(length), false),
+            None => (Framing::UntilClose, false),
         }
     }
-    Ok(length)
-}
-
-/// True when `Connection` lists `close`.
-fn says_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
 /// Decodes `Transfer-Encoding: chunked` from a buffer that fills as bytes arrive. Chunk
@@ -417,6 +479,27 @@ mod tests {
         assert_eq!(head.framing, Framing::Length(2));
         assert!(head.reusable);
         assert_eq!(head.response.headers()["x-a"], "b");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_the_proxy_always_drops_are_left_out() {
+        let dropped = head(
+            "HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\n\
+             Transfer-Encoding: chunked\r\nX-A: b\r\n\r\n",
+        );
+        let names: Vec<_> = dropped
+            .response
+            .headers()
+            .keys()
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(names, ["x-a"]);
+        for kept in ["close", "keep-alive, x-a", "upgrade"] {
+            let head = head(&format!(
+                "HTTP/1.1 200 OK\r\nConnection: {kept}\r\nContent-Length: 0\r\n\r\n"
+            ));
+            assert_eq!(head.response.headers()["connection"], kept);
+        }
     }
 
     #[test]
