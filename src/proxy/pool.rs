@@ -1,7 +1,7 @@
 //! Keep-alive HTTP/1.1 connections to one upstream target: lean connections for requests with
 //! no body ([`super::exchange`]), and connections driven through hyper's connection-level client
 //! (`hyper::client::conn::http1`) for requests with a body and WebSocket handshakes. Each kind
-//! has its own idle list, each up to `max_idle_per_target`.
+//! has its own list; together they keep at most `max_idle_per_target`.
 //!
 //! hyper-util's pooled client did the same job with more per request: a pool keyed by scheme and
 //! authority behind one lock and a hash, a lazily built connect future of about 6.8 KiB moved
@@ -16,6 +16,7 @@
 //! connection that closed before it took the request hands the request back, and it goes to a new
 //! connection; any other failure may have delivered it and is final.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -51,6 +52,10 @@ pub(crate) struct TargetPool {
     connections: Mutex<Vec<Pooled>>,
     /// Lean connections, idle, most recently used last.
     idle: Mutex<Vec<IdleConn>>,
+    /// How many each list holds, for the bound both share (`max_idle_per_target`), read
+    /// without taking the other list's lock.
+    connections_len: AtomicUsize,
+    idle_len: AtomicUsize,
     max_idle: usize,
     idle_timeout: Duration,
     /// A reaper task is running for this pool.
@@ -103,6 +108,8 @@ impl TargetPool {
         Arc::new(Self {
             connections: Mutex::new(Vec::new()),
             idle: Mutex::new(Vec::new()),
+            connections_len: AtomicUsize::new(0),
+            idle_len: AtomicUsize::new(0),
             max_idle,
             idle_timeout,
             reaping: std::sync::atomic::AtomicBool::new(false),
@@ -125,12 +132,15 @@ impl TargetPool {
     fn checkout_conn(&self) -> Option<Conn> {
         let mut idle = self.lock_idle();
         let now = Instant::now();
+        let mut found = None;
         while let Some(entry) = idle.pop() {
             if now.duration_since(entry.since) <= self.idle_timeout && !entry.conn.looks_closed() {
-                return Some(entry.conn);
+                found = Some(entry.conn);
+                break;
             }
         }
-        None
+        self.idle_len.store(idle.len(), Ordering::Relaxed);
+        found
     }
 
     /// Keeps a lean connection whose response was read in full, up to `max_idle`; beyond that,
@@ -149,13 +159,14 @@ impl TargetPool {
         }
         {
             let mut idle = self.lock_idle();
-            if idle.len() >= self.max_idle {
+            if idle.len() + self.connections_len.load(Ordering::Relaxed) >= self.max_idle {
                 return;
             }
             idle.push(IdleConn {
                 conn,
                 since: Instant::now(),
             });
+            self.idle_len.store(idle.len(), Ordering::Relaxed);
         }
         self.start_reaper();
     }
@@ -170,9 +181,12 @@ impl TargetPool {
             let fresh = !expire || now.duration_since(entry.since) <= self.idle_timeout;
             fresh && !entry.conn.watch_close(waker)
         });
+        self.idle_len.store(idle.len(), Ordering::Relaxed);
         let mut connections = self.lock();
         if expire {
             connections.retain_mut(|entry| entry.keep(now, self.idle_timeout));
+            self.connections_len
+                .store(connections.len(), Ordering::Relaxed);
         }
         !(idle.is_empty() && connections.is_empty())
     }
@@ -189,9 +203,14 @@ impl TargetPool {
             if !entry.keep(now, self.idle_timeout) {
                 connections.swap_remove(i);
             } else if entry.sender.is_ready() {
-                return Some(connections.swap_remove(i).sender);
+                let sender = connections.swap_remove(i).sender;
+                self.connections_len
+                    .store(connections.len(), Ordering::Relaxed);
+                return Some(sender);
             }
         }
+        self.connections_len
+            .store(connections.len(), Ordering::Relaxed);
         None
     }
 
@@ -203,13 +222,15 @@ impl TargetPool {
         }
         {
             let mut connections = self.lock();
-            if connections.len() >= self.max_idle {
+            if connections.len() + self.idle_len.load(Ordering::Relaxed) >= self.max_idle {
                 return;
             }
             connections.push(Pooled {
                 sender,
                 since: Instant::now(),
             });
+            self.connections_len
+                .store(connections.len(), Ordering::Relaxed);
         }
         self.start_reaper();
     }
@@ -217,7 +238,6 @@ impl TargetPool {
     /// Closes connections idle past `idle_timeout` even when no request comes to check: a task
     /// that runs only while the pool holds connections.
     fn start_reaper(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
         if self.reaping.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -230,7 +250,6 @@ impl TargetPool {
 /// The reaper: every `every`, drops closed and expired connections, and at once a lean one its
 /// upstream closed; ends when the pool is empty or gone (a reload replaced the upstream).
 async fn reap(pool: Weak<TargetPool>, every: Duration) {
-    use std::sync::atomic::Ordering;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     std::future::poll_fn(|cx| {
@@ -347,4 +366,90 @@ async fn connect(connector: &Connector, uri: &Uri) -> Result<SendRequest<Body>, 
         .await
         .map_err(|error| SendError::Connect(error.into()))?;
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_rustls::MaybeHttpsStream;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// `n` lean connections to a loopback listener, with the listener's ends.
+    async fn conns(n: usize) -> (Vec<Conn>, Vec<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            ours.push(Conn::new(MaybeHttpsStream::Http(TokioIo::new(tcp))));
+            theirs.push(listener.accept().await.unwrap().0);
+        }
+        (ours, theirs)
+    }
+
+    /// Resolves once `done` holds, polling it after every turn of the runtime; at most 5 s.
+    async fn until(mut done: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("condition not reached within 5 s");
+    }
+
+    #[tokio::test]
+    async fn idle_lean_connections_are_capped_and_the_extra_one_closed() {
+        let pool = TargetPool::new(2, Duration::from_secs(60));
+        let (ours, mut theirs) = conns(3).await;
+        for conn in ours {
+            pool.put_conn(conn);
+        }
+        assert_eq!(pool.lock_idle().len(), 2);
+        // The third was dropped: its peer reads end of stream.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), theirs[2].read(&mut byte)).await;
+        assert_eq!(read.unwrap().unwrap(), 0);
+        assert!(pool.checkout_conn().is_some());
+        assert!(pool.checkout_conn().is_some());
+        assert!(pool.checkout_conn().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_its_upstream_closes_is_dropped_without_a_request() {
+        let pool = TargetPool::new(4, Duration::from_secs(60));
+        let (mut ours, mut theirs) = conns(3).await;
+        // One goes idle before the reaper runs (its first pass watches it), the others after
+        // (they are watched as they are put back).
+        pool.put_conn(ours.remove(0));
+        until(|| pool.reaper.lock().unwrap().is_some()).await;
+        for conn in ours {
+            pool.put_conn(conn);
+        }
+        drop(theirs.remove(1));
+        until(|| pool.lock_idle().len() == 2).await;
+        drop(theirs.remove(0));
+        // The reaper is woken by each close; the idle timeout (60 s) plays no part.
+        until(|| pool.lock_idle().len() == 1).await;
+        let survivor = pool.checkout_conn().expect("the open one stays");
+        assert!(!survivor.looks_closed());
+        drop(theirs);
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_stray_bytes_is_not_reused() {
+        use tokio::io::AsyncWriteExt as _;
+        let pool = TargetPool::new(4, Duration::from_secs(60));
+        let (mut ours, mut theirs) = conns(1).await;
+        let conn = ours.remove(0);
+        theirs[0]
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .unwrap();
+        until(|| conn.looks_closed()).await;
+        pool.put_conn(conn);
+        assert!(pool.checkout_conn().is_none());
+    }
 }
