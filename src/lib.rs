@@ -22,9 +22,11 @@
 //!    credential kinds tried (client certificate, token store, JWT, session cookie with its CSRF
 //!    rule, external auth) → one `Identity`, then roles and the write gate; the WebSocket Origin
 //!    rule; [`ratelimit`] by identity, IP or route (local or Redis).
-//! 6. [`proxy::forward`] rewrites the path, sets forwarded headers, streams the body with its
-//!    size limit (413) through the upstream's pooled client (502/504), and streams the response
-//!    back or bridges a WebSocket.
+//! 6. [`proxy::forward`] rewrites the path and sets forwarded headers. A request with no body
+//!    goes over a pooled connection the request's own task drives (`proxy::exchange`, the wire
+//!    format in `proxy::wire`); one with a body streams it, with its size limit (413), through
+//!    hyper's client on the same pool; a WebSocket handshake is bridged. 502/504 on failure; the
+//!    response streams back.
 //! 7. Back in `handle`: [`error::GatewayError`] becomes JSON, `x-request-id` is set, the access
 //!    line is begun ([`observe::access_log`]) and the response body wrapped
 //!    ([`http::counted::OnEnd`]): when it ends, the byte counters are bumped and the line goes to
