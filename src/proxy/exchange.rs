@@ -28,7 +28,7 @@ use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::pool::TargetPool;
-use super::wire::{self, ChunkedDecoder, Decoded, Framing, Head, WireError};
+use super::wire::{self, ChunkedDecoder, Decoded, Framing, Head, NameCache, WireError};
 
 /// Read buffer size: what one read asks the socket for.
 const READ_CHUNK: usize = 8 * 1024;
@@ -63,6 +63,8 @@ pub(crate) struct Conn {
     read: BytesMut,
     /// The request head being written; kept for its capacity.
     write: Vec<u8>,
+    /// The header names of its last responses.
+    names: NameCache,
 }
 
 impl Conn {
@@ -76,6 +78,7 @@ impl Conn {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
+            names: NameCache::default(),
         }
     }
 
@@ -162,7 +165,8 @@ impl Conn {
     /// Reads until a complete response head is parsed; interim 1xx responses are dropped.
     async fn read_head(&mut self, method: &http::Method) -> Result<Head, ExchangeError> {
         loop {
-            if let Some(head) = wire::parse_response_head(&mut self.read, method)? {
+            if let Some(head) = wire::parse_response_head(&mut self.read, method, &mut self.names)?
+            {
                 let status = head.response.status();
                 if status == http::StatusCode::SWITCHING_PROTOCOLS {
                     return Err(ExchangeError::UnaskedUpgrade);

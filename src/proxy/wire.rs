@@ -98,6 +98,7 @@ pub(crate) enum Framing {
 pub(crate) fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
+    names: &mut NameCache,
 ) -> Result<Option<Head>, WireError> {
     if buf.is_empty() {
         return Ok(None);
@@ -111,9 +112,10 @@ pub(crate) fn parse_response_head(
     let head = buf.split_to(parsed.len).freeze();
     let mut headers = HeaderMap::with_capacity(parsed.count);
     let mut delimiters = Delimiters::default();
-    for &[name_start, name_end, value_start, value_end] in &spans[..parsed.count] {
-        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
-            .map_err(|_| WireError::MalformedHead)?;
+    for (i, &[name_start, name_end, value_start, value_end]) in
+        spans[..parsed.count].iter().enumerate()
+    {
+        let name = names.name(i, &head[name_start as usize..name_end as usize])?;
         let value =
             HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
                 .map_err(|_| WireError::MalformedHead)?;
@@ -139,6 +141,35 @@ pub(crate) fn parse_response_head(
         framing,
         reusable,
     }))
+}
+
+/// The header names of a connection's last responses, by position: an upstream sends the same
+/// names in the same order response after response, and comparing the bytes costs a fraction
+/// of parsing them into a `HeaderName` again.
+#[derive(Debug, Default)]
+pub(crate) struct NameCache {
+    entries: Vec<(Box<[u8]>, HeaderName)>,
+}
+
+/// Positions remembered; later headers are parsed every time.
+const CACHED_NAMES: usize = 24;
+
+impl NameCache {
+    /// The name of header number `i`, spelled `raw`.
+    fn name(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, WireError> {
+        if let Some((spelled, name)) = self.entries.get(i)
+            && **spelled == *raw
+        {
+            return Ok(name.clone());
+        }
+        let name = HeaderName::from_bytes(raw).map_err(|_| WireError::MalformedHead)?;
+        if i < self.entries.len() {
+            self.entries[i] = (raw.into(), name.clone());
+        } else if i == self.entries.len() && i < CACHED_NAMES {
+            self.entries.push((raw.into(), name.clone()));
+        }
+        Ok(name)
+    }
 }
 
 /// Hop-by-hop headers the proxy removes whatever else the response says, left out of the map
@@ -439,7 +470,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, method: &Method) -> Result<Option<Head>, WireError> {
-        parse_response_head(&mut BytesMut::from(text), method)
+        parse_response_head(&mut BytesMut::from(text), method, &mut NameCache::default())
     }
 
     fn head(text: &str) -> Head {
@@ -472,7 +503,7 @@ mod tests {
     fn head_is_split_off_and_the_rest_stays() {
         let mut buf =
             BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
-        let head = parse_response_head(&mut buf, &Method::GET)
+        let head = parse_response_head(&mut buf, &Method::GET, &mut NameCache::default())
             .unwrap()
             .unwrap();
         assert_eq!(&buf[..], b"okNEXT");
@@ -500,6 +531,33 @@ mod tests {
             ));
             assert_eq!(head.response.headers()["connection"], kept);
         }
+    }
+
+    #[test]
+    fn cached_names_follow_what_each_response_spells() {
+        let mut names = NameCache::default();
+        let mut parse_with = |text: &str| {
+            let mut buf = BytesMut::from(text);
+            parse_response_head(&mut buf, &Method::GET, &mut names)
+                .unwrap()
+                .unwrap()
+                .response
+        };
+        let first = parse_with("HTTP/1.1 200 OK\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(first.headers()["x-one"], "1");
+        let second = parse_with("HTTP/1.1 200 OK\r\nX-Two: 2\r\nContent-Length: 0\r\n\r\n");
+        assert!(!second.headers().contains_key("x-one"));
+        assert_eq!(second.headers()["x-two"], "2");
+        let third =
+            parse_with("HTTP/1.1 200 OK\r\nx-two: 3\r\nX-Extra: e\r\nContent-Length: 0\r\n\r\n");
+        let keys: Vec<_> = third.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["x-two", "x-extra", "content-length"]);
+        let bad = parse_response_head(
+            &mut BytesMut::from("HTTP/1.1 200 OK\r\nX-Tw\x01: 3\r\n\r\n"),
+            &Method::GET,
+            &mut names,
+        );
+        assert!(bad.is_err());
     }
 
     #[test]
