@@ -121,13 +121,19 @@ impl Scanner {
                     };
                 }
                 State::Head | State::ChunkSize | State::ChunkEnd | State::Trailers => {
-                    let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+                    let Some(newline) = memchr::memchr(b'\n', bytes) else {
                         self.keep(bytes);
                         return;
                     };
-                    self.keep(&bytes[..newline]);
+                    let line = &bytes[..newline];
                     bytes = &bytes[newline + 1..];
-                    self.end_of_line();
+                    if self.line.is_empty() {
+                        // The whole line is in this read: judge it where it lies.
+                        self.line_ended(&line[..line.len().min(LINE_PREFIX)]);
+                    } else {
+                        self.keep(line);
+                        self.end_of_line();
+                    }
                 }
             }
         }
@@ -138,9 +144,17 @@ impl Scanner {
         self.line.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 
+    /// A line that began in an earlier read ended: judge its kept prefix.
     fn end_of_line(&mut self) {
         let line = std::mem::take(&mut self.line);
-        let text = line.strip_suffix(b"\r").unwrap_or(&line);
+        self.line_ended(&line);
+        self.line = line;
+        self.line.clear();
+    }
+
+    /// Judges a line's first [`LINE_PREFIX`] bytes (without its `\n`).
+    fn line_ended(&mut self, line: &[u8]) {
+        let text = line.strip_suffix(b"\r").unwrap_or(line);
         self.state = match self.state {
             State::Head => self.head_line(text),
             State::ChunkSize => self.chunk_size_line(text),
@@ -148,8 +162,6 @@ impl Scanner {
             State::Trailers if text.is_empty() => State::Head,
             other => other,
         };
-        self.line = line;
-        self.line.clear();
     }
 
     fn head_line(&mut self, text: &[u8]) -> State {
@@ -190,7 +202,7 @@ impl Scanner {
 
     fn header_line(&mut self, text: &[u8]) {
         self.head.lines += 1;
-        let Some(colon) = text.iter().position(|b| *b == b':') else {
+        let Some(colon) = memchr::memchr(b':', text) else {
             return;
         };
         let name = &text[..colon];
@@ -316,6 +328,44 @@ mod tests {
             verdict.shape_of(1),
             Some("both Content-Length and Transfer-Encoding")
         );
+    }
+
+    /// Which of the first four requests was flagged, and how, for these reads.
+    fn verdict_of(chunks: &[&[u8]]) -> Vec<Option<&'static str>> {
+        let verdict = scan(chunks);
+        (0..4).map(|i| verdict.shape_of(i)).collect()
+    }
+
+    #[test]
+    fn every_split_of_a_stream_gives_the_verdict_of_the_whole() {
+        let long = format!("X-Long: {}\r\n", "v".repeat(300));
+        let streams = [
+            format!(
+                "GET / HTTP/1.1\r\n{long}Host: h\r\n\r\n\
+                 POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+                 POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+                 POST / HTTP/1.1\r\nContent-Length: 1\r\n{long}Transfer-Encoding: chunked\r\n\r\n"
+            ),
+            format!("GET / HTTP/1.1\r\nContent-Length: 0\r\n{long}content-length: 0\r\n\r\n"),
+            // A length past the kept prefix is not read, whichever read the line came in.
+            format!(
+                "POST / HTTP/1.1\r\nContent-Length:{}5\r\n\r\nx\r\n\r\n\
+                 GET / HTTP/1.1\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n",
+                " ".repeat(LINE_PREFIX)
+            ),
+        ];
+        for stream in &streams {
+            let bytes = stream.as_bytes();
+            let whole = verdict_of(&[bytes]);
+            assert!(
+                whole.iter().any(Option::is_some),
+                "the stream has a shape to find"
+            );
+            for at in 1..bytes.len() {
+                let (first, second) = bytes.split_at(at);
+                assert_eq!(verdict_of(&[first, second]), whole, "split at {at}");
+            }
+        }
     }
 
     #[test]
