@@ -700,6 +700,48 @@ mod tests {
         }
     }
 
+    /// Bytes an upstream might send, damaged at random: nothing may panic, and whatever parses
+    /// must be self-consistent (a head never longer than the input, values inside it).
+    #[test]
+    fn damaged_responses_never_panic() {
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a7e);
+        let seeds: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.0 103 Early\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No\r\nConnection: close\r\n\r\n",
+        ];
+        let special = b"\r\n:; \t,0123456789abcdefxHTTP/1.\x00\x7f\xff";
+        let mut names = NameCache::default();
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..=bytes.len());
+                let byte = special[rng.random_range(0..special.len())];
+                match rng.random_range(0..3) {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            let method = if round % 7 == 0 {
+                Method::HEAD
+            } else {
+                Method::GET
+            };
+            let mut buf = BytesMut::from(&bytes[..]);
+            if let Ok(Some(head)) = parse_response_head(&mut buf, &method, &mut names) {
+                assert!(buf.len() < bytes.len());
+                if head.framing == Framing::Chunked {
+                    let mut decoder = ChunkedDecoder::default();
+                    while let Ok(Decoded::Data(_)) = decoder.decode(&mut buf) {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_chunks_fail() {
         for bad in [
