@@ -110,7 +110,9 @@ pub(crate) fn parse_response_head(
         return Ok(None);
     };
     let head = buf.split_to(parsed.len).freeze();
-    let mut headers = HeaderMap::with_capacity(parsed.count);
+    // Room for the headers the gateway adds to every response (request id, `RateLimit`,
+    // `RateLimit-Policy`, HSTS), so adding them does not grow and rehash the map.
+    let mut headers = HeaderMap::with_capacity(parsed.count + RESPONSE_HEADERS_ADDED);
     let mut delimiters = Delimiters::default();
     for (i, &[name_start, name_end, value_start, value_end]) in
         spans[..parsed.count].iter().enumerate()
@@ -181,6 +183,9 @@ fn always_dropped(name: &HeaderName, value: &HeaderValue) -> bool {
         || *name == "keep-alive"
         || (*name == header::CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
 }
+
+/// How many headers the gateway adds to a proxied response at most, commonly.
+const RESPONSE_HEADERS_ADDED: usize = 6;
 
 /// What httparse found in a complete head.
 struct Parsed {
