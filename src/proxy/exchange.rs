@@ -27,8 +27,14 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::pool::TargetPool;
 use super::wire::{self, ChunkedDecoder, Decoded, Framing, Head, NameCache, WireError};
+
+/// Where a connection goes once its response was read in full: its target's pool
+/// (`super::pool::TargetPool`), which keeps it for another request or closes it.
+pub(crate) trait Keep: Send + Sync + 'static {
+    /// Takes `conn` back.
+    fn keep(this: &Arc<Self>, conn: Conn);
+}
 
 /// Read buffer size: what one read asks the socket for.
 const READ_CHUNK: usize = 8 * 1024;
@@ -189,12 +195,12 @@ impl Conn {
 ///
 /// # Errors
 /// [`ExchangeError`]; the connection is dropped (closed) with it.
-pub(crate) async fn exchange(
+pub(crate) async fn exchange<P: Keep>(
     mut conn: Conn,
-    pool: &Arc<TargetPool>,
+    pool: &Arc<P>,
     method: &http::Method,
     build: impl FnOnce(&mut Vec<u8>),
-) -> Result<Response<UpstreamBody>, ExchangeError> {
+) -> Result<Response<UpstreamBody<P>>, ExchangeError> {
     conn.send_head(build).await?;
     let Head {
         response,
@@ -205,23 +211,24 @@ pub(crate) async fn exchange(
     Ok(response.map(|()| body))
 }
 
-/// A response body read straight off its upstream connection.
-pub(crate) struct UpstreamBody {
-    state: State,
+/// A response body read straight off its upstream connection, which goes back to its pool `P`
+/// when the body is done.
+pub(crate) struct UpstreamBody<P: Keep> {
+    state: State<P>,
 }
 
-enum State {
+enum State<P: Keep> {
     /// The whole body (or none) was read; the connection is already back in its pool.
     Done(Option<Bytes>),
     /// Still arriving.
-    Reading(Box<Reading>),
+    Reading(Box<Reading<P>>),
 }
 
-struct Reading {
+struct Reading<P: Keep> {
     conn: Conn,
     framing: Progress,
     reusable: bool,
-    pool: Arc<TargetPool>,
+    pool: Arc<P>,
     /// The upstream failed mid-body; the failure is reported on the next poll.
     failing: bool,
 }
@@ -232,8 +239,8 @@ enum Progress {
     UntilClose,
 }
 
-impl UpstreamBody {
-    fn start(mut conn: Conn, framing: Framing, reusable: bool, pool: &Arc<TargetPool>) -> Self {
+impl<P: Keep> UpstreamBody<P> {
+    fn start(mut conn: Conn, framing: Framing, reusable: bool, pool: &Arc<P>) -> Self {
         let progress = match framing {
             Framing::Empty => return Self::done(None, conn, reusable, pool),
             Framing::Length(length) => {
@@ -259,7 +266,7 @@ impl UpstreamBody {
         }
     }
 
-    fn done(body: Option<Bytes>, conn: Conn, reusable: bool, pool: &Arc<TargetPool>) -> Self {
+    fn done(body: Option<Bytes>, conn: Conn, reusable: bool, pool: &Arc<P>) -> Self {
         release(conn, reusable, pool);
         Self {
             state: State::Done(body),
@@ -269,13 +276,13 @@ impl UpstreamBody {
 
 /// Hands a connection whose response was read in full back to its pool, if it may be reused
 /// and nothing beyond the response arrived; otherwise drops (closes) it.
-fn release(conn: Conn, reusable: bool, pool: &Arc<TargetPool>) {
+fn release<P: Keep>(conn: Conn, reusable: bool, pool: &Arc<P>) {
     if reusable && conn.read.is_empty() {
-        pool.put_conn(conn);
+        P::keep(pool, conn);
     }
 }
 
-impl Reading {
+impl<P: Keep> Reading<P> {
     /// The body was read to its end.
     fn is_finished(&self) -> bool {
         match &self.framing {
@@ -340,7 +347,7 @@ enum Taken {
     End,
 }
 
-impl std::fmt::Debug for UpstreamBody {
+impl<P: Keep> std::fmt::Debug for UpstreamBody<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Done(_) => "read",
@@ -352,7 +359,7 @@ impl std::fmt::Debug for UpstreamBody {
     }
 }
 
-impl http_body::Body for UpstreamBody {
+impl<P: Keep> http_body::Body for UpstreamBody<P> {
     type Data = Bytes;
     type Error = ExchangeError;
 

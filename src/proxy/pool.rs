@@ -28,7 +28,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 
-use super::exchange::{self, Conn, ExchangeError, UpstreamBody};
+use super::exchange::{self, Conn, ExchangeError, Keep, UpstreamBody};
 use crate::http::body::{Body, BoxError};
 
 /// Opens connections: plain TCP or rustls, as the target URI's scheme says.
@@ -247,6 +247,12 @@ impl TargetPool {
     }
 }
 
+impl Keep for TargetPool {
+    fn keep(this: &Arc<Self>, conn: Conn) {
+        this.put_conn(conn);
+    }
+}
+
 /// The reaper: every `every`, drops closed and expired connections, and at once a lean one its
 /// upstream closed; ends when the pool is empty or gone (a reload replaced the upstream).
 async fn reap(pool: Weak<TargetPool>, every: Duration) {
@@ -289,7 +295,7 @@ pub(crate) async fn exchange(
     connect_to: &Uri,
     method: &Method,
     build: impl FnOnce(&mut Vec<u8>),
-) -> Result<Response<UpstreamBody>, SendError> {
+) -> Result<Response<UpstreamBody<TargetPool>>, SendError> {
     let conn = match pool.checkout_conn() {
         Some(conn) => conn,
         // Boxed, as in `send`: rare, and large.

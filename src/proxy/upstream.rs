@@ -56,7 +56,7 @@ pub(crate) enum UpstreamError {
 #[derive(Debug)]
 pub(crate) enum UpstreamResponse {
     /// Read by [`crate::proxy::exchange`].
-    Lean(Response<UpstreamBody>),
+    Lean(Response<UpstreamBody<TargetPool>>),
     /// Read by hyper's client; a `101` carries the upgrade.
     Hyper(Response<Incoming>),
 }
@@ -304,16 +304,7 @@ impl Upstream {
             ),
         )
         .await;
-        match sent {
-            Err(_elapsed) => Err(Failed {
-                error: UpstreamError::Timeout,
-                unsent: false,
-            }),
-            Ok(Ok(response)) => Ok(UpstreamResponse::Lean(response)),
-            Ok(Err(SendError::Connect(error))) => Err(self.connect_failed(index, &*error)),
-            Ok(Err(SendError::Exchange(error))) => Err(self.exchange_failed(index, &error)),
-            Ok(Err(SendError::Request(error))) => Err(self.classify(index, &error)),
-        }
+        self.outcome(index, sent, UpstreamResponse::Lean)
     }
 
     /// A request with a body (or a WebSocket handshake), through hyper's client.
@@ -330,12 +321,23 @@ impl Upstream {
             pool::send(&target.pool, &self.connector, &target.connect_to, request),
         )
         .await;
+        self.outcome(index, sent, UpstreamResponse::Hyper)
+    }
+
+    /// What an attempt on target `index` came to: its response, or why it failed and whether
+    /// it may be sent elsewhere.
+    fn outcome<R>(
+        &self,
+        index: usize,
+        sent: Result<Result<R, SendError>, tokio::time::error::Elapsed>,
+        response: impl FnOnce(R) -> UpstreamResponse,
+    ) -> Result<UpstreamResponse, Failed> {
         match sent {
             Err(_elapsed) => Err(Failed {
                 error: UpstreamError::Timeout,
                 unsent: false,
             }),
-            Ok(Ok(response)) => Ok(UpstreamResponse::Hyper(response)),
+            Ok(Ok(answer)) => Ok(response(answer)),
             Ok(Err(SendError::Connect(error))) => Err(self.connect_failed(index, &*error)),
             Ok(Err(SendError::Request(error))) => Err(self.classify(index, &error)),
             Ok(Err(SendError::Exchange(error))) => Err(self.exchange_failed(index, &error)),

@@ -292,15 +292,23 @@ async fn close_delimited_body_arrives_and_next_request_uses_a_new_connection() {
     })
     .await;
     let gw = gateway(&up).await;
+    each_on_a_new_connection(&up, &gw, |path, i| format!("until close: {path} on {i}")).await;
+}
 
-    let [h1, h2] = clients(&gw);
+/// Three GETs (h1, h2, h1) each get 200 and `body(path, i)`, on upstream connections 0, 1, 2.
+async fn each_on_a_new_connection(
+    up: &Scripted,
+    gw: &TestGateway,
+    body: impl Fn(&str, usize) -> String,
+) {
+    let [h1, h2] = clients(gw);
     for (i, (client, path)) in [(&h1, "/w/a"), (&h2, "/w/b"), (&h1, "/w/c")]
         .into_iter()
         .enumerate()
     {
         let resp = client.get(path).await;
         assert_eq!(resp.status, 200, "{:?}", resp.body);
-        assert_eq!(resp.text(), format!("until close: {path} on {i}"));
+        assert_eq!(resp.text(), body(path, i));
     }
     assert_eq!(up.conns(), [0, 1, 2]);
 }
@@ -318,17 +326,7 @@ async fn http10_response_arrives_and_its_connection_is_not_reused() {
     })
     .await;
     let gw = gateway(&up).await;
-
-    let [h1, h2] = clients(&gw);
-    for (i, (client, path)) in [(&h1, "/w/a"), (&h2, "/w/b"), (&h1, "/w/c")]
-        .into_iter()
-        .enumerate()
-    {
-        let resp = client.get(path).await;
-        assert_eq!(resp.status, 200, "{:?}", resp.body);
-        assert_eq!(resp.text(), format!("one-oh {path} on {i}"));
-    }
-    assert_eq!(up.conns(), [0, 1, 2]);
+    each_on_a_new_connection(&up, &gw, |path, i| format!("one-oh {path} on {i}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
