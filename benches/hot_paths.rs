@@ -3,6 +3,10 @@
 //! header rewrite (identity headers stripped and set, forwarded headers) done in place against
 //! the naive alternative of copying the headers into a fresh map.
 //!
+//! The upstream response head (`http::wire`) is parsed with the connection's header-name cache
+//! warm, as on every reused connection, against the first response on a new connection, which
+//! parses each name and remembers it (the naive path of parsing every name, plus the caching).
+//!
 //! Run: `cargo bench --bench hot_paths`.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
@@ -151,5 +155,57 @@ fn header_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, routing, normalisation, header_rewrite);
+/// What an NGINX upstream answers to a small GET.
+const UPSTREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\
+Date: Mon, 07 Dec 2026 01:58:38 GMT\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+Connection: keep-alive\r\n\r\nok\n";
+
+fn upstream_head(c: &mut Criterion) {
+    use bytes::BytesMut;
+    use gatehouse::http::wire::{self, NameCache};
+    let parse = |names: &mut NameCache| {
+        let mut buf = BytesMut::from(UPSTREAM_HEAD);
+        let head = wire::parse_response_head(&mut buf, &Method::GET, names)
+            .expect("the fixture parses")
+            .expect("the fixture is complete");
+        std::hint::black_box(head);
+    };
+    let mut group = c.benchmark_group("upstream_head");
+    let mut warm = NameCache::default();
+    group.bench_function("parse_reused_connection", |b| b.iter(|| parse(&mut warm)));
+    group.bench_function("parse_first_on_connection", |b| {
+        b.iter(|| parse(&mut NameCache::default()))
+    });
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("host", "api.example"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "*/*"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-real-ip", "203.0.113.9"),
+        ("x-request-id", "0123456789abcdef0123456789abcdef"),
+        ("x-auth-subject", "ci-bot"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    let target = http::uri::PathAndQuery::from_static("/v1/metadata");
+    let mut out = Vec::with_capacity(512);
+    group.bench_function("encode_request_head", |b| {
+        b.iter(|| {
+            out.clear();
+            wire::encode_request_head(&mut out, &Method::GET, &target, &headers, None);
+            std::hint::black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    routing,
+    normalisation,
+    header_rewrite,
+    upstream_head
+);
 criterion_main!(benches);

@@ -24,7 +24,7 @@
 //!    rule; [`ratelimit`] by identity, IP or route (local or Redis).
 //! 6. [`proxy::forward`] rewrites the path and sets forwarded headers. A request with no body
 //!    goes over a pooled connection the request's own task drives (`proxy::exchange`, the wire
-//!    format in `proxy::wire`); one with a body streams it, with its size limit (413), through
+//!    format in `http::wire`); one with a body streams it, with its size limit (413), through
 //!    hyper's client on the same pool; a WebSocket handshake is bridged. 502/504 on failure; the
 //!    response streams back.
 //! 7. Back in `handle`: [`error::GatewayError`] becomes JSON, `x-request-id` is set, the access

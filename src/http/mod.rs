@@ -1,6 +1,6 @@
 //! HTTP helpers the pipeline composes: body types and limits, byte-counting bodies, path
-//! normalisation, request hygiene, forwarded headers, the connection idle deadline, and the
-//! outbound client builder.
+//! normalisation, request hygiene, forwarded headers, the connection idle deadline, the
+//! outbound client builder, and HTTP/1.1 on the upstream wire.
 
 pub(crate) mod body;
 pub(crate) mod client;
@@ -13,3 +13,4 @@ mod io_delegate;
 pub mod normalize;
 pub(crate) mod park;
 pub(crate) mod sanitize;
+pub mod wire;

@@ -10,7 +10,7 @@
 //! the exchange itself (BENCHMARKS.md, "A lean upstream exchange").
 //!
 //! A connection goes back to its pool as soon as its response body has been read in full and
-//! the upstream allowed reuse ([`super::wire::Head::reusable`]). One dropped half-read is closed.
+//! the upstream allowed reuse ([`crate::http::wire::Head::reusable`]). One dropped half-read is closed.
 //! An idle connection is not polled; the pool checks it for a close or stray bytes before reuse
 //! ([`Conn::looks_closed`]) and its reaper watches it ([`Conn::watch_close`]).
 
@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::wire::{self, ChunkedDecoder, Decoded, Framing, Head, NameCache, WireError};
+use crate::http::wire::{self, ChunkedDecoder, Decoded, Framing, Head, NameCache, WireError};
 
 /// Where a connection goes once its response was read in full: its target's pool
 /// (`super::pool::TargetPool`), which keeps it for another request or closes it.

@@ -8,7 +8,6 @@ pub(crate) mod exchange;
 pub(crate) mod pool;
 pub(crate) mod upgrade;
 pub(crate) mod upstream;
-pub(crate) mod wire;
 
 use std::sync::Arc;
 

@@ -33,9 +33,9 @@ use crate::config::UpstreamConfig;
 use crate::config::collect::KeyError;
 use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
 use crate::http::client::Roots;
+use crate::http::wire;
 use crate::proxy::exchange::{ExchangeError, UpstreamBody};
 use crate::proxy::pool::{self, Connector, SendError, TargetPool};
-use crate::proxy::wire;
 
 /// Why an upstream call failed.
 #[derive(Debug)]

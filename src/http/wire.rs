@@ -2,7 +2,7 @@
 //! the response head parsed into an `http::Response`, and how the response body is delimited
 //! (RFC 9112 §6.3), with a strict decoder for chunked bodies.
 //!
-//! Pure functions over buffers; the connection that feeds them is [`super::exchange`].
+//! Pure functions over buffers; the connection that feeds them is `proxy::exchange`.
 
 use std::mem::MaybeUninit;
 
@@ -12,17 +12,17 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 
 /// Most headers a response head may carry (hyper's client default).
-pub(crate) const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
 
 /// Largest response head accepted, in bytes (hyper's client default read buffer).
-pub(crate) const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
 /// Largest chunk-size line (size and extensions) or trailer section accepted, in bytes.
 const MAX_CHUNK_META_BYTES: usize = 16 * 1024;
 
 /// What is wrong with what an upstream sent. Messages name the fault, never header values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WireError {
+pub enum WireError {
     /// The response head does not parse as HTTP/1.x.
     #[error("malformed response head")]
     MalformedHead,
@@ -39,7 +39,7 @@ pub(crate) enum WireError {
 
 /// Writes the request head: request line, `headers`, `host` when `headers` has no `Host`, and
 /// the blank line. Values are `HeaderValue`s, which never hold CR or LF.
-pub(crate) fn encode_request_head(
+pub fn encode_request_head(
     buf: &mut Vec<u8>,
     method: &Method,
     target: &PathAndQuery,
@@ -68,18 +68,18 @@ fn push_header(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// A complete response head taken off the front of the read buffer.
 #[derive(Debug)]
-pub(crate) struct Head {
+pub struct Head {
     /// Status, version and headers; the body is decided by [`Head::framing`].
-    pub(crate) response: Response<()>,
+    pub response: Response<()>,
     /// How the body is delimited.
-    pub(crate) framing: Framing,
+    pub framing: Framing,
     /// The connection may carry another request once this body is read.
-    pub(crate) reusable: bool,
+    pub reusable: bool,
 }
 
 /// How a response body ends (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// No body: a HEAD request, or 1xx, 204, 304.
     Empty,
     /// Exactly this many bytes.
@@ -95,7 +95,7 @@ pub(crate) enum Framing {
 ///
 /// # Errors
 /// [`WireError`] for a head that is malformed, too large or frames its body ambiguously.
-pub(crate) fn parse_response_head(
+pub fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
     names: &mut NameCache,
@@ -149,7 +149,7 @@ pub(crate) fn parse_response_head(
 /// names in the same order response after response, and comparing the bytes costs a fraction
 /// of parsing them into a `HeaderName` again.
 #[derive(Debug, Default)]
-pub(crate) struct NameCache {
+pub struct NameCache {
     entries: Vec<(Box<[u8]>, HeaderName)>,
 }
 
@@ -328,7 +328,7 @@ impl Delimiters {
 /// Decodes `Transfer-Encoding: chunked` from a buffer that fills as bytes arrive. Chunk
 /// extensions and trailer fields are read and dropped.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: Chunk,
 }
 
@@ -349,7 +349,7 @@ enum Chunk {
 
 /// One step of [`ChunkedDecoder::decode`].
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// Body bytes.
     Data(Bytes),
     /// More input is needed.
@@ -364,7 +364,7 @@ impl ChunkedDecoder {
     ///
     /// # Errors
     /// [`WireError::MalformedChunk`] for a size line or trailer that is malformed or too long.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
         self.advance(buf)?;
         match self.state {
             Chunk::Done => Ok(Decoded::End),
@@ -385,7 +385,7 @@ impl ChunkedDecoder {
     }
 
     /// The terminating chunk and its trailer section have been read.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == Chunk::Done
     }
 
