@@ -40,16 +40,17 @@ impl PolicyHeaders {
     pub(crate) fn fields(&self, remaining: u32, window_secs: u64) -> RateHeaders {
         // Every response of a limited route carries this: digits by itoa, not `write!`, whose
         // formatting machinery was a visible part of the per-request profile.
-        let mut digits = itoa::Buffer::new();
-        let mut state = String::with_capacity(self.item.len() + 30);
-        state.push_str(&self.item);
-        state.push_str(";r=");
-        state.push_str(digits.format(remaining));
-        state.push_str(";t=");
-        state.push_str(digits.format(window_secs));
+        // Sized exactly: `bytes` turns a full `Vec` into a value without a second allocation.
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (r, t) = (r.format(remaining), t.format(window_secs));
+        let mut state = Vec::with_capacity(self.item.len() + r.len() + t.len() + 6);
+        for part in [&*self.item, ";r=", r, ";t=", t] {
+            state.extend_from_slice(part.as_bytes());
+        }
         RateHeaders {
             policy: self.policy.clone(),
-            state: header_value(state),
+            state: HeaderValue::from_maybe_shared(bytes::Bytes::from(state))
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
         }
     }
 }
@@ -120,6 +121,19 @@ mod tests {
             let headers = PolicyHeaders::new("p", &settings).fields(0, 1);
             assert_eq!(headers.policy, expected);
         }
+    }
+
+    #[test]
+    fn the_state_field_names_the_policy_with_remaining_and_window() {
+        let limit = PolicyHeaders::new("api", &policy(10, 1, 5));
+        let fields = limit.fields(3, 60);
+        assert_eq!(fields.state, "\"api\";r=3;t=60");
+        let long = "x".repeat(300);
+        let fields = PolicyHeaders::new(&long, &policy(10, 1, 5)).fields(u32::MAX, u64::MAX);
+        assert_eq!(
+            fields.state.to_str().unwrap(),
+            format!("\"{long}\";r={};t={}", u32::MAX, u64::MAX)
+        );
     }
 
     #[test]
