@@ -426,9 +426,10 @@ struct Connection {
 /// hyper's HTTP/1 builder and hyper-util's auto builder (h2) with the configured limits.
 fn http_builders(limits: &Limits) -> Builders {
     let mut http1 = hyper::server::conn::http1::Builder::new();
+    // No timer for hyper: the connection's `ScanIo` bounds each request head by
+    // `header_read_timeout`, without a boxed timer per request (`head_scan`'s module doc).
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(crate::listen::http1_buffer(limits));
     let mut auto = auto::Builder::new(TokioExecutor::new());
     auto.http1()
@@ -458,7 +459,7 @@ where
     } = conn;
     let info = Arc::new(info);
     let kill = lifecycle.kill.clone();
-    let (io, verdict) = ScanIo::new(TrailerGuard::new(io));
+    let (io, verdict) = ScanIo::new(TrailerGuard::new(io), header_read_timeout);
     let requests = Arc::new(AtomicU64::new(0));
     let counter = activity.clone();
     let owner = shared.clone();

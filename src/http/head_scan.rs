@@ -10,14 +10,25 @@
 //!
 //! Only header *names*, the `Content-Length` digits and the last `Transfer-Encoding` token are
 //! looked at; nothing is copied beyond a bounded line prefix.
+//!
+//! The same follower is the connection's **slowloris guard** (`limits.header_read_timeout`):
+//! once a request head has begun, the rest of it must arrive within the limit, or reads fail
+//! with `TimedOut` and hyper closes the connection (as NGINX's `client_header_timeout` does).
+//! The deadline is armed only when a read ends inside a head, so a head that arrives whole in
+//! one read, as nearly every head does, costs no clock read, no timer and no allocation. hyper's
+//! own header timer is not used on the main listener: it starts a boxed timer for every request
+//! and registers it in the timer wheel while the connection waits for the next one
+//! (BENCHMARKS.md, "The header timer").
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
 
 use super::io_delegate::forward_async_write;
 
@@ -139,6 +150,12 @@ impl Scanner {
         }
     }
 
+    /// True when the bytes so far end inside a request head: its request line or a header line
+    /// has begun and its blank line has not come.
+    fn inside_head(&self) -> bool {
+        self.state == State::Head && (self.head.lines > 0 || !self.line.is_empty())
+    }
+
     fn keep(&mut self, bytes: &[u8]) {
         let room = LINE_PREFIX.saturating_sub(self.line.len());
         self.line.extend_from_slice(&bytes[..room.min(bytes.len())]);
@@ -251,22 +268,26 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 pin_project_lite::pin_project! {
-    /// Passes IO through while following HTTP/1 request framing (see the module doc).
+    /// Passes IO through while following HTTP/1 request framing and bounding how long a request
+    /// head may take (see the module doc).
     pub(crate) struct ScanIo<T> {
         #[pin]
         inner: T,
         scanner: Scanner,
+        deadline: HeadDeadline,
     }
 }
 
 impl<T> ScanIo<T> {
     /// Wraps the plaintext side of an HTTP/1 connection; the verdict is shared with the service.
-    pub(crate) fn new(inner: T) -> (Self, Arc<ScanVerdict>) {
+    /// `header_read_timeout`: how long a request head may take from its first byte to its end.
+    pub(crate) fn new(inner: T, header_read_timeout: Duration) -> (Self, Arc<ScanVerdict>) {
         let verdict = Arc::new(ScanVerdict::new());
         (
             Self {
                 inner,
                 scanner: Scanner::new(verdict.clone()),
+                deadline: HeadDeadline::new(header_read_timeout),
             },
             verdict,
         )
@@ -280,12 +301,74 @@ impl<T: AsyncRead> AsyncRead for ScanIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
+        if this.deadline.expired {
+            return Poll::Ready(Err(head_timed_out()));
+        }
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && this.scanner.state != State::Done {
-            this.scanner.feed(&buf.filled()[before..]);
+        match result {
+            Poll::Ready(Ok(())) if this.scanner.state != State::Done => {
+                this.scanner.feed(&buf.filled()[before..]);
+                this.deadline.follow(this.scanner.inside_head());
+            }
+            Poll::Pending if this.deadline.poll_expired(cx) => {
+                return Poll::Ready(Err(head_timed_out()));
+            }
+            _ => {}
         }
         result
+    }
+}
+
+/// The error a read gives once a request head took longer than `header_read_timeout`.
+fn head_timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "request head not complete within header_read_timeout",
+    )
+}
+
+/// The deadline of the request head being received, armed only while a read has ended inside
+/// one.
+#[derive(Debug)]
+struct HeadDeadline {
+    limit: Duration,
+    /// Set when the head that began first arrived; `None` between heads.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The deadline passed: every later read fails.
+    expired: bool,
+}
+
+impl HeadDeadline {
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            sleep: None,
+            expired: false,
+        }
+    }
+
+    /// After a read: arms the deadline when the bytes end inside a head and it is not armed yet
+    /// (the head's first bytes came in this read), and drops it once the head is complete.
+    fn follow(&mut self, inside_head: bool) {
+        match (inside_head, self.sleep.is_some()) {
+            (true, false) => self.sleep = Some(Box::pin(tokio::time::sleep(self.limit))),
+            (false, true) => self.sleep = None,
+            _ => {}
+        }
+    }
+
+    /// While a read waits: true once an armed deadline has passed (and from then on). Registers
+    /// `cx` to be woken when it passes.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(sleep) = self.sleep.as_mut() else {
+            return false;
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.sleep = None;
+            self.expired = true;
+        }
+        self.expired
     }
 }
 
@@ -365,6 +448,29 @@ mod tests {
                 let (first, second) = bytes.split_at(at);
                 assert_eq!(verdict_of(&[first, second]), whole, "split at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn a_read_ends_inside_a_head_exactly_between_its_first_and_last_byte() {
+        let first = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+        let second = "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+        let stream = format!("{first}{second}abc\r\n{first}");
+        // The heads' byte ranges, and the empty line tolerated before a request (a read that
+        // ends inside it has begun a line); the body is neither.
+        let body_end = first.len() + second.len() + 3;
+        let after_body = body_end + 2;
+        let heads = [
+            0..first.len(),
+            first.len()..first.len() + second.len(),
+            body_end..after_body,
+            after_body..after_body + first.len(),
+        ];
+        for fed in 1..=stream.len() {
+            let mut scanner = Scanner::new(Arc::new(ScanVerdict::new()));
+            scanner.feed(&stream.as_bytes()[..fed]);
+            let inside = heads.iter().any(|head| head.start < fed && fed < head.end);
+            assert_eq!(scanner.inside_head(), inside, "after {fed} bytes");
         }
     }
 

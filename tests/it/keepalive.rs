@@ -178,6 +178,72 @@ async fn a_connection_without_a_request_closes_after_header_read_timeout() {
     );
 }
 
+/// The slowloris shape: a head whose bytes keep coming, each long before the idle deadline,
+/// but which is not complete within `header_read_timeout`, is cut off at that deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_dribbled_byte_by_byte_is_cut_off_at_header_read_timeout() {
+    let (gw, _echo, _ws) = gateway("header_read_timeout = \"500ms\"\nidle_timeout = \"10s\"").await;
+    let mut tls = gw.raw_tls().await;
+    let head = format!(
+        "GET /ping HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(40)
+    );
+    let started = Instant::now();
+    let (sent, answer) = within("the gateway cuts the dribbling head off", async {
+        let mut tick = tokio::time::interval(Duration::from_millis(40));
+        let mut sink = [0u8; 1024];
+        let mut answer = Vec::new();
+        for (sent, byte) in head.as_bytes().iter().enumerate() {
+            tokio::select! {
+                read = tls.read(&mut sink) => match read {
+                    Ok(0) | Err(_) => return (sent, answer),
+                    Ok(n) => answer.extend_from_slice(&sink[..n]),
+                },
+                _ = tick.tick() => {
+                    if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
+                        return (sent, answer);
+                    }
+                }
+            }
+        }
+        (head.len(), answer)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        sent < head.len(),
+        "all {} bytes of the head were accepted over {waited:?}",
+        head.len()
+    );
+    assert!(
+        answer.is_empty(),
+        "no response to a head never finished: {answer:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "cut off after {waited:?} for header_read_timeout 500ms"
+    );
+}
+
+/// The head deadline lasts from a head's first bytes to its end and no longer: a head in two
+/// reads within the limit is served, and a pause longer than the limit after it (the connection
+/// parks) does not end the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_in_two_reads_is_served_and_its_deadline_ends_with_it() {
+    let (gw, _echo, _ws) = gateway("header_read_timeout = \"500ms\"\nidle_timeout = \"10s\"").await;
+    let mut tls = gw.raw_tls().await;
+    let (first, second) = PING.split_at(12);
+    send(&mut tls, first).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&mut tls, second).await;
+    let text = read_response(&mut tls).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    send(&mut tls, PING).await;
+    let text = read_response(&mut tls).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_came_in_its_own_read_is_never_mistaken_for_a_request() {
     let (gw, echo, _ws) = gateway("idle_timeout = \"10s\"").await;
