@@ -5,6 +5,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::Identity;
+use crate::http::added::AddedHeaders;
 
 /// `x-auth-subject`
 pub(crate) const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
@@ -71,15 +72,17 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, copy_headers: &[HeaderNam
     }
 }
 
-/// Writes `x-auth-subject`, `x-auth-roles` (comma list) and `x-auth-method`.
-pub fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
+/// Adds `x-auth-subject`, `x-auth-roles` (comma list) and `x-auth-method` to the upstream
+/// request. [`strip_identity_headers`] removed every client-sent `x-auth-*` on arrival, so the
+/// request's map holds none of them.
+pub fn set_identity_headers(added: &mut AddedHeaders, identity: &Identity) {
     if let Some(subject) = &identity.headers.subject {
-        headers.insert(X_AUTH_SUBJECT, subject.clone());
+        added.push(X_AUTH_SUBJECT, subject.clone());
     }
     if let Some(roles) = &identity.headers.roles {
-        headers.insert(X_AUTH_ROLES, roles.clone());
+        added.push(X_AUTH_ROLES, roles.clone());
     }
-    headers.insert(
+    added.push(
         X_AUTH_METHOD,
         HeaderValue::from_static(identity.method.as_str()),
     );
@@ -146,11 +149,11 @@ mod tests {
         use std::sync::Arc;
         let roles: Arc<[String]> = vec!["viewer".to_owned(), "operator".to_owned()].into();
         let identity = Identity::new(Arc::from("ci-bot"), roles, AuthMethod::Token, None);
-        let mut headers = HeaderMap::new();
-        set_identity_headers(&mut headers, &identity);
-        assert_eq!(headers[X_AUTH_SUBJECT], "ci-bot");
-        assert_eq!(headers[X_AUTH_ROLES], "viewer,operator");
-        assert_eq!(headers[X_AUTH_METHOD], "token");
+        let mut added = AddedHeaders::default();
+        set_identity_headers(&mut added, &identity);
+        assert_eq!(added.get(&X_AUTH_SUBJECT).unwrap(), "ci-bot");
+        assert_eq!(added.get(&X_AUTH_ROLES).unwrap(), "viewer,operator");
+        assert_eq!(added.get(&X_AUTH_METHOD).unwrap(), "token");
         // Not a header value, or nothing to say: the header is left out, as before.
         let odd = IdentityHeaders::of("line\nbreak", &[]);
         assert_eq!(odd, IdentityHeaders::default());

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use super::added::AddedHeaders;
+
 /// `x-forwarded-for`
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`
@@ -151,37 +153,93 @@ pub struct Forwarded<'a> {
     pub request_id: &'a HeaderValue,
 }
 
-/// Sets `X-Forwarded-*`, `X-Real-IP` and `X-Request-Id` on an upstream request.
+/// Sets `X-Forwarded-*`, `X-Real-IP` and `X-Request-Id` on an upstream request: the client's
+/// values that do not stand are removed from `headers`, the gateway's go into `added`.
 ///
 /// `X-Forwarded-For` is appended to only when the peer is trusted; otherwise whatever the client
 /// sent is replaced, so an untrusted client cannot forge its address. `-Proto` and `-Host` from a
 /// trusted proxy are kept (it terminated the client's connection); from anyone else they are set.
-pub fn apply(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
-    let xff = if fwd.peer_trusted {
+pub fn apply(headers: &mut HeaderMap, added: &mut AddedHeaders, fwd: &Forwarded<'_>) {
+    let sent = Sent::of(headers);
+    let xff = if fwd.peer_trusted && sent.xff {
         appended_xff(headers, fwd.peer.ip)
     } else {
         None
     };
-    headers.insert(
-        X_FORWARDED_FOR,
-        xff.unwrap_or_else(|| fwd.peer.value.clone()),
-    );
-    if !(fwd.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.scheme));
+    replace(headers, added, sent.xff, X_FORWARDED_FOR, || {
+        xff.unwrap_or_else(|| fwd.peer.value.clone())
+    });
+    if !(fwd.peer_trusted && sent.proto) {
+        replace(headers, added, sent.proto, X_FORWARDED_PROTO, || {
+            HeaderValue::from_static(fwd.scheme)
+        });
     }
-    if !(fwd.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match fwd.host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
+    if !(fwd.peer_trusted && sent.host) {
+        if sent.host {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+        if let Some(host) = fwd.host {
+            added.push(X_FORWARDED_HOST, host.clone());
+        }
     }
-    let real_ip = if fwd.client_ip == fwd.peer.ip {
-        fwd.peer.value.clone()
-    } else {
-        HeaderValue::from(IpValue(fwd.client_ip))
-    };
-    headers.insert(X_REAL_IP, real_ip);
-    headers.insert(X_REQUEST_ID, fwd.request_id.clone());
+    replace(headers, added, sent.real_ip, X_REAL_IP, || {
+        if fwd.client_ip == fwd.peer.ip {
+            fwd.peer.value.clone()
+        } else {
+            HeaderValue::from(IpValue(fwd.client_ip))
+        }
+    });
+    replace(headers, added, sent.request_id, X_REQUEST_ID, || {
+        fwd.request_id.clone()
+    });
+}
+
+/// Sets `name` to `value()`: the client's values go (when it `sent` any), the gateway's is added.
+fn replace(
+    headers: &mut HeaderMap,
+    added: &mut AddedHeaders,
+    sent: bool,
+    name: HeaderName,
+    value: impl FnOnce() -> HeaderValue,
+) {
+    if sent {
+        headers.remove(&name);
+    }
+    added.push(name, value());
+}
+
+/// Which of the forwarded headers the client sent, found in one pass over the names instead of
+/// a hash lookup for each (most clients send none of them).
+#[derive(Debug, Default)]
+struct Sent {
+    xff: bool,
+    proto: bool,
+    host: bool,
+    real_ip: bool,
+    request_id: bool,
+}
+
+impl Sent {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut sent = Self::default();
+        for name in headers.keys() {
+            let name = name.as_str();
+            // All five start with `x-` and are 9 to 17 bytes long; the standard names (`host`,
+            // `accept`) are turned away by the first test.
+            if !(9..=17).contains(&name.len()) || !name.starts_with("x-") {
+                continue;
+            }
+            match name {
+                "x-forwarded-for" => sent.xff = true,
+                "x-forwarded-proto" => sent.proto = true,
+                "x-forwarded-host" => sent.host = true,
+                "x-real-ip" => sent.real_ip = true,
+                "x-request-id" => sent.request_id = true,
+                _ => {}
+            }
+        }
+        sent
+    }
 }
 
 /// The existing `X-Forwarded-For` values joined, plus the peer.
@@ -267,6 +325,25 @@ mod tests {
         assert_eq!(PeerIp::new(ip("2001:db8::1")).value, "2001:db8::1");
     }
 
+    /// `apply` on a copy of `map`: the map's headers, then the added ones, as the upstream
+    /// gets them.
+    fn applied(map: &HeaderMap, fwd: &Forwarded<'_>) -> Vec<(String, String)> {
+        let mut map = map.clone();
+        let mut added = AddedHeaders::default();
+        apply(&mut map, &mut added, fwd);
+        map.iter()
+            .chain(added.as_slice().iter().map(|(n, v)| (n, v)))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    fn values<'a>(sent: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+        sent.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     #[test]
     fn apply_resets_xff_for_untrusted_and_appends_for_trusted() {
         let id = HeaderValue::from_static("rid");
@@ -280,17 +357,63 @@ mod tests {
             host: Some(&host),
             request_id: &id,
         };
-        let mut map = headers("1.2.3.4");
-        apply(&mut map, &fwd);
-        assert_eq!(map[X_FORWARDED_FOR], "127.0.0.1");
-        assert_eq!(map[X_FORWARDED_PROTO], "https");
-        assert_eq!(map[X_FORWARDED_HOST], "gw.example");
-        assert_eq!(map[X_REAL_IP], "127.0.0.1");
+        let sent = applied(&headers("1.2.3.4"), &fwd);
+        assert_eq!(values(&sent, "x-forwarded-for"), ["127.0.0.1"]);
+        assert_eq!(values(&sent, "x-forwarded-proto"), ["https"]);
+        assert_eq!(values(&sent, "x-forwarded-host"), ["gw.example"]);
+        assert_eq!(values(&sent, "x-real-ip"), ["127.0.0.1"]);
+        assert_eq!(values(&sent, "x-request-id"), ["rid"]);
         fwd.peer_trusted = true;
         fwd.client_ip = ip("1.2.3.4");
-        let mut map = headers("1.2.3.4");
-        apply(&mut map, &fwd);
-        assert_eq!(map[X_FORWARDED_FOR], "1.2.3.4, 127.0.0.1");
-        assert_eq!(map[X_REAL_IP], "1.2.3.4");
+        let sent = applied(&headers("1.2.3.4"), &fwd);
+        assert_eq!(values(&sent, "x-forwarded-for"), ["1.2.3.4, 127.0.0.1"]);
+        assert_eq!(values(&sent, "x-real-ip"), ["1.2.3.4"]);
+    }
+
+    #[test]
+    fn every_client_value_is_replaced_unless_a_trusted_proxy_may_set_it() {
+        let id = HeaderValue::from_static("rid");
+        let peer = PeerIp::new(ip("10.0.0.1"));
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-request-id", "forged"),
+            ("x-kept", "yes"),
+        ] {
+            client.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        client.append(X_FORWARDED_FOR, HeaderValue::from_static("7.7.7.7"));
+        let mut fwd = Forwarded {
+            peer: &peer,
+            peer_trusted: false,
+            client_ip: ip("10.0.0.1"),
+            scheme: "https",
+            host: None,
+            request_id: &id,
+        };
+        let sent = applied(&client, &fwd);
+        assert_eq!(values(&sent, "x-forwarded-for"), ["10.0.0.1"]);
+        assert_eq!(values(&sent, "x-forwarded-proto"), ["https"]);
+        assert!(values(&sent, "x-forwarded-host").is_empty());
+        assert_eq!(values(&sent, "x-real-ip"), ["10.0.0.1"]);
+        assert_eq!(values(&sent, "x-request-id"), ["rid"]);
+        assert_eq!(values(&sent, "x-kept"), ["yes"]);
+        fwd.peer_trusted = true;
+        fwd.client_ip = ip("7.7.7.7");
+        let sent = applied(&client, &fwd);
+        assert_eq!(
+            values(&sent, "x-forwarded-for"),
+            ["6.6.6.6, 7.7.7.7, 10.0.0.1"]
+        );
+        assert_eq!(values(&sent, "x-forwarded-proto"), ["gopher"]);
+        assert_eq!(values(&sent, "x-forwarded-host"), ["evil.example"]);
+        assert_eq!(values(&sent, "x-real-ip"), ["7.7.7.7"]);
+        assert_eq!(values(&sent, "x-request-id"), ["rid"]);
     }
 }

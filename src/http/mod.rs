@@ -1,7 +1,8 @@
 //! HTTP helpers the pipeline composes: body types and limits, byte-counting bodies, path
-//! normalisation, request hygiene, forwarded headers, the connection idle deadline, the
+//! normalisation, request hygiene, forwarded and other added headers, the connection idle deadline, the
 //! outbound client builder, and HTTP/1.1 on the upstream wire.
 
+pub mod added;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod counted;

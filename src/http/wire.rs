@@ -37,13 +37,14 @@ pub enum WireError {
     MalformedChunk,
 }
 
-/// Writes the request head: request line, `headers`, `host` when `headers` has no `Host`, and
-/// the blank line. Values are `HeaderValue`s, which never hold CR or LF.
+/// Writes the request head: request line, `host` when `headers` has no `Host`, `headers`, then
+/// `added`, and the blank line. Values are `HeaderValue`s, which never hold CR or LF.
 pub fn encode_request_head(
     buf: &mut Vec<u8>,
     method: &Method,
     target: &PathAndQuery,
     headers: &HeaderMap,
+    added: &[(HeaderName, HeaderValue)],
     host: Option<&HeaderValue>,
 ) {
     buf.extend_from_slice(method.as_str().as_bytes());
@@ -53,7 +54,7 @@ pub fn encode_request_head(
     if let Some(host) = host.filter(|_| !headers.contains_key(header::HOST)) {
         push_header(buf, header::HOST.as_str(), host.as_bytes());
     }
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(added.iter().map(|(n, v)| (n, v))) {
         push_header(buf, name.as_str(), value.as_bytes());
     }
     buf.extend_from_slice(b"\r\n");
@@ -493,14 +494,25 @@ mod tests {
         let mut buf = Vec::new();
         let target = PathAndQuery::from_static("/p?q=1");
         let host = HeaderValue::from_static("up:8080");
-        encode_request_head(&mut buf, &Method::GET, &target, &headers, Some(&host));
+        let added = [(
+            HeaderName::from_static("x-real-ip"),
+            HeaderValue::from_static("10.0.0.7"),
+        )];
+        encode_request_head(
+            &mut buf,
+            &Method::GET,
+            &target,
+            &headers,
+            &added,
+            Some(&host),
+        );
         assert_eq!(
             String::from_utf8_lossy(&buf),
-            "GET /p?q=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+            "GET /p?q=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\nx-real-ip: 10.0.0.7\r\n\r\n"
         );
         headers.insert(header::HOST, HeaderValue::from_static("client.example"));
         buf.clear();
-        encode_request_head(&mut buf, &Method::GET, &target, &headers, Some(&host));
+        encode_request_head(&mut buf, &Method::GET, &target, &headers, &[], Some(&host));
         assert_eq!(buf.windows(4).filter(|w| w == b"host").count(), 1);
     }
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::admit::tunnels_websocket;
@@ -34,15 +34,22 @@ pub(super) struct Admitted<'a> {
 /// `copy_headers`, and — unless `forward_credentials` — no credentials.
 ///
 /// Set on the outgoing request, after the hop-by-hop headers are gone: a client that names
-/// `x-auth-subject` in its `Connection` header must not make gatehouse drop it.
-fn set_upstream_headers(headers: &mut HeaderMap, caller: Option<&Authenticated>, rt: &Runtime) {
+/// `x-auth-subject` in its `Connection` header must not make gatehouse drop it. The identity
+/// and copied headers are added beside the client's (whose spellings of them were stripped on
+/// arrival, `admit::strip_client_identity`).
+fn set_upstream_headers(
+    prepared: &mut proxy::Prepared<'_>,
+    caller: Option<&Authenticated>,
+    rt: &Runtime,
+) {
     let Some(caller) = caller else { return };
-    credentials::set_identity_headers(headers, &caller.identity);
+    let added = prepared.added_mut();
+    credentials::set_identity_headers(added, &caller.identity);
     for (name, value) in caller.copy.iter().flat_map(|copy| copy.iter()) {
-        headers.append(name.clone(), value.clone());
+        added.push(name.clone(), value.clone());
     }
     if !rt.config.auth.forward_credentials {
-        credentials::remove_credentials(headers, &rt.auth.token_headers);
+        credentials::remove_credentials(prepared.headers_mut(), &rt.auth.token_headers);
     }
 }
 
@@ -90,7 +97,7 @@ fn prepare<'a>(
     let body = take_body(body, proxy, &mut ctx.bytes_in);
     let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, conn, rt);
     let mut prepared = proxy::prepare(req, body, plan)?;
-    set_upstream_headers(prepared.headers_mut(), caller, rt);
+    set_upstream_headers(&mut prepared, caller, rt);
     Ok(prepared)
 }
 

@@ -16,6 +16,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
+use crate::http::added::AddedHeaders;
 use crate::http::body::{self, Body, ClientBody, LimitedBody};
 use crate::http::forwarded::{self, Forwarded};
 use crate::http::sanitize::remove_hop_by_hop;
@@ -60,15 +61,21 @@ impl Prepared<'_> {
         &self.upstream.name
     }
 
-    /// The outgoing request's headers (hop-by-hop headers gone, forwarded headers set).
+    /// The client's headers as they go upstream (hop-by-hop headers gone, and the forwarded
+    /// headers the gateway sets).
     pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
         &mut self.outgoing.headers
+    }
+
+    /// The headers the gateway adds after the client's (forwarded headers so far).
+    pub(crate) fn added_mut(&mut self) -> &mut AddedHeaders {
+        &mut self.outgoing.added
     }
 }
 
 /// How many headers the proxy adds to a request at most, commonly: `X-Forwarded-For`, `-Proto`,
-/// `-Host`, `X-Real-IP`, `X-Request-Id`, and the caller's identity headers.
-const FORWARDING_HEADERS: usize = 10;
+/// `-Host`, `X-Real-IP`, `X-Request-Id`, and the caller's three identity headers.
+const FORWARDING_HEADERS: usize = 8;
 
 /// Turns `req` into the upstream request as planned, with the client's `body` (`None`: the route
 /// does not pass it, and an empty body goes upstream; the pipeline hands it over wrapped in a
@@ -93,11 +100,9 @@ where
     if plan.websocket {
         upgrade::restore_upgrade_headers(&mut headers);
     }
-    // The forwarding headers go in next, and the identity headers after them: room for them
-    // now is one growth of the map instead of one per insert that crosses its capacity. Should
-    // the map be at its size limit, the inserts below grow it as they would have anyway.
-    let _ = headers.try_reserve(FORWARDING_HEADERS);
-    forwarded::apply(&mut headers, &plan.forwarded);
+    // The gateway's headers go beside the map, not into it (`AddedHeaders`).
+    let mut added = AddedHeaders::with_capacity(FORWARDING_HEADERS);
+    forwarded::apply(&mut headers, &mut added, &plan.forwarded);
     if parts.version == http::Version::HTTP_2
         && !headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
@@ -128,6 +133,7 @@ where
             method: plan.method,
             path_and_query: plan.path_and_query,
             headers,
+            added,
         },
         body,
         client_upgrade,

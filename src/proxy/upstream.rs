@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 
 use crate::config::UpstreamConfig;
 use crate::config::collect::KeyError;
+use crate::http::added::AddedHeaders;
 use crate::http::body::{self, Body, BodyLimitExceeded, ClientBodyError, Replayable};
 use crate::http::client::Roots;
 use crate::http::wire;
@@ -75,8 +76,10 @@ pub(crate) struct Outgoing {
     pub(crate) method: Method,
     /// Path and query sent upstream.
     pub(crate) path_and_query: PathAndQuery,
-    /// Headers sent upstream (hop-by-hop already removed).
+    /// The client's headers sent upstream (hop-by-hop already removed).
     pub(crate) headers: HeaderMap,
+    /// The gateway's headers, sent after `headers` (forwarded, identity).
+    pub(crate) added: AddedHeaders,
 }
 
 struct Target {
@@ -202,6 +205,7 @@ impl Upstream {
         *request.uri_mut() = Uri::from(outgoing.path_and_query);
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = outgoing.headers;
+        outgoing.added.append_to(request.headers_mut());
         if let Some(host) = &self.targets[index].host {
             request
                 .headers_mut()
@@ -290,6 +294,7 @@ impl Upstream {
                 &outgoing.method,
                 &outgoing.path_and_query,
                 &outgoing.headers,
+                outgoing.added.as_slice(),
                 target.host.as_ref(),
             );
         };
