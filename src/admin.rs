@@ -153,10 +153,11 @@ async fn admin_refusal(
         Ok(_) => GatewayError::RoleRequired("admin".to_owned()),
         Err(error) => error,
     };
-    let mut response = error.into_response(request_id.to_str().unwrap_or_default());
-    response
-        .headers_mut()
-        .insert(crate::http::forwarded::X_REQUEST_ID, request_id.clone());
+    let mut response = error.into_response(request_id.as_str());
+    response.headers_mut().insert(
+        crate::http::forwarded::X_REQUEST_ID,
+        request_id.header().clone(),
+    );
     Some(response)
 }
 

@@ -68,6 +68,7 @@ use crate::config::{CacheKey, ExternalSettings};
 use crate::error::PassThrough;
 use crate::http::body::{self, Body};
 use crate::http::client::{HttpsClient, Pool, Roots};
+use crate::http::forwarded::RequestId;
 use crate::http::forwarded::{X_FORWARDED_FOR, X_REQUEST_ID};
 use crate::observe::auth_service::AuthServiceStats;
 
@@ -132,7 +133,7 @@ pub(crate) struct AuthRequest<'a> {
     /// The client IP, sent as `X-Forwarded-For`.
     pub(crate) client_ip: IpAddr,
     /// The request id, sent as `X-Request-Id`.
-    pub(crate) request_id: &'a HeaderValue,
+    pub(crate) request_id: &'a RequestId,
 }
 
 impl fmt::Debug for AuthRequest<'_> {
@@ -145,7 +146,7 @@ impl fmt::Debug for AuthRequest<'_> {
             .field("host", &self.host)
             .field("headers", &self.headers.len())
             .field("client_ip", &self.client_ip)
-            .field("request_id", self.request_id)
+            .field("request_id", &self.request_id.as_str())
             .finish()
     }
 }
@@ -438,7 +439,7 @@ impl ExternalAuth {
             X_FORWARDED_FOR,
             HeaderValue::from_str(&request.client_ip.to_canonical().to_string()).ok()?,
         );
-        headers.insert(X_REQUEST_ID, request.request_id.clone());
+        headers.insert(X_REQUEST_ID, request.request_id.header().clone());
         if self.content_length {
             // hyper omits Content-Length for an empty body; POST/PUT/PATCH must say 0.
             headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));

@@ -43,7 +43,7 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// The `x-auth-method` value: the kind's name as a route's `auth = [...]` writes it.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         AuthKind::from(self).as_str()
     }
 }

@@ -87,22 +87,46 @@ pub(crate) fn valid_request_id(value: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// The request id: the client's if valid, else 32 random hex characters.
-pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
-    match headers.get(&X_REQUEST_ID) {
-        Some(value) if valid_request_id(value.as_bytes()) => value.clone(),
-        _ => generate_request_id(),
+/// A request's id: the client's `X-Request-Id` when it passes [`valid_request_id`], else 32
+/// random hex characters. Either way only `[A-Za-z0-9._:-]`, so it goes into headers, JSON lines
+/// and logs as it is, with nothing to escape.
+#[derive(Debug, Clone)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// A client's id, if it is valid.
+    pub fn from_client(value: &HeaderValue) -> Option<Self> {
+        valid_request_id(value.as_bytes()).then(|| Self(value.clone()))
+    }
+
+    /// As the `X-Request-Id` header value.
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        // Only `[A-Za-z0-9._:-]`: always visible ASCII.
+        self.0.to_str().unwrap_or_default()
     }
 }
 
-fn generate_request_id() -> HeaderValue {
+/// The request id: the client's if valid, else 32 random hex characters.
+pub(crate) fn request_id(headers: &HeaderMap) -> RequestId {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(RequestId::from_client)
+        .unwrap_or_else(generate_request_id)
+}
+
+fn generate_request_id() -> RequestId {
     let mut text = [0u8; 32];
     let random: u128 = rand::random();
     for (i, byte) in text.iter_mut().enumerate() {
         let nibble = (random >> (i * 4)) & 0xf;
         *byte = b"0123456789abcdef"[nibble as usize];
     }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    RequestId(HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
 }
 
 /// A connection's peer address in canonical form, with its header value built once for the
@@ -313,8 +337,17 @@ mod tests {
             assert!(!valid_request_id(bad));
         }
         let generated = request_id(&HeaderMap::new());
-        assert_eq!(generated.len(), 32);
-        assert!(valid_request_id(generated.as_bytes()));
+        assert_eq!(generated.as_str().len(), 32);
+        assert!(valid_request_id(generated.header().as_bytes()));
+        let mut sent = HeaderMap::new();
+        sent.insert(X_REQUEST_ID, HeaderValue::from_static("a\"b"));
+        assert_ne!(
+            request_id(&sent).as_str(),
+            "a\"b",
+            "an invalid id is replaced"
+        );
+        sent.insert(X_REQUEST_ID, HeaderValue::from_static("trace-1.2:3_x"));
+        assert_eq!(request_id(&sent).as_str(), "trace-1.2:3_x");
     }
 
     #[test]

@@ -16,10 +16,13 @@
 use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
+use http::Method;
 use time::OffsetDateTime;
 
 use super::json_line::JsonLine;
 use super::redact_query::redact_query;
+use crate::auth::AuthMethod;
+use crate::http::forwarded::RequestId;
 
 /// The longest User-Agent written; a longer one is cut (a client picks its length, the log's
 /// reader should not have to).
@@ -32,13 +35,14 @@ const LINE_CAPACITY: usize = 512;
 /// What the response head knows about a request, borrowed for the moment the line is begun.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessFields<'a> {
-    /// The request id (echoed as `x-request-id`).
-    pub request_id: &'a [u8],
-    /// The client IP under the trusted-proxy rule, as text (usually the connection's peer,
-    /// formatted once per connection).
+    /// The request id (echoed as `x-request-id`): a client's that passed
+    /// `forwarded::valid_request_id`, or one the gateway generated.
+    pub request_id: &'a RequestId,
+    /// The client IP under the trusted-proxy rule, as the gateway formatted it from the address
+    /// (usually the connection's peer, formatted once per connection).
     pub client_ip: &'a str,
-    /// The request method.
-    pub method: &'a str,
+    /// The request method (a token: never a quote, backslash or control).
+    pub method: &'a Method,
     /// The request path as sent.
     pub path: &'a str,
     /// The query as sent; credential-looking values are redacted when written.
@@ -53,7 +57,7 @@ pub struct AccessFields<'a> {
     /// Who the caller is, once authenticated.
     pub identity: Option<&'a str>,
     /// How the caller authenticated.
-    pub auth_method: Option<&'a str>,
+    pub auth_method: Option<AuthMethod>,
     /// From the request head to the response head.
     pub duration: Duration,
     /// The `User-Agent` header's bytes (not necessarily UTF-8).
@@ -73,16 +77,20 @@ impl AccessFields<'_> {
     pub fn begin(&self, now: SystemTime) -> PendingLine {
         let mut buf = Vec::with_capacity(LINE_CAPACITY);
         let mut line = JsonLine::open(&mut buf);
-        line.bytes("time", &rfc3339_millis(now));
-        line.bytes("request_id", self.request_id);
-        line.str("client_ip", self.client_ip);
-        line.str("method", self.method);
+        // `plain`: values that cannot hold a quote, a backslash or a control (see the fields).
+        line.plain("time", &rfc3339_millis(now));
+        line.plain("request_id", self.request_id.as_str().as_bytes());
+        line.plain("client_ip", self.client_ip.as_bytes());
+        line.plain("method", self.method.as_str().as_bytes());
         self.write_path(&mut line);
         line.opt_str("route", self.route);
         line.opt_str("upstream", self.upstream);
         line.u64("status", u64::from(self.status));
         line.opt_str("identity", self.identity);
-        line.opt_str("auth_method", self.auth_method);
+        match self.auth_method {
+            Some(method) => line.plain("auth_method", method.as_str().as_bytes()),
+            None => line.null("auth_method"),
+        }
         let micros = u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX);
         // Microseconds, rounded to the nearest thousandth of a millisecond.
         line.thousandths("duration_ms", micros);
@@ -90,8 +98,11 @@ impl AccessFields<'_> {
             Some(agent) => line.bytes("user_agent", truncate(agent, USER_AGENT_MAX_BYTES)),
             None => line.null("user_agent"),
         }
-        line.str("http", self.http);
-        line.opt_str("tls", self.tls);
+        line.plain("http", self.http.as_bytes());
+        match self.tls {
+            Some(tls) => line.plain("tls", tls.as_bytes()),
+            None => line.null("tls"),
+        }
         PendingLine(buf)
     }
 
@@ -203,18 +214,18 @@ fn digits(out: &mut [u8], mut value: u32) {
 mod tests {
     use super::*;
 
-    fn fields() -> AccessFields<'static> {
+    fn fields<'a>(request_id: &'a RequestId, method: &'a Method) -> AccessFields<'a> {
         AccessFields {
-            request_id: b"01J9ZX",
+            request_id,
             client_ip: "192.0.2.7",
-            method: "GET",
+            method,
             path: "/api/v1/event",
             query: Some("access_token=sekrit&page=2"),
             route: Some("/api"),
             upstream: None,
             status: 200,
             identity: Some("ci-bot"),
-            auth_method: Some("token"),
+            auth_method: Some(AuthMethod::Token),
             duration: Duration::from_micros(1_234_567),
             user_agent: Some(b"curl/8.5\xff"),
             http: "2",
@@ -225,7 +236,8 @@ mod tests {
     #[test]
     fn a_line_has_every_field_typed_and_in_order() {
         let now = time::macros::datetime!(2026-12-05 09:08:07.065 UTC);
-        let line = fields().begin(now.into()).finish(12, 3456);
+        let id = RequestId::from_client(&http::HeaderValue::from_static("01J9ZX")).unwrap();
+        let line = fields(&id, &Method::GET).begin(now.into()).finish(12, 3456);
         let text = String::from_utf8(line).unwrap();
         assert_eq!(
             text,
@@ -275,7 +287,14 @@ mod tests {
 
     #[test]
     fn injected_newlines_and_quotes_stay_inside_one_line() {
-        let mut f = fields();
+        // The fields written without escaping cannot carry a quote: the method is a token, the
+        // id was validated (a client's `a"b` is replaced by a generated one).
+        let mut sent = http::HeaderMap::new();
+        sent.insert("x-request-id", http::HeaderValue::from_static("a\"},{\"x\":1"));
+        let id = crate::http::forwarded::request_id(&sent);
+        assert!(Method::from_bytes(b"GET\"").is_err());
+        let method = Method::from_bytes(b"PURGE").unwrap();
+        let mut f = fields(&id, &method);
         f.path = "/a\"}\n{\"status\":500";
         f.user_agent = Some(b"evil\r\n{\"x\":1}");
         f.query = None;

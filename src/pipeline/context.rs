@@ -5,11 +5,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request};
+use http::Request;
 
 use crate::auth::AuthMethod;
 use crate::http::counted::ByteCount;
-use crate::http::forwarded::{self, PeerIp};
+use crate::http::forwarded::{self, PeerIp, RequestId};
 use crate::ratelimit::RateHeaders;
 use crate::runtime::Runtime;
 
@@ -32,7 +32,7 @@ pub(crate) struct ConnInfo {
 #[derive(Debug)]
 pub(crate) struct RequestCtx {
     /// Kept from the client if valid, else generated; echoed in the response.
-    pub(crate) request_id: HeaderValue,
+    pub(crate) request_id: RequestId,
     /// Whether the peer is a trusted proxy.
     pub(crate) peer_trusted: bool,
     /// The client IP under the trusted-proxy rule.
@@ -71,6 +71,6 @@ impl RequestCtx {
     }
 
     pub(super) fn request_id_str(&self) -> &str {
-        self.request_id.to_str().unwrap_or_default()
+        self.request_id.as_str()
     }
 }

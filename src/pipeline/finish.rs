@@ -21,7 +21,7 @@ const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 pub(super) fn finish(ctx: &RequestCtx, rt: &Runtime, response: &mut Response<Body>) {
     response
         .headers_mut()
-        .insert(X_REQUEST_ID, never_indexed(&ctx.request_id));
+        .insert(X_REQUEST_ID, never_indexed(ctx.request_id.header()));
     if let Some(rate) = &ctx.rate_headers {
         response
             .headers_mut()
@@ -99,16 +99,16 @@ pub(super) fn count_and_log(
             &behind_proxy
         };
         AccessFields {
-            request_id: ctx.request_id.as_bytes(),
+            request_id: &ctx.request_id,
             client_ip,
-            method: seen.method.as_str(),
+            method: &seen.method,
             path: seen.uri.path(),
             query: seen.uri.query(),
             route: rt.route_labels.matched(ctx.route).map(|label| &**label),
             upstream: ctx.upstream.as_ref().map(|(name, _)| &**name),
             status: response.status().as_u16(),
             identity: ctx.identity.as_ref().map(|(subject, _)| &**subject),
-            auth_method: ctx.identity.as_ref().map(|(_, method)| method.as_str()),
+            auth_method: ctx.identity.as_ref().map(|(_, method)| *method),
             duration: ctx.start.elapsed(),
             user_agent: seen.user_agent.as_ref().map(HeaderValue::as_bytes),
             http: http_version(seen.version),

@@ -122,7 +122,7 @@ fn plan_forward<'u, 'a>(
             client_ip: ctx.client_ip,
             scheme: ctx.scheme,
             host,
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.header(),
         },
         websocket: tunnels_websocket(req, proxy.route),
         max_body_bytes: rt.config.limits.max_body_bytes,

@@ -1,3 +1,4 @@
+use crate::http::forwarded::RequestId;
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::*;
@@ -9,7 +10,7 @@ fn attempt_debug_shows_no_credential() {
         "authorization",
         HeaderValue::from_static("Bearer header-secret"),
     );
-    let request_id = HeaderValue::from_static("rid-1");
+    let request_id = RequestId::from_client(&HeaderValue::from_static("rid-1")).unwrap();
     let attempt = Attempt {
         request: AuthRequest {
             method: &Method::POST,

@@ -211,7 +211,7 @@ async fn check_on(
     uri: &str,
     headers: &HeaderMap,
 ) -> ExternalDecision {
-    let request_id = HeaderValue::from_static("req-1");
+    let request_id = RequestId::from_client(&HeaderValue::from_static("req-1")).unwrap();
     let request = request(method, uri, headers, &request_id);
     tokio::time::timeout(WAIT, auth.check(&request))
         .await
@@ -223,7 +223,7 @@ fn request<'a>(
     method: &'a Method,
     uri: &'a str,
     headers: &'a HeaderMap,
-    request_id: &'a HeaderValue,
+    request_id: &'a RequestId,
 ) -> AuthRequest<'a> {
     AuthRequest {
         method,
@@ -663,7 +663,7 @@ async fn oversized_denial_body_is_dropped_but_the_status_kept() {
 
 /// The key of a GET /x from 203.0.113.7 to gateway.example with `headers`.
 fn key_of(auth: &ExternalAuth, headers: &HeaderMap) -> Key {
-    let request_id = HeaderValue::from_static("rid");
+    let request_id = RequestId::from_client(&HeaderValue::from_static("rid")).unwrap();
     auth.key(&request(&Method::GET, "/x", headers, &request_id))
 }
 
@@ -701,7 +701,7 @@ fn request_keys_cover_everything_the_service_saw_and_credential_keys_only_the_cr
     })
     .unwrap();
     let headers = client_headers("abc");
-    let rid = HeaderValue::from_static("rid");
+    let rid = RequestId::from_client(&HeaderValue::from_static("rid")).unwrap();
     let base = request(&Method::GET, "/reports", &headers, &rid);
     let variants = [
         AuthRequest {
@@ -735,7 +735,7 @@ fn request_keys_cover_everything_the_service_saw_and_credential_keys_only_the_cr
             "{variant:?}"
         );
     }
-    let other_id = HeaderValue::from_static("another request id");
+    let other_id = RequestId::from_client(&HeaderValue::from_static("another-request-id")).unwrap();
     let same = request(&Method::GET, "/reports", &headers, &other_id);
     assert_eq!(
         by_request.key(&base),
@@ -893,7 +893,7 @@ fn settings_debug_hides_the_url_userinfo_and_query() {
 #[test]
 fn debug_output_never_shows_header_values() {
     let headers = client_headers("super-secret");
-    let request_id = HeaderValue::from_static("rid");
+    let request_id = RequestId::from_client(&HeaderValue::from_static("rid")).unwrap();
     let request = AuthRequest {
         method: &Method::GET,
         uri: "/x?token=query-secret",
