@@ -46,7 +46,7 @@ use crate::http::sanitize;
 use crate::observe::audit;
 use crate::runtime::{Runtime, Shared};
 use admit::{authenticate, authorize, check_origin, limit_rate, strip_client_identity};
-use finish::{Seen, count_and_log, finish};
+use finish::{Answered, Seen, count_and_log, finish};
 use forward::{Admitted, forward};
 use route::{Routed, find_route, normalize, serve_session_endpoint};
 use settle::BodyFraming;
@@ -93,14 +93,18 @@ pub(crate) async fn handle(
     audit::record(rt.audit.as_ref(), facts).await;
     let label = rt.route_labels.label(ctx.route);
     let upstream = ctx.upstream.as_ref().map(|(name, took)| (name, *took));
-    shared.metrics.traffic.record(
-        label,
-        &method,
-        response.status().as_u16(),
-        ctx.start.elapsed(),
-        upstream,
-    );
-    count_and_log(response, seen, &ctx, &rt, conn, shared, label.clone())
+    // One clock read for the metrics and the access line.
+    let took = ctx.start.elapsed();
+    shared
+        .metrics
+        .traffic
+        .record(label, &method, response.status().as_u16(), took, upstream);
+    let answered = Answered {
+        ctx: &ctx,
+        took,
+        route_label: label.clone(),
+    };
+    count_and_log(response, seen, answered, &rt, conn, shared)
 }
 
 /// The spine: the steps of the module doc, in its order; each `?` may end the request with an

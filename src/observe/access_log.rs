@@ -290,7 +290,10 @@ mod tests {
         // The fields written without escaping cannot carry a quote: the method is a token, the
         // id was validated (a client's `a"b` is replaced by a generated one).
         let mut sent = http::HeaderMap::new();
-        sent.insert("x-request-id", http::HeaderValue::from_static("a\"},{\"x\":1"));
+        sent.insert(
+            "x-request-id",
+            http::HeaderValue::from_static("a\"},{\"x\":1"),
+        );
         let id = crate::http::forwarded::request_id(&sent);
         assert!(Method::from_bytes(b"GET\"").is_err());
         let method = Method::from_bytes(b"PURGE").unwrap();

@@ -78,18 +78,31 @@ impl Seen {
     }
 }
 
+/// A request whose response head is ready, as the access line and the byte counters see it.
+pub(super) struct Answered<'a> {
+    pub(super) ctx: &'a RequestCtx,
+    /// From the request head to the response head.
+    pub(super) took: std::time::Duration,
+    /// The route's metrics label.
+    pub(super) route_label: Arc<str>,
+}
+
 /// Counts the response body and, when it ends (or is dropped), adds the request and response
 /// bytes to the route's counters and sends the access line — begun here, while the head's facts
 /// are at hand — to the writer. Exactly once per request.
 pub(super) fn count_and_log(
     response: Response<Body>,
     seen: Option<Seen>,
-    ctx: &RequestCtx,
+    answered: Answered<'_>,
     rt: &Runtime,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
-    route_label: Arc<str>,
 ) -> Response<Body> {
+    let Answered {
+        ctx,
+        took,
+        route_label,
+    } = answered;
     let pending = seen.map(|seen| {
         let behind_proxy;
         let client_ip = if ctx.client_ip == conn.peer_ip.ip() {
@@ -109,7 +122,7 @@ pub(super) fn count_and_log(
             status: response.status().as_u16(),
             identity: ctx.identity.as_ref().map(|(subject, _)| &**subject),
             auth_method: ctx.identity.as_ref().map(|(_, method)| *method),
-            duration: ctx.start.elapsed(),
+            duration: took,
             user_agent: seen.user_agent.as_ref().map(HeaderValue::as_bytes),
             http: http_version(seen.version),
             tls: conn.tls_version,

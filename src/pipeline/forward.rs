@@ -72,7 +72,7 @@ pub(super) fn forward<'a>(
         let prepared = prepared?;
         let name = prepared.upstream_name().clone();
         let started = Instant::now();
-        let result = proxy::send(prepared).await;
+        let result = proxy::send(prepared, started).await;
         ctx.upstream = Some((name, started.elapsed()));
         result
     }

@@ -140,12 +140,16 @@ where
     })
 }
 
-/// Sends a prepared request upstream and returns the response to give the client.
+/// Sends a prepared request upstream and returns the response to give the client. `started`:
+/// now, as the caller read it to time the upstream (`response_timeout` runs from it).
 ///
 /// # Errors
 /// 413 for a body that grows past the limit, 400 for a client body that breaks its framing, 502
 /// when the upstream cannot be reached, 504 when it is too slow.
-pub(crate) async fn send(prepared: Prepared<'_>) -> Result<Response<Body>, GatewayError> {
+pub(crate) async fn send(
+    prepared: Prepared<'_>,
+    started: std::time::Instant,
+) -> Result<Response<Body>, GatewayError> {
     let Prepared {
         upstream,
         outgoing,
@@ -154,7 +158,7 @@ pub(crate) async fn send(prepared: Prepared<'_>) -> Result<Response<Body>, Gatew
     } = prepared;
     let name = &upstream.name;
     let response = upstream
-        .send(outgoing, body)
+        .send(outgoing, body, started)
         .await
         .map_err(|error| match error {
             UpstreamError::Unavailable => GatewayError::UpstreamUnavailable(name.clone()),

@@ -127,11 +127,10 @@ impl TargetPool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used idle lean connection that is neither expired nor closed by its
-    /// upstream; the others found on the way are closed.
-    fn checkout_conn(&self) -> Option<Conn> {
+    /// The most recently used idle lean connection that is neither expired (at `now`) nor closed
+    /// by its upstream; the others found on the way are closed.
+    fn checkout_conn(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.lock_idle();
-        let now = Instant::now();
         let mut found = None;
         while let Some(entry) = idle.pop() {
             if now.duration_since(entry.since) <= self.idle_timeout && !entry.conn.looks_closed() {
@@ -284,7 +283,7 @@ async fn reap(pool: Weak<TargetPool>, every: Duration) {
 
 /// Sends a bodyless request on an idle lean connection to the target at `connect_to`, or on a
 /// new one: `build` writes its head (it may be called once), `method` decides whether the
-/// response has a body.
+/// response has a body, `now` (the caller's clock read) judges which idle connections expired.
 ///
 /// # Errors
 /// [`SendError::Connect`] when no connection could be opened, [`SendError::Exchange`] when the
@@ -294,9 +293,10 @@ pub(crate) async fn exchange(
     connector: &Connector,
     connect_to: &Uri,
     method: &Method,
+    now: Instant,
     build: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Response<UpstreamBody<TargetPool>>, SendError> {
-    let conn = match pool.checkout_conn() {
+    let conn = match pool.checkout_conn(now) {
         Some(conn) => conn,
         // Boxed, as in `send`: rare, and large.
         None => Box::pin(open(connector, connect_to)).await?,
@@ -418,9 +418,9 @@ mod tests {
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(5), theirs[2].read(&mut byte)).await;
         assert_eq!(read.unwrap().unwrap(), 0);
-        assert!(pool.checkout_conn().is_some());
-        assert!(pool.checkout_conn().is_some());
-        assert!(pool.checkout_conn().is_none());
+        assert!(pool.checkout_conn(Instant::now()).is_some());
+        assert!(pool.checkout_conn(Instant::now()).is_some());
+        assert!(pool.checkout_conn(Instant::now()).is_none());
     }
 
     #[tokio::test]
@@ -439,7 +439,9 @@ mod tests {
         drop(theirs.remove(0));
         // The reaper is woken by each close; the idle timeout (60 s) plays no part.
         until(|| pool.lock_idle().len() == 1).await;
-        let survivor = pool.checkout_conn().expect("the open one stays");
+        let survivor = pool
+            .checkout_conn(Instant::now())
+            .expect("the open one stays");
         assert!(!survivor.looks_closed());
         drop(theirs);
     }
@@ -456,6 +458,6 @@ mod tests {
             .unwrap();
         until(|| conn.looks_closed()).await;
         pool.put_conn(conn);
-        assert!(pool.checkout_conn().is_none());
+        assert!(pool.checkout_conn(Instant::now()).is_none());
     }
 }

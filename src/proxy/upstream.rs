@@ -216,7 +216,8 @@ impl Upstream {
     }
 
     /// Sends the request to a target, retrying once on another target if the first attempt could
-    /// not connect (no byte of the request was written). `body`: `None` sends none.
+    /// not connect (no byte of the request was written). `body`: `None` sends none. `started`:
+    /// when the caller began sending (the clock read it times the upstream with).
     ///
     /// # Errors
     /// [`UpstreamError`] classified by predicate, never by message text.
@@ -224,10 +225,11 @@ impl Upstream {
         &self,
         outgoing: Outgoing,
         body: Option<Body>,
+        started: Instant,
     ) -> Result<UpstreamResponse, UpstreamError> {
         if self.targets.len() == 1 {
             let sent = match body {
-                None => self.attempt_bodyless(0, &outgoing).await,
+                None => self.attempt_bodyless(0, &outgoing, started).await,
                 // Boxed: requests with a body are the rarer kind, and hyper's state is large.
                 Some(body) => Box::pin(self.attempt(0, outgoing, body)).await,
             };
@@ -235,7 +237,7 @@ impl Upstream {
         }
         // Boxed: the retry's state stays out of the future of single-target upstreams, which
         // every request to one awaits (BENCHMARKS.md, "Future size").
-        Box::pin(self.send_with_retry(outgoing, body)).await
+        Box::pin(self.send_with_retry(outgoing, body, started)).await
     }
 
     /// [`Self::send`] with more than one target: a replayable body and one retry elsewhere.
@@ -243,14 +245,15 @@ impl Upstream {
         &self,
         outgoing: Outgoing,
         body: Option<Body>,
+        started: Instant,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let first = self.pick(None);
         let Some(body) = body else {
-            return match self.attempt_bodyless(first, &outgoing).await {
+            return match self.attempt_bodyless(first, &outgoing, started).await {
                 Err(failed) if failed.unsent => {
                     let second = self.pick(Some(first));
                     tracing::debug!(upstream = %self.name, "retrying on another target");
-                    self.attempt_bodyless(second, &outgoing)
+                    self.attempt_bodyless(second, &outgoing, Instant::now())
                         .await
                         .map_err(|failed| failed.error)
                 }
@@ -281,11 +284,13 @@ impl Upstream {
         }
     }
 
-    /// A request with no body, over a lean connection ([`pool::exchange`]).
+    /// A request with no body, over a lean connection ([`pool::exchange`]), begun at `started`
+    /// (its `response_timeout` runs from then).
     async fn attempt_bodyless(
         &self,
         index: usize,
         outgoing: &Outgoing,
+        started: Instant,
     ) -> Result<UpstreamResponse, Failed> {
         let target = &self.targets[index];
         let build = |buf: &mut Vec<u8>| {
@@ -298,13 +303,16 @@ impl Upstream {
                 target.host.as_ref(),
             );
         };
-        let sent = tokio::time::timeout(
-            self.config.response_timeout,
+        // The deadline from the time the caller read: one clock read a request fewer.
+        let deadline = tokio::time::Instant::from_std(started) + self.config.response_timeout;
+        let sent = tokio::time::timeout_at(
+            deadline,
             pool::exchange(
                 &target.pool,
                 &self.connector,
                 &target.connect_to,
                 &outgoing.method,
+                started,
                 build,
             ),
         )
