@@ -92,7 +92,7 @@ fn prepare<'a>(
         path,
         caller,
     } = admitted;
-    let target = upstream_target(proxy, path, req.uri().query())?;
+    let target = upstream_target(proxy, path, req.uri())?;
     let host = upstream_host(&req);
     let body = take_body(body, proxy, &mut ctx.bytes_in);
     let plan = plan_forward(&req, proxy, target, host.as_ref(), ctx, conn, rt);
@@ -143,12 +143,15 @@ fn take_body(
     body.take().map(|body| CountIn::new(body, count))
 }
 
-/// The upstream request target: the path after strip/rewrite plus the untouched query.
+/// The upstream request target: the path after strip/rewrite plus the untouched query. When that
+/// is the client's target as it came (a route that neither strips nor rewrites, a path already
+/// normal), the client's is shared rather than copied and parsed again.
 fn upstream_target(
     proxy: ProxyRoute<'_>,
     path: &str,
-    query: Option<&str>,
+    client: &http::Uri,
 ) -> Result<PathAndQuery, GatewayError> {
+    let query = client.query();
     let action = proxy.action;
     let upstream = upstream_path(
         &proxy.route.path,
@@ -160,6 +163,11 @@ fn upstream_target(
         Some(query) => Cow::Owned(format!("{upstream}?{query}")),
         None => upstream,
     };
+    if let Some(sent) = client.path_and_query()
+        && sent.as_str() == target
+    {
+        return Ok(sent.clone());
+    }
     PathAndQuery::try_from(target.as_ref())
         .map_err(|_| GatewayError::BadRequest("malformed request target"))
 }
