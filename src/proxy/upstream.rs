@@ -221,23 +221,28 @@ impl Upstream {
     ///
     /// # Errors
     /// [`UpstreamError`] classified by predicate, never by message text.
-    pub(crate) async fn send(
+    #[allow(clippy::manual_async_fn)] // on purpose: see the comment in the body
+    pub(crate) fn send(
         &self,
         outgoing: Outgoing,
         body: Option<Body>,
         started: Instant,
-    ) -> Result<UpstreamResponse, UpstreamError> {
-        if self.targets.len() == 1 {
-            let sent = match body {
-                None => self.attempt_bodyless(0, &outgoing, started).await,
-                // Boxed: requests with a body are the rarer kind, and hyper's state is large.
-                Some(body) => Box::pin(self.attempt(0, outgoing, body)).await,
-            };
-            return sent.map_err(|failed| failed.error);
+    ) -> impl Future<Output = Result<UpstreamResponse, UpstreamError>> + Send + '_ {
+        // An `async` block, not an `async fn`: one copy of `outgoing` in the future, not two
+        // (`pipeline::handle` says why that matters).
+        async move {
+            if self.targets.len() == 1 {
+                let sent = match body {
+                    None => self.attempt_bodyless(0, &outgoing, started).await,
+                    // Boxed: requests with a body are the rarer kind, and hyper's state is large.
+                    Some(body) => Box::pin(self.attempt(0, outgoing, body)).await,
+                };
+                return sent.map_err(|failed| failed.error);
+            }
+            // Boxed: the retry's state stays out of the future of single-target upstreams, which
+            // every request to one awaits (BENCHMARKS.md, "Future size").
+            Box::pin(self.send_with_retry(outgoing, body, started)).await
         }
-        // Boxed: the retry's state stays out of the future of single-target upstreams, which
-        // every request to one awaits (BENCHMARKS.md, "Future size").
-        Box::pin(self.send_with_retry(outgoing, body, started)).await
     }
 
     /// [`Self::send`] with more than one target: a replayable body and one retry elsewhere.
