@@ -14,8 +14,8 @@
 //! The same follower is the connection's **slowloris guard** (`limits.header_read_timeout`):
 //! once a request head has begun, the rest of it must arrive within the limit, or reads fail
 //! with `TimedOut` and hyper closes the connection (as NGINX's `client_header_timeout` does).
-//! The deadline is armed only when a read ends inside a head, so a head that arrives whole in
-//! one read, as nearly every head does, costs no clock read, no timer and no allocation. hyper's
+//! The deadline is armed only when a read has to wait inside a head, so a head that arrives
+//! whole, as nearly every head does, costs no clock read, no timer and no allocation. hyper's
 //! own header timer is not used on the main listener: it starts a boxed timer for every request
 //! and registers it in the timer wheel while the connection waits for the next one
 //! (BENCHMARKS.md, "The header timer").
@@ -309,9 +309,11 @@ impl<T: AsyncRead> AsyncRead for ScanIo<T> {
         match result {
             Poll::Ready(Ok(())) if this.scanner.state != State::Done => {
                 this.scanner.feed(&buf.filled()[before..]);
-                this.deadline.follow(this.scanner.inside_head());
+                if !this.scanner.inside_head() {
+                    this.deadline.disarm();
+                }
             }
-            Poll::Pending if this.deadline.poll_expired(cx) => {
+            Poll::Pending if this.deadline.poll_expired(this.scanner.inside_head(), cx) => {
                 return Poll::Ready(Err(head_timed_out()));
             }
             _ => {}
@@ -328,12 +330,15 @@ fn head_timed_out() -> io::Error {
     )
 }
 
-/// The deadline of the request head being received, armed only while a read has ended inside
-/// one.
+/// The deadline of the request head being received. Armed the first time a read waits inside a
+/// head, that is, when the reader (hyper) waits for the rest of a head the client has not sent:
+/// a head that came whole, or whose rest is already in the socket when it is read, never arms
+/// it, and a pipelined head that came in part while the request before it was served starts its
+/// clock only once it is read for, as hyper's own timer did.
 #[derive(Debug)]
 struct HeadDeadline {
     limit: Duration,
-    /// Set when the head that began first arrived; `None` between heads.
+    /// Set while a head is being waited for; `None` between heads.
     sleep: Option<Pin<Box<Sleep>>>,
     /// The deadline passed: every later read fails.
     expired: bool,
@@ -348,22 +353,23 @@ impl HeadDeadline {
         }
     }
 
-    /// After a read: arms the deadline when the bytes end inside a head and it is not armed yet
-    /// (the head's first bytes came in this read), and drops it once the head is complete.
-    fn follow(&mut self, inside_head: bool) {
-        match (inside_head, self.sleep.is_some()) {
-            (true, false) => self.sleep = Some(Box::pin(tokio::time::sleep(self.limit))),
-            (false, true) => self.sleep = None,
-            _ => {}
-        }
+    /// The head is complete (or none has begun): no deadline.
+    fn disarm(&mut self) {
+        self.sleep = None;
     }
 
-    /// While a read waits: true once an armed deadline has passed (and from then on). Registers
-    /// `cx` to be woken when it passes.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(sleep) = self.sleep.as_mut() else {
+    /// While a read waits: arms the deadline if the bytes so far end `inside_head` and it is not
+    /// armed yet; true once it has passed (and from then on). Registers `cx` to be woken then.
+    fn poll_expired(&mut self, inside_head: bool, cx: &mut Context<'_>) -> bool {
+        if self.expired {
+            return true;
+        }
+        if !inside_head {
             return false;
-        };
+        }
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.limit)));
         if sleep.as_mut().poll(cx).is_ready() {
             self.sleep = None;
             self.expired = true;

@@ -225,9 +225,44 @@ async fn a_head_dribbled_byte_by_byte_is_cut_off_at_header_read_timeout() {
     );
 }
 
-/// The head deadline lasts from a head's first bytes to its end and no longer: a head in two
-/// reads within the limit is served, and a pause longer than the limit after it (the connection
-/// parks) does not end the connection.
+/// A pipelined head that came in part while the request before it was held upstream for longer
+/// than `header_read_timeout` is not cut off: its deadline runs only once it is waited for (as
+/// hyper's header timer did), and its rest comes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_partial_head_waits_out_a_slow_response_before_its_deadline_runs() {
+    let (held, gate) = Upstream::held().await;
+    let config = format!(
+        "[limits]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"10s\"\n{}{}{}",
+        static_route_toml("/ping", "respond = { status = 200, body = \"pong\" }"),
+        upstream_toml("held", &[held.addr], ""),
+        route_toml("/held", "held", ""),
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut tls = gw.raw_tls().await;
+    send(
+        &mut tls,
+        b"GET /held HTTP/1.1\r\nHost: localhost\r\n\r\nGET /ping HTTP/1.1\r\nHo",
+    )
+    .await;
+    within(
+        "the first request reaches the upstream",
+        held.wait_for_requests(1),
+    )
+    .await;
+    // The scenario, not synchronisation: an upstream slower than header_read_timeout.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    gate.open();
+    let first = read_response(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    send(&mut tls, b"st: localhost\r\n\r\n").await;
+    let second = read_response(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(second.ends_with("pong"), "{second}");
+}
+
+/// The head deadline lasts while a head is waited for and no longer: a head in two reads within
+/// the limit is served, a pause longer than the limit after it (the connection parks) does not
+/// end the connection, and the next split head gets a deadline of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_in_two_reads_is_served_and_its_deadline_ends_with_it() {
     let (gw, _echo, _ws) = gateway("header_read_timeout = \"500ms\"\nidle_timeout = \"10s\"").await;
@@ -239,7 +274,10 @@ async fn a_head_in_two_reads_is_served_and_its_deadline_ends_with_it() {
     let text = read_response(&mut tls).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     tokio::time::sleep(Duration::from_millis(900)).await;
-    send(&mut tls, PING).await;
+    // The next head in two reads too: it gets a deadline of its own, not the last one's.
+    send(&mut tls, first).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&mut tls, second).await;
     let text = read_response(&mut tls).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
