@@ -459,7 +459,7 @@ where
     } = conn;
     let info = Arc::new(info);
     let kill = lifecycle.kill.clone();
-    let (io, verdict) = ScanIo::new(TrailerGuard::new(io), header_read_timeout);
+    let (io, verdict) = ScanIo::new(TrailerGuard::new(io), header_read_timeout, activity.clone());
     let requests = Arc::new(AtomicU64::new(0));
     let counter = activity.clone();
     let owner = shared.clone();

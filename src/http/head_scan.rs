@@ -15,10 +15,12 @@
 //! once a request head has begun, the rest of it must arrive within the limit, or reads fail
 //! with `TimedOut` and hyper closes the connection (as NGINX's `client_header_timeout` does).
 //! The deadline is armed only when a read has to wait inside a head, so a head that arrives
-//! whole, as nearly every head does, costs no clock read, no timer and no allocation. hyper's
-//! own header timer is not used on the main listener: it starts a boxed timer for every request
-//! and registers it in the timer wheel while the connection waits for the next one
-//! (BENCHMARKS.md, "The header timer").
+//! whole, as nearly every head does, costs no clock read, no timer and no allocation. Once the
+//! connection becomes a tunnel (a `101`), its bytes are not HTTP/1: nothing is scanned and no
+//! deadline runs (a WebSocket may pause between frames as long as `idle_timeout` allows).
+//! hyper's own header timer is not used on the main listener: it starts a boxed timer for every
+//! request and registers it in the timer wheel while the connection waits for the next one
+//! (BENCHMARKS.md, "Six cuts on h1").
 
 use std::io;
 use std::pin::Pin;
@@ -30,6 +32,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
+use super::idle::Activity;
 use super::io_delegate::forward_async_write;
 
 /// Longest line prefix kept for inspection; longer lines are judged by their prefix.
@@ -275,19 +278,28 @@ pin_project_lite::pin_project! {
         inner: T,
         scanner: Scanner,
         deadline: HeadDeadline,
+        // Says when the connection became a tunnel (a `101`): from then on its bytes are not
+        // HTTP/1, so nothing is scanned and no head deadline runs.
+        activity: Arc<Activity>,
     }
 }
 
 impl<T> ScanIo<T> {
     /// Wraps the plaintext side of an HTTP/1 connection; the verdict is shared with the service.
-    /// `header_read_timeout`: how long a request head may take from its first byte to its end.
-    pub(crate) fn new(inner: T, header_read_timeout: Duration) -> (Self, Arc<ScanVerdict>) {
+    /// `header_read_timeout`: how long a request head may be waited for. `activity`: the
+    /// connection's, which says when it became a tunnel.
+    pub(crate) fn new(
+        inner: T,
+        header_read_timeout: Duration,
+        activity: Arc<Activity>,
+    ) -> (Self, Arc<ScanVerdict>) {
         let verdict = Arc::new(ScanVerdict::new());
         (
             Self {
                 inner,
                 scanner: Scanner::new(verdict.clone()),
                 deadline: HeadDeadline::new(header_read_timeout),
+                activity,
             },
             verdict,
         )
@@ -303,6 +315,10 @@ impl<T: AsyncRead> AsyncRead for ScanIo<T> {
         let this = self.project();
         if this.deadline.expired {
             return Poll::Ready(Err(head_timed_out()));
+        }
+        if this.scanner.state != State::Done && this.activity.is_tunnel() {
+            this.scanner.state = State::Done;
+            this.deadline.disarm();
         }
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);

@@ -68,6 +68,11 @@ impl Activity {
         self.tunnel.store(true, Ordering::Release);
     }
 
+    /// True once the connection was handed to a tunnel: its bytes are no longer HTTP.
+    pub(crate) fn is_tunnel(&self) -> bool {
+        self.tunnel.load(Ordering::Acquire)
+    }
+
     /// True while the byte clock applies: a request is open or the connection is a tunnel.
     fn busy(&self) -> bool {
         self.open.load(Ordering::Acquire) > 0 || self.tunnel.load(Ordering::Acquire)

@@ -385,6 +385,31 @@ async fn a_websocket_upgrade_works_on_a_parked_connection() {
     assert_eq!(parked(&gw).await, 0, "a tunnel is not parked");
 }
 
+/// A WebSocket tunnel's frames are not request heads: a tunnel that pauses longer than
+/// `header_read_timeout` between frames (the pause is the scenario) keeps working, whatever
+/// bytes its frames carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_outlives_header_read_timeout() {
+    let (gw, _echo, _ws) = gateway("header_read_timeout = \"300ms\"\nidle_timeout = \"10s\"").await;
+    let tls = gw.raw_tls().await;
+    let request = format!("wss://localhost:{}/ws", gw.https.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) = within(
+        "WebSocket handshake",
+        tokio_tungstenite::client_async(request, tls),
+    )
+    .await
+    .unwrap();
+    // Text that looks like the start of a request head, then a pause past the head deadline.
+    for text in ["GET /x HTTP/1.1", "no newline in this one", "last"] {
+        within("send", ws.send(Message::text(text))).await.unwrap();
+        let echoed = within("echo", ws.next()).await.expect("open").unwrap();
+        assert_eq!(echoed, Message::text(text));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_connection_is_closed_by_the_drain() {
     let (gw, _echo, _ws) =
