@@ -72,6 +72,23 @@ async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
     within("flush", stream.flush()).await.unwrap();
 }
 
+/// A WebSocket client on `tls` (a raw TLS connection to `gw`), after its handshake on `/ws`.
+async fn websocket<S>(gw: &TestGateway, tls: S) -> tokio_tungstenite::WebSocketStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = format!("wss://localhost:{}/ws", gw.https.port())
+        .into_client_request()
+        .unwrap();
+    let (ws, _) = within(
+        "WebSocket handshake",
+        tokio_tungstenite::client_async(request, tls),
+    )
+    .await
+    .unwrap();
+    ws
+}
+
 /// `gatehouse_parked_connections` from the admin listener.
 async fn parked(gw: &TestGateway) -> i64 {
     let metrics = gw.admin_get("/metrics").await.text();
@@ -368,15 +385,7 @@ async fn a_websocket_upgrade_works_on_a_parked_connection() {
     send(&mut tls, PING).await;
     assert!(read_response(&mut tls).await.starts_with("HTTP/1.1 200"));
     wait_parked(&gw, 1).await;
-    let request = format!("wss://localhost:{}/ws", gw.https.port())
-        .into_client_request()
-        .unwrap();
-    let (mut ws, _) = within(
-        "WebSocket handshake",
-        tokio_tungstenite::client_async(request, tls),
-    )
-    .await
-    .unwrap();
+    let mut ws = websocket(&gw, tls).await;
     within("send", ws.send(Message::text("after a park")))
         .await
         .unwrap();
@@ -391,16 +400,7 @@ async fn a_websocket_upgrade_works_on_a_parked_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_tunnel_outlives_header_read_timeout() {
     let (gw, _echo, _ws) = gateway("header_read_timeout = \"300ms\"\nidle_timeout = \"10s\"").await;
-    let tls = gw.raw_tls().await;
-    let request = format!("wss://localhost:{}/ws", gw.https.port())
-        .into_client_request()
-        .unwrap();
-    let (mut ws, _) = within(
-        "WebSocket handshake",
-        tokio_tungstenite::client_async(request, tls),
-    )
-    .await
-    .unwrap();
+    let mut ws = websocket(&gw, gw.raw_tls().await).await;
     // Text that looks like the start of a request head, then a pause past the head deadline.
     for text in ["GET /x HTTP/1.1", "no newline in this one", "last"] {
         within("send", ws.send(Message::text(text))).await.unwrap();
