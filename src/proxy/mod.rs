@@ -61,8 +61,9 @@ impl Prepared<'_> {
         &self.upstream.name
     }
 
-    /// The client's headers as they go upstream (hop-by-hop headers gone, and the forwarded
-    /// headers the gateway sets).
+    /// The client's headers as they go upstream: hop-by-hop headers gone, and so are the
+    /// client's values of the forwarded headers the gateway sets (its own are in
+    /// [`Self::added_mut`]).
     pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
         &mut self.outgoing.headers
     }
