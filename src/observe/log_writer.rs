@@ -7,15 +7,19 @@
 //! blocked tokio worker would stall every connection it serves. It starts with the first line, so
 //! a gateway whose access log is off (or a test harness without a subscriber) has no thread.
 //!
-//! Batching: after a write that did not fill a batch the writer lingers [`LINGER`] before
-//! draining again, so under load it wakes about a hundred times a second and writes hundreds of
-//! lines at once, and a request almost never pays for waking it (a futex wake is a syscall). On an
-//! idle gateway a line is written within about `LINGER`.
+//! Batching: after a write that did not fill a batch the writer lingers up to [`LINGER`] before
+//! draining again, so it wakes at most ten times a second while traffic is light, and a request
+//! almost never pays for waking it (a futex wake is a syscall). Once [`WAKE_LINES`] lines wait,
+//! the request that queued the last of them cuts the linger short, so a busy gateway (many cores,
+//! hundreds of thousands of requests a second) never fills the queue while the writer sleeps.
+//! On an idle gateway a line is written within about `LINGER` (Envoy's file access log flushes
+//! once a second); shutdown wakes the writer and waits for every queued line.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// Lines the queue holds before new ones are dropped (a few MB at typical line lengths; about a
@@ -25,10 +29,15 @@ pub(crate) const QUEUE_LINES: usize = 16 * 1024;
 /// How many bytes the writer gathers into one write.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// How long the writer waits after a write before gathering the next batch. 10 ms rather than
-/// 2: each wake is a context switch on a core the requests share (BENCHMARKS.md, "Access-log
-/// linger"); a line still reaches stdout within about a hundredth of a second.
-const LINGER: Duration = Duration::from_millis(10);
+/// How long the writer waits after a write before gathering the next batch, unless
+/// [`WAKE_LINES`] lines are waiting sooner. Each wake is a context switch on a core the requests
+/// share, and a write to a file in a watched folder wakes the runtime too (BENCHMARKS.md,
+/// "Access-log linger"); a line still reaches stdout within about a tenth of a second.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// Queued lines that end the writer's linger early: an eighth of the queue, so a burst has room
+/// for seven times as many lines again while the writer wakes and drains.
+const WAKE_LINES: u64 = (QUEUE_LINES / 8) as u64;
 
 /// Where lines go: stdout, or an injected writer.
 type Sink = Box<dyn Write + Send>;
@@ -36,12 +45,27 @@ type Sink = Box<dyn Write + Send>;
 /// The access log's queue, writer thread and counters. One per gateway; survives reloads.
 pub struct AccessLog {
     /// Created with the first line; `None` if the thread could not be started.
-    queue: OnceLock<Option<SyncSender<Vec<u8>>>>,
+    queue: OnceLock<Option<Writer>>,
     /// How many lines the queue holds.
     capacity: usize,
+    /// The writer's pause between batches and the queue length that ends it early.
+    pace: Pace,
     /// The writer's output until the thread takes it.
     sink: Mutex<Option<Sink>>,
     progress: Arc<Progress>,
+}
+
+/// The running writer: its queue, and its thread to wake from a linger.
+struct Writer {
+    lines: SyncSender<Vec<u8>>,
+    thread: Thread,
+}
+
+/// How the writer paces itself: [`LINGER`] and [`WAKE_LINES`], shorter in tests.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    linger: Duration,
+    wake_lines: u64,
 }
 
 /// What the writer has done, for [`AccessLog::flush`] and the dropped-lines metric.
@@ -49,6 +73,8 @@ pub struct AccessLog {
 struct Progress {
     /// Lines accepted into the queue.
     queued: AtomicU64,
+    /// Lines the writer has taken from the queue.
+    taken: AtomicU64,
     /// Lines taken from the queue and written (or lost to a failed write).
     done: Mutex<u64>,
     /// Signalled whenever `done` grows.
@@ -80,31 +106,41 @@ impl AccessLog {
 
     /// Lines go to `sink` (tests, benches).
     pub fn to_writer(sink: Box<dyn Write + Send>) -> Self {
-        Self::with_capacity(sink, QUEUE_LINES)
+        let pace = Pace {
+            linger: LINGER,
+            wake_lines: WAKE_LINES,
+        };
+        Self::with_capacity(sink, QUEUE_LINES, pace)
     }
 
-    fn with_capacity(sink: Sink, capacity: usize) -> Self {
+    fn with_capacity(sink: Sink, capacity: usize, pace: Pace) -> Self {
         Self {
             queue: OnceLock::new(),
             capacity,
+            pace,
             sink: Mutex::new(Some(sink)),
             progress: Arc::default(),
         }
     }
 
-    /// Queues one finished line; never blocks. A full queue drops the line and counts it.
+    /// Queues one finished line; never blocks. A full queue drops the line and counts it. The
+    /// line that brings the queue to `wake_lines` wakes a lingering writer.
     pub fn send(&self, line: Vec<u8>) {
-        let queued = self
-            .queue
-            .get_or_init(|| self.start())
-            .as_ref()
-            .is_some_and(|queue| queue.try_send(line).is_ok());
-        let counter = if queued {
-            &self.progress.queued
-        } else {
-            &self.progress.dropped
+        let Some(writer) = self.queue.get_or_init(|| self.start()) else {
+            self.progress.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if writer.lines.try_send(line).is_err() {
+            self.progress.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let queued = self.progress.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        let waiting = queued.saturating_sub(self.progress.taken.load(Ordering::Relaxed));
+        if waiting >= self.pace.wake_lines {
+            // Cheap unless the writer is parked: a thread not parked keeps the token, and its
+            // next linger ends at once.
+            writer.thread.unpark();
+        }
     }
 
     /// Lines dropped so far.
@@ -116,6 +152,9 @@ impl AccessLog {
     /// everything was written. Blocks the calling thread: call it from `spawn_blocking`.
     pub fn flush(&self, timeout: Duration) -> bool {
         let target = self.progress.queued.load(Ordering::Relaxed);
+        if let Some(Some(writer)) = self.queue.get() {
+            writer.thread.unpark();
+        }
         let deadline = Instant::now() + timeout;
         let mut done = self
             .progress
@@ -151,7 +190,7 @@ impl AccessLog {
     }
 
     /// Starts the writer thread with the sink; `None` (every line dropped) if it cannot start.
-    fn start(&self) -> Option<SyncSender<Vec<u8>>> {
+    fn start(&self) -> Option<Writer> {
         let sink = self
             .sink
             .lock()
@@ -159,31 +198,37 @@ impl AccessLog {
             .take()?;
         let (queue, lines) = sync_channel(self.capacity);
         let progress = self.progress.clone();
-        std::thread::Builder::new()
+        let linger = self.pace.linger;
+        let thread = std::thread::Builder::new()
             .name("access-log".to_owned())
-            .spawn(move || write_batches(&lines, sink, &progress))
+            .spawn(move || write_batches(&lines, sink, &progress, linger))
             .ok()?;
-        Some(queue)
+        Some(Writer {
+            lines: queue,
+            thread: thread.thread().clone(),
+        })
     }
 }
 
 /// The writer thread: gathers queued lines into one buffer, writes it, lingers, repeats; ends
 /// when the [`AccessLog`] is dropped and the queue is empty.
-fn write_batches(lines: &Receiver<Vec<u8>>, mut sink: Sink, progress: &Progress) {
+fn write_batches(lines: &Receiver<Vec<u8>>, mut sink: Sink, progress: &Progress, linger: Duration) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     let mut next = lines.recv().ok();
     while let Some(first) = next {
         batch.extend_from_slice(&first);
         let (count, open) = gather(lines, &mut batch);
+        progress.taken.fetch_add(count + 1, Ordering::Relaxed);
         write_out(&mut sink, &batch, count + 1, progress);
         let full = batch.len() >= BATCH_BYTES;
         batch.clear();
         if !open {
             return;
         }
-        // A full batch means more is waiting: write on without pausing.
+        // A full batch means more is waiting: write on without pausing. A linger ends early
+        // when a request finds `wake_lines` waiting, or a flush asks.
         if !full {
-            linger();
+            std::thread::park_timeout(linger);
         }
         next = match lines.try_recv() {
             Ok(line) => Some(line),
@@ -223,15 +268,6 @@ fn write_out(sink: &mut Sink, batch: &[u8], count: u64, progress: &Progress) {
     progress.advanced.notify_all();
 }
 
-/// Lets more lines gather before the next batch (rate shaping, not synchronisation).
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a timed pause that batches writes; nothing waits on it"
-)]
-fn linger() {
-    std::thread::sleep(LINGER);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +276,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct CapturedSink {
         bytes: Arc<Mutex<Vec<u8>>>,
+        /// Signalled after every write.
+        written: Arc<Condvar>,
         gate: Arc<(Mutex<bool>, Condvar)>,
     }
 
@@ -258,6 +296,33 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8(self.bytes.lock().unwrap().clone()).unwrap()
         }
+
+        /// Waits until `lines` lines were written, at most ten seconds; true if they were.
+        fn wait_for_lines(&self, lines: usize) -> bool {
+            let written = self.bytes.lock().unwrap();
+            let (_written, waited) = self
+                .written
+                .wait_timeout_while(written, Duration::from_secs(10), |bytes| {
+                    bytes.iter().filter(|&&b| b == b'\n').count() < lines
+                })
+                .unwrap();
+            !waited.timed_out()
+        }
+    }
+
+    /// The production pace, for tests that are not about pacing.
+    const PACE: Pace = Pace {
+        linger: LINGER,
+        wake_lines: WAKE_LINES,
+    };
+
+    /// A writer that would linger an hour unless woken.
+    fn lingering_an_hour(sink: &CapturedSink, wake_lines: u64) -> AccessLog {
+        let pace = Pace {
+            linger: Duration::from_secs(3600),
+            wake_lines,
+        };
+        AccessLog::with_capacity(Box::new(sink.clone()), 64, pace)
     }
 
     impl Write for CapturedSink {
@@ -267,6 +332,7 @@ mod tests {
                 .wait_while(lock.lock().unwrap(), |blocked| *blocked)
                 .unwrap();
             self.bytes.lock().unwrap().extend_from_slice(buf);
+            self.written.notify_all();
             Ok(buf.len())
         }
 
@@ -296,7 +362,7 @@ mod tests {
     fn a_blocked_sink_drops_and_counts_instead_of_blocking() {
         let sink = CapturedSink::blocked();
         let capacity = 8;
-        let log = AccessLog::with_capacity(Box::new(sink.clone()), capacity);
+        let log = AccessLog::with_capacity(Box::new(sink.clone()), capacity, PACE);
         let extra = 5;
         let started = Instant::now();
         // A line of a whole batch's size: the writer holds one line at a time (blocked in its
@@ -328,6 +394,31 @@ mod tests {
                 .any(|l| l == format!("gatehouse_access_log_dropped_total {dropped}")),
             "{metrics}"
         );
+    }
+
+    #[test]
+    fn the_line_that_fills_wake_lines_ends_the_writers_linger() {
+        let sink = CapturedSink::default();
+        let log = lingering_an_hour(&sink, 4);
+        log.send(b"first\n".to_vec());
+        assert!(sink.wait_for_lines(1), "the first line is written at once");
+        // The writer now lingers for an hour; the fourth waiting line must wake it.
+        for n in 0..4 {
+            log.send(format!("{n}\n").into_bytes());
+        }
+        assert!(sink.wait_for_lines(5), "woken by the fourth waiting line");
+        assert_eq!(sink.text(), "first\n0\n1\n2\n3\n");
+    }
+
+    #[test]
+    fn flush_ends_the_writers_linger() {
+        let sink = CapturedSink::default();
+        let log = lingering_an_hour(&sink, 1000);
+        log.send(b"first\n".to_vec());
+        assert!(sink.wait_for_lines(1), "the first line is written at once");
+        log.send(b"second\n".to_vec());
+        assert!(log.flush(Duration::from_secs(10)), "flush woke the writer");
+        assert_eq!(sink.text(), "first\nsecond\n");
     }
 
     #[test]
