@@ -14,6 +14,7 @@
 
 mod drive;
 mod gated;
+mod rejected;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -458,6 +459,7 @@ where
         lifecycle,
     } = conn;
     let info = Arc::new(info);
+    let conn_info = info.clone();
     let kill = lifecycle.kill.clone();
     let (io, verdict) = ScanIo::new(TrailerGuard::new(io), header_read_timeout, activity.clone());
     let requests = Arc::new(AtomicU64::new(0));
@@ -480,6 +482,7 @@ where
             Ok::<_, Infallible>(hold_until_sent(response, guard))
         }
     });
+    let on_refused_head = |status| rejected::record(status, &conn_info, &owner);
     let driver = Driver {
         builders,
         activity,
@@ -488,6 +491,7 @@ where
         header_read_timeout,
         lifecycle,
         metrics: &owner.metrics,
+        on_refused_head: &on_refused_head,
     };
     // Boxed: `run` takes its future by value and would otherwise hold it twice in this task's
     // state, which every connection's task is allocated at (24.8 KiB before; -Zprint-type-sizes).

@@ -109,6 +109,17 @@ impl RequestId {
         // Only `[A-Za-z0-9._:-]`: always visible ASCII.
         self.0.to_str().unwrap_or_default()
     }
+
+    /// A new id: 32 random hex characters.
+    pub(crate) fn generate() -> Self {
+        let mut text = [0u8; 32];
+        let random: u128 = rand::random();
+        for (i, byte) in text.iter_mut().enumerate() {
+            let nibble = (random >> (i * 4)) & 0xf;
+            *byte = b"0123456789abcdef"[nibble as usize];
+        }
+        Self(HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
+    }
 }
 
 /// The request id: the client's if valid, else 32 random hex characters.
@@ -116,17 +127,7 @@ pub(crate) fn request_id(headers: &HeaderMap) -> RequestId {
     headers
         .get(&X_REQUEST_ID)
         .and_then(RequestId::from_client)
-        .unwrap_or_else(generate_request_id)
-}
-
-fn generate_request_id() -> RequestId {
-    let mut text = [0u8; 32];
-    let random: u128 = rand::random();
-    for (i, byte) in text.iter_mut().enumerate() {
-        let nibble = (random >> (i * 4)) & 0xf;
-        *byte = b"0123456789abcdef"[nibble as usize];
-    }
-    RequestId(HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
+        .unwrap_or_else(RequestId::generate)
 }
 
 /// A connection's peer address in canonical form, with its header value built once for the

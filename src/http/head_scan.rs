@@ -340,10 +340,39 @@ impl<T: AsyncRead> AsyncRead for ScanIo<T> {
 
 /// The error a read gives once a request head took longer than `header_read_timeout`.
 fn head_timed_out() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "request head not complete within header_read_timeout",
-    )
+    io::Error::new(io::ErrorKind::TimedOut, HeadTimedOut)
+}
+
+/// The error inside the `TimedOut` read error that ends a connection whose request head did not
+/// arrive within `header_read_timeout`, so the connection's driver can tell it from others.
+#[derive(Debug)]
+pub(crate) struct HeadTimedOut;
+
+impl std::fmt::Display for HeadTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request head not complete within header_read_timeout")
+    }
+}
+
+impl std::error::Error for HeadTimedOut {}
+
+impl HeadTimedOut {
+    /// True if `error` is (or wraps, as hyper's IO error does) a head timeout.
+    pub(crate) fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            if error.is::<Self>() {
+                return true;
+            }
+            if let Some(io) = error.downcast_ref::<io::Error>()
+                && io.get_ref().is_some_and(|inner| inner.is::<Self>())
+            {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
+    }
 }
 
 /// The deadline of the request head being received. Armed the first time a read waits inside a

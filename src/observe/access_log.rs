@@ -41,10 +41,11 @@ pub struct AccessFields<'a> {
     /// The client IP under the trusted-proxy rule, as the gateway formatted it from the address
     /// (usually the connection's peer, formatted once per connection).
     pub client_ip: &'a str,
-    /// The request method (a token: never a quote, backslash or control).
-    pub method: &'a Method,
-    /// The request path as sent.
-    pub path: &'a str,
+    /// The request method (a token: never a quote, backslash or control); `None` for a head
+    /// that could not be parsed.
+    pub method: Option<&'a Method>,
+    /// The request path as sent; `None` for a head that could not be parsed.
+    pub path: Option<&'a str>,
     /// The query as sent; credential-looking values are redacted when written.
     pub query: Option<&'a str>,
     /// The matched route's label: its configured path, made unique as the metrics and audit
@@ -81,7 +82,10 @@ impl AccessFields<'_> {
         line.plain("time", &rfc3339_millis(now));
         line.plain("request_id", self.request_id.as_str().as_bytes());
         line.plain("client_ip", self.client_ip.as_bytes());
-        line.plain("method", self.method.as_str().as_bytes());
+        match self.method {
+            Some(method) => line.plain("method", method.as_str().as_bytes()),
+            None => line.null("method"),
+        }
         self.write_path(&mut line);
         line.opt_str("route", self.route);
         line.opt_str("upstream", self.upstream);
@@ -107,15 +111,16 @@ impl AccessFields<'_> {
     }
 
     fn write_path(&self, line: &mut JsonLine<'_>) {
-        match self.query {
-            Some(query) => {
-                let mut target = String::with_capacity(self.path.len() + 1 + query.len());
-                target.push_str(self.path);
+        match (self.path, self.query) {
+            (Some(path), Some(query)) => {
+                let mut target = String::with_capacity(path.len() + 1 + query.len());
+                target.push_str(path);
                 target.push('?');
                 target.push_str(&redact_query(query));
                 line.str("path", &target);
             }
-            None => line.str("path", self.path),
+            (Some(path), None) => line.str("path", path),
+            (None, _) => line.null("path"),
         }
     }
 }
@@ -218,8 +223,8 @@ mod tests {
         AccessFields {
             request_id,
             client_ip: "192.0.2.7",
-            method,
-            path: "/api/v1/event",
+            method: Some(method),
+            path: Some("/api/v1/event"),
             query: Some("access_token=sekrit&page=2"),
             route: Some("/api"),
             upstream: None,
@@ -298,7 +303,7 @@ mod tests {
         assert!(Method::from_bytes(b"GET\"").is_err());
         let method = Method::from_bytes(b"PURGE").unwrap();
         let mut f = fields(&id, &method);
-        f.path = "/a\"}\n{\"status\":500";
+        f.path = Some("/a\"}\n{\"status\":500");
         f.user_agent = Some(b"evil\r\n{\"x\":1}");
         f.query = None;
         let text = String::from_utf8(f.begin(SystemTime::UNIX_EPOCH).finish(0, 0)).unwrap();

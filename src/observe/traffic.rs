@@ -126,7 +126,22 @@ impl Traffic {
         elapsed: Duration,
         upstream: Option<(&Arc<str>, Duration)>,
     ) {
-        let method = method_label(method);
+        self.record_labelled(route, method_label(method), status, elapsed, upstream);
+    }
+
+    /// Records a request whose head could not be parsed (hyper answered it): method `OTHER`.
+    pub(crate) fn record_unparsed(&self, route: &Arc<str>, status: u16) {
+        self.record_labelled(route, "OTHER", status, Duration::ZERO, None);
+    }
+
+    fn record_labelled(
+        &self,
+        route: &Arc<str>,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+        upstream: Option<(&Arc<str>, Duration)>,
+    ) {
         // Looked up before `entry`: the keys are almost always there, and `entry` would clone
         // each `Arc` (two atomic operations) to find that out.
         self.with_shard(|shard| {

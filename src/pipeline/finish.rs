@@ -114,8 +114,8 @@ pub(super) fn count_and_log(
         AccessFields {
             request_id: &ctx.request_id,
             client_ip,
-            method: &seen.method,
-            path: seen.uri.path(),
+            method: Some(&seen.method),
+            path: Some(seen.uri.path()),
             query: seen.uri.query(),
             route: rt.route_labels.matched(ctx.route).map(|label| &**label),
             upstream: ctx.upstream.as_ref().map(|(name, _)| &**name),

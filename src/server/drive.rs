@@ -94,6 +94,9 @@ pub(super) struct Driver<'a> {
     pub(super) lifecycle: Lifecycle,
     /// Where parked connections are counted.
     pub(super) metrics: &'a Metrics,
+    /// Counts and logs a request head that ended the connection with this status: refused by
+    /// hyper, or cut off at `header_read_timeout` ([`super::rejected`]).
+    pub(super) on_refused_head: &'a (dyn Fn(u16) + Send + Sync),
 }
 
 /// The client's byte stream (TLS or plain TCP), as hyper's builders take it.
@@ -269,7 +272,13 @@ where
         let outside = Gated::new(outside(&driver.activity, wait, lifecycle));
         tokio::select! {
             result = connection.as_mut() => {
-                report(result);
+                if let Err(error) = result {
+                    let error: BoxError = error.into();
+                    if let Some(status) = super::rejected::logged_status(&error) {
+                        (driver.on_refused_head)(status);
+                    }
+                    report::<BoxError>(Err(error));
+                }
                 return Burst::Ended;
             }
             signal = outside => match signal {

@@ -603,3 +603,86 @@ async fn access_target_off_writes_no_line_but_bytes_are_still_counted() {
     );
     assert_every_line_is_clean_json(&stdout);
 }
+
+/// Sends `head` on a fresh TLS connection and reads what the gateway answers until it closes.
+async fn raw_exchange(gw: &Running, head: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let config = tls_config(&[b"http/1.1"], rustls::ALL_VERSIONS);
+    let connect = crate::support::client::connect_tls(gw.https, "localhost", config);
+    let mut tls = within("raw TLS connect", connect).await.unwrap();
+    tls.write_all(head).await.unwrap();
+    let mut answer = Vec::new();
+    // The connection closes after the refusal; a reset instead of a close_notify still ends it.
+    let _ = within("the refusal and close", tls.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_the_gateway_cannot_parse_is_logged_and_counted() {
+    let up = upstream(Gate::new()).await;
+    let (layout, _token) = layout(&JwtKey::es256("ec-1"));
+    let gw = Running::start(&layout, &routes(&up), None).await;
+    for head in [
+        &b"GET /x HTTP/1.1\r\nbad header\r\n\r\n"[..],
+        b"\x16\x03\x01 not http at all\r\n\r\n",
+    ] {
+        let answer = raw_exchange(&gw, head).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    // A URI over hyper's 65,534 bytes, in a head that fits the read buffer: hyper's own 414.
+    let long_uri = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "u".repeat(66_000));
+    let answer = raw_exchange(&gw, long_uri.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
+    // A head over `max_header_bytes` (64 KiB by default) is parsed and refused by the gateway
+    // itself: its line has the method and path.
+    let huge = format!(
+        "GET /y HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let too_large = raw_exchange(&gw, huge.as_bytes()).await;
+    assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large}");
+
+    let lines = within("four refused heads in the access log", async {
+        loop {
+            let refused: Vec<Value> = access_lines(&gw.stdout())
+                .into_iter()
+                .filter(|l| l["status"] != 200)
+                .collect();
+            if refused.len() >= 4 {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // bounded poll of a file
+        }
+    })
+    .await;
+    let shapes: Vec<(&Value, &Value, &Value)> = lines
+        .iter()
+        .map(|l| (&l["status"], &l["method"], &l["path"]))
+        .collect();
+    let null = Value::Null;
+    assert_eq!(
+        shapes,
+        [
+            (&json!(400), &null, &null),
+            (&json!(400), &null, &null),
+            (&json!(414), &null, &null),
+            (&json!(431), &json!("GET"), &json!("/y")),
+        ],
+        "{lines:?}"
+    );
+    for line in &lines {
+        assert_eq!(line["client_ip"], "127.0.0.1");
+        assert_eq!(line["http"], "1.1");
+        assert!(line["request_id"].as_str().is_some_and(|id| id.len() == 32));
+        let text = line.to_string();
+        assert!(
+            !text.contains("aaaa") && !text.contains("uuuu"),
+            "nothing of the head: {line}"
+        );
+    }
+    // Nothing of an unparsed head is trusted into the metrics either: method `OTHER`.
+    let metrics = gw.admin_get("/metrics").await.unwrap();
+    let counted = "gatehouse_requests_total{route=\"none\",method=\"OTHER\",status=\"400\"} 2";
+    assert!(metrics.lines().any(|l| l == counted), "{metrics}");
+    gw.stop().await;
+}

@@ -232,4 +232,9 @@ async fn stalled_request_head_is_cut_off_by_header_read_timeout() {
         assert_eq!(parse(bytes, closed).status, 408);
     }
     assert_eq!(up.count(), 0);
+    // Counted (and logged) as NGINX counts a `client_header_timeout`: a 408 with nothing of the
+    // partial head trusted, method `OTHER`.
+    let counted = "gatehouse_requests_total{route=\"none\",method=\"OTHER\",status=\"408\"} 1";
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(metrics.lines().any(|l| l == counted), "{metrics}");
 }
