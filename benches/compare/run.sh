@@ -16,7 +16,9 @@
 # harness's h1 and h2 tests, in interleaved rounds (several builds: their order rotates each
 # round). The figure is the proxy's CPU time per request (utime+stime of its processes from
 # /proc, over the run) and the ratio to NGINX per round, then
-# the median. Then, unless --no-idle, the resident memory of each with N idle keep-alive TLS
+# the median; beside it the same ratio with each proxy's figure divided by the upstream's CPU per
+# request in the same measurement (the machine's speed at that moment; see the comment at the
+# table). Then, unless --no-idle, the resident memory of each with N idle keep-alive TLS
 # connections (benches/compare/idle_rss.py).
 # --lat SECONDS adds, per round and proxy, a fixed-rate latency run (the shared harness's `lat`
 # shape: one HTTP/1.1 connection at 1,000 req/s, h2load --rps) of that length, and prints the
@@ -146,10 +148,15 @@ cpu_ticks() { # cpu_ticks PIDS...: utime+stime summed
 }
 hz="$(getconf CLK_TCK)"
 
-measure() { # measure NAME TEST -> "requests cpu_us_per_request"
-  local name="$1" test="$2" url out reqs before after pids
-  url="https://127.0.0.1:${port_of[$name]}/"; pids="$(pids_of "$name")"
-  before="$(cpu_ticks $pids)"
+upstream_pids() { # the upstream NGINX's PIDs (master + worker)
+  local master; master="$(cat "$work/upstream/nginx.pid")"
+  echo "$master $(pgrep -P "$master" | tr '\n' ' ')"
+}
+
+measure() { # measure NAME TEST -> "requests cpu_us_per_request upstream_cpu_us_per_request"
+  local name="$1" test="$2" url out reqs before after pids up up_before up_after
+  url="https://127.0.0.1:${port_of[$name]}/"; pids="$(pids_of "$name")"; up="$(upstream_pids)"
+  before="$(cpu_ticks $pids)"; up_before="$(cpu_ticks $up)"
   if [ -n "$perf_out" ] && [ "$name" != nginx ] && [ "$test" = "${PERF_TEST:-h1}" ]; then
     timeout $((duration + 30)) perf record -q -g -o "$perf_out" -p "${pids%% *}" -- sleep "$duration" >/dev/null 2>&1 &
     perf_out=""
@@ -165,9 +172,10 @@ measure() { # measure NAME TEST -> "requests cpu_us_per_request"
       --log-file "$work/h2load.log" "$url")"
     reqs="$(awk '/^requests:/ {print $8}' <<<"$out")"
   fi
-  after="$(cpu_ticks $pids)"
-  python3 -c "import sys; r=int(sys.argv[1]); t=int(sys.argv[2]); print(r, round(t*1e6/int(sys.argv[3])/max(r,1),2))" \
-    "${reqs:-0}" "$((after - before))" "$hz"
+  after="$(cpu_ticks $pids)"; up_after="$(cpu_ticks $up)"
+  python3 -c "import sys; r=max(int(sys.argv[1]),1); hz=int(sys.argv[4])
+print(int(sys.argv[1]), round(int(sys.argv[2])*1e6/hz/r,2), round(int(sys.argv[3])*1e6/hz/r,2))" \
+    "${reqs:-0}" "$((after - before))" "$((up_after - up_before))" "$hz"
 }
 
 rotated() { # rotated ROUND: the gatehouse builds, starting one further along each round
@@ -182,8 +190,8 @@ if [ "$load" = 1 ]; then
       # The order rotates: a build run right after another one is measured a little dearer
       # (about 1 µs a request on h1 here), and an A/B must not favour the first-listed.
       for name in nginx $(rotated "$round"); do
-        read -r reqs us <<<"$(measure "$name" "$test")"
-        echo "$round $test $name $reqs $us" | tee -a "$results"
+        read -r reqs us up_us <<<"$(measure "$name" "$test")"
+        echo "$round $test $name $reqs $us $up_us" | tee -a "$results"
       done
     done
   done
@@ -191,19 +199,29 @@ if [ "$load" = 1 ]; then
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 duration, names = float(sys.argv[2]), sys.argv[3:]
-print("\n| test | proxy | req/s | CPU µs/req | vs NGINX (median of rounds) | range |")
-print("|---|---|--:|--:|--:|--:|")
+# "per upstream CPU": each proxy's CPU per request divided by the upstream's in the same
+# measurement. The upstream does the same work for every proxy, so its cost is a yardstick of how
+# fast the machine ran just then; these VMs switch between a fast and a slow state for seconds at
+# a time (both cores, every process ~40 % dearer), which the plain ratio of two measurements
+# taken a few seconds apart mistakes for a difference between the proxies.
+print("\n| test | proxy | req/s | CPU µs/req | upstream µs/req | vs NGINX (median of rounds) | range "
+      "| vs NGINX per upstream CPU | range |")
+print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
 for test in ("h1", "h2"):
     by = {}
-    for r, t, name, reqs, us in rows:
+    for r, t, name, reqs, us, up in rows:
         if t == test:
-            by.setdefault(r, {})[name] = (int(reqs), float(us))
+            by.setdefault(r, {})[name] = (int(reqs), float(us), float(up))
     med = lambda name, i: statistics.median(v[name][i] for v in by.values())
-    print(f"| {test} | nginx | {med('nginx', 0) / duration:,.0f} | {med('nginx', 1):.1f} | 1.00× | |")
+    print(f"| {test} | nginx | {med('nginx', 0) / duration:,.0f} | {med('nginx', 1):.1f} | "
+          f"{med('nginx', 2):.1f} | 1.00× | | 1.00× | |")
     for name in names:
-        ratios = [v[name][1] / v["nginx"][1] for v in by.values() if v["nginx"][1] > 0]
+        rounds = [v for v in by.values() if v["nginx"][1] > 0 and v["nginx"][2] > 0 and v[name][2] > 0]
+        ratios = [v[name][1] / v["nginx"][1] for v in rounds]
+        scaled = [(v[name][1] / v[name][2]) / (v["nginx"][1] / v["nginx"][2]) for v in rounds]
         print(f"| {test} | {name} | {med(name, 0) / duration:,.0f} | {med(name, 1):.1f} | "
-              f"{statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} |")
+              f"{med(name, 2):.1f} | {statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} "
+              f"| {statistics.median(scaled):.2f}× | {min(scaled):.2f}–{max(scaled):.2f} |")
 PY
 fi
 
