@@ -17,7 +17,9 @@ use crate::runtime::Shared;
 
 /// The status to log for the error that ended an HTTP/1.1 connection: the one hyper answered a
 /// refused request head with, or 408 for a head cut off at `header_read_timeout`; `None` for
-/// every other way a connection ends.
+/// every other way a connection ends. (A bad head pipelined while the response before it is
+/// still being written ends the connection unanswered; it is logged with the status hyper would
+/// have sent, as NGINX logs a 400 it could not send.)
 pub(super) fn logged_status(error: &BoxError) -> Option<u16> {
     if HeadTimedOut::caused(&**error) {
         return Some(408);
