@@ -161,6 +161,7 @@ async fn idle_keep_alive_lasts_idle_timeout_not_header_read_timeout() {
     send(&mut tls, PING).await;
     let text = read_response(&mut tls).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_no_refused_head(&gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +180,7 @@ async fn a_parked_connection_still_closes_after_idle_timeout() {
         "closed after {waited:?} for idle_timeout 600ms"
     );
     wait_parked(&gw, 0).await;
+    assert_no_refused_head(&gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +194,17 @@ async fn a_connection_without_a_request_closes_after_header_read_timeout() {
         started.elapsed() < Duration::from_secs(3),
         "closed after {:?}",
         started.elapsed()
+    );
+    assert_no_refused_head(&gw).await;
+}
+
+/// No request head was counted as refused or cut off (`method="OTHER"`): a connection that
+/// closes idle, before its first request or between two, sent no head at all.
+async fn assert_no_refused_head(gw: &TestGateway) {
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        !metrics.contains("method=\"OTHER\""),
+        "an idle close counted as a request: {metrics}"
     );
 }
 
